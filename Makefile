@@ -1,0 +1,47 @@
+# Every target sets itself up: a fresh clone needs only `make run` or `make test`.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 5000
+# The standard MLflow variable wins, as it does for `cnnlab.run`.
+TRACKING_URI ?= $(or $(MLFLOW_TRACKING_URI),sqlite:///mlruns/mlflow.db)
+ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help setup run test lint format ui clean
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-8s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+setup: $(STAMP) ## Create .venv with cnnlab installed editable (dev extras included)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+run: setup ## Train the Fashion-MNIST tutorial network (dataset=fashion model=deep); pass overrides as ARGS="..."
+	$(PY) -m cnnlab.run $(ARGS)
+
+test: setup ## Run the test suite (synthetic data, no network)
+	$(PY) -m pytest $(ARGS)
+
+lint: setup ## Check style with ruff (lint and format)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup ## Apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+ui: setup ## Browse runs in the MLflow UI on http://$(HOST):$(PORT) (HOST=, PORT= to change)
+	@mkdir -p mlruns
+	@echo "MLflow UI for $(TRACKING_URI) at http://$(HOST):$(PORT)  (Ctrl-C to stop)"
+	$(VENV)/bin/mlflow ui --backend-store-uri $(TRACKING_URI) --host $(HOST) --port $(PORT)
+
+clean: ## Remove caches and Hydra outputs (keeps mlruns/ and sweeps/)
+	rm -rf outputs multirun .pytest_cache .ruff_cache

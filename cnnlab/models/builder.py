@@ -1,0 +1,59 @@
+"""The one model builder: ``cnnlab run``, the sweep's HyperModel and the reproduction all call :func:`build_model`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import layers
+
+from cnnlab.models.shapes import check_blocks
+
+INPUT_SHAPE = (28, 28, 1)
+
+
+def build_model(model_cfg: Any, num_classes: int, precision: str = "float32") -> keras.Model:
+    """Builds the block list as a Sequential model. Under bf16 the output layer stays float32 for a stable softmax."""
+    check_blocks(model_cfg.blocks, INPUT_SHAPE, num_classes)
+    policy = "mixed_bfloat16" if precision == "bf16" else "float32"
+    stack: list[layers.Layer] = [keras.Input(shape=INPUT_SHAPE)]
+    last = len(model_cfg.blocks) - 1
+    for index, block in enumerate(model_cfg.blocks):
+        kind = getattr(block.type, "value", block.type)
+        dtype = "float32" if index == last else policy
+        if kind == "conv":
+            stack.append(
+                layers.Conv2D(
+                    block.filters,
+                    block.kernel_size,
+                    strides=block.strides,
+                    padding=getattr(block.padding, "value", block.padding),
+                    activation=block.activation,
+                    dtype=dtype,
+                )
+            )
+        elif kind == "pool":
+            stack.append(layers.MaxPooling2D(block.pool_size, dtype=dtype))
+        elif kind == "dropout":
+            stack.append(layers.Dropout(block.rate, dtype=dtype))
+        elif kind == "flatten":
+            stack.append(layers.Flatten(dtype=dtype))
+        elif kind == "dense":
+            stack.append(layers.Dense(block.units, activation=block.activation, dtype=dtype))
+    return keras.Sequential(stack, name=model_cfg.name)
+
+
+def build_optimizer(optimizer_cfg: Any) -> keras.optimizers.Optimizer:
+    """Keras optimizer from config; unset (null) hyperparameters keep Keras' own defaults."""
+    name = getattr(optimizer_cfg.name, "value", optimizer_cfg.name)
+    options = {
+        key: getattr(optimizer_cfg, key)
+        for key in ("learning_rate", "beta_1", "beta_2", "epsilon", "momentum", "nesterov", "rho")
+        if getattr(optimizer_cfg, key, None) is not None
+    }
+    classes = {
+        "adam": keras.optimizers.Adam,
+        "sgd": keras.optimizers.SGD,
+        "rmsprop": keras.optimizers.RMSprop,
+    }
+    return classes[name](**options)

@@ -1,0 +1,20 @@
+"""`python -m cnnlab.run [overrides]`: compose the config, train once, report. All logic lives in cnnlab.train."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from cnnlab.cli import run_entry
+from cnnlab.config import register_configs
+
+register_configs()
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> float:
+    return run_entry(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""MLflow: where runs go, what each run records, and how it ends (FINISHED, FAILED or KILLED with a reason)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from omegaconf import OmegaConf
+
+import cnnlab
+
+REASON_TAG = "cnnlab.status_reason"
+
+
+class Terminated(BaseException):
+    """Raised in the main thread on SIGTERM so the run can be closed as KILLED (like KeyboardInterrupt for SIGINT)."""
+
+
+def tracking_uri(tracking_cfg: Any) -> str:
+    """The standard ``MLFLOW_TRACKING_URI`` wins over ``tracking.uri``."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or tracking_cfg.uri
+
+
+def configure(tracking_cfg: Any) -> str:
+    """Points MLflow at the store and returns the experiment id, creating the experiment with local artifacts."""
+    uri = tracking_uri(tracking_cfg)
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    experiment = mlflow.get_experiment_by_name(tracking_cfg.experiment)
+    if experiment is not None:
+        return experiment.experiment_id
+    artifact_location = None
+    if tracking_cfg.artifact_root:
+        artifact_location = (Path(tracking_cfg.artifact_root).resolve() / tracking_cfg.experiment).as_uri()
+    elif uri.startswith("sqlite:///"):
+        # Artifacts live beside the database, so one folder (mlruns/ by default) holds the whole store.
+        database = Path(uri.removeprefix("sqlite:///"))
+        artifact_location = (database.resolve().parent / "artifacts" / tracking_cfg.experiment).as_uri()
+    try:
+        return mlflow.create_experiment(tracking_cfg.experiment, artifact_location=artifact_location)
+    except mlflow.exceptions.MlflowException:
+        # Another process created it between our lookup and our create.
+        return mlflow.get_experiment_by_name(tracking_cfg.experiment).experiment_id
+
+
+def flatten(node: Any, prefix: str = "") -> dict[str, str]:
+    """Dotted keys for every leaf of a resolved config: ``trainer.epochs``, ``model.blocks.0.filters``, ..."""
+    container = OmegaConf.to_container(node, resolve=True, enum_to_str=True) if OmegaConf.is_config(node) else node
+    out: dict[str, str] = {}
+    if isinstance(container, dict):
+        items = container.items()
+    elif isinstance(container, list) and not all(isinstance(item, str | int | float) for item in container):
+        items = ((str(index), item) for index, item in enumerate(container))
+    else:
+        return {prefix.rstrip("."): str(container)}
+    for key, value in items:
+        if isinstance(value, dict | list):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = str(value)
+    return out
+
+
+def git_state() -> dict[str, str]:
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return {"git.commit": "unknown", "git.dirty": "unknown"}
+    return {"git.commit": commit, "git.dirty": str(bool(dirty)).lower()}
+
+
+def versions() -> dict[str, str]:
+    import keras
+    import tensorflow as tf
+
+    return {
+        "version.cnnlab": cnnlab.__version__,
+        "version.tensorflow": tf.__version__,
+        "version.keras": keras.__version__,
+        "version.mlflow": mlflow.__version__,
+        "version.python": sys.version.split()[0],
+    }
+
+
+def rerun_command(module: str, overrides: list[str]) -> str:
+    return shlex.join(["python", "-m", module, *overrides])
+
+
+@contextlib.contextmanager
+def tracked_run(experiment_id: str, run_name: str, tags: dict[str, str], description: str) -> Iterator[Any]:
+    """Opens a run and always closes it with the right status: FINISHED, FAILED (exception) or KILLED (signal).
+
+    The reason goes into the ``cnnlab.status_reason`` tag so the UI shows why a run did not finish.
+    """
+    previous_term = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum, frame):
+        raise Terminated("SIGTERM")
+
+    with contextlib.suppress(ValueError):  # not the main thread (e.g. a test runner's worker): keep the default
+        signal.signal(signal.SIGTERM, on_sigterm)
+    run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags, description=description)
+    try:
+        yield run
+    except KeyboardInterrupt:
+        _end(run, "KILLED", "interrupted by SIGINT (Ctrl-C)")
+        raise
+    except Terminated:
+        _end(run, "KILLED", "terminated by SIGTERM")
+        raise
+    except BaseException as error:
+        reason = getattr(error, "reason", None) or f"{type(error).__name__}: {error}"
+        _end(run, "FAILED", reason)
+        raise
+    else:
+        _end(run, "FINISHED", "completed")
+    finally:
+        with contextlib.suppress(ValueError):
+            signal.signal(signal.SIGTERM, previous_term)
+
+
+def _end(run: Any, status: str, reason: str) -> None:
+    # Tagging can itself fail (disk full, store gone); the status must still be set if at all possible.
+    with contextlib.suppress(Exception):
+        mlflow.set_tag(REASON_TAG, reason[:5000])
+    mlflow.end_run(status=status)

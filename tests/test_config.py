@@ -1,0 +1,107 @@
+"""The real config composes for every option, and bad input fails fast, clearly, before TensorFlow loads."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from cnnlab.config import ConfigError, validate
+from tests.conftest import CONF_DIR, compose_config
+
+GROUPS = {
+    group: sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml"))
+    for group in ("dataset", "model", "optimizer", "trainer", "tracking")
+}
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g, options in GROUPS.items() for o in options])
+def test_every_option_composes_and_validates(group, option):
+    cfg = compose_config(f"{group}={option}")
+    validate(cfg)
+    assert cfg[group] is not None
+
+
+def test_contract_keys_other_commands_rely_on():
+    cfg = compose_config()
+    assert (cfg.dataset.name, cfg.model.name) == ("fashion", "deep")
+    for key in (
+        "seed",
+        "trainer.epochs",
+        "trainer.batch_size",
+        "dataset.subset",
+        "tracking.uri",
+        "tracking.experiment",
+    ):
+        assert OmegaConf.select(cfg, key, throw_on_missing=True) is not None or key == "dataset.subset"
+    assert cfg.tracking.uri == "sqlite:///mlruns/mlflow.db"
+    assert cfg.tracking.experiment == "cnnlab-fashion"
+
+
+def test_wrong_type_fails_at_composition():
+    with pytest.raises(Exception, match="trainer.epochs"):
+        compose_config("trainer.epochs=three")
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("trainer.epochs=0", "trainer.epochs"),
+        ("trainer.batch_size=-4", "trainer.batch_size"),
+        ("dataset.subset=0", "dataset.subset"),
+        ("optimizer.learning_rate=0", "optimizer.learning_rate"),
+        ("model=dropout model.blocks.3.rate=1.5", r"model.blocks\[3\] \(dropout"),
+        ("model=simple model.blocks.0.filters=0", r"model.blocks\[0\].*filters"),
+        ("model=simple model.blocks.0.kernel_size=29", "larger than the 28x28"),
+        ("model=pooled model.blocks.5.pool_size=5", r"model.blocks\[5\].*below 1x1"),
+        ("model=simple model.blocks.3.units=7", "units=10"),
+        ("model=simple model.blocks.0.activation=relux", "unknown activation"),
+        ("trainer.metrics=[accuracy,f1]", "unknown metric"),
+    ],
+)
+def test_out_of_range_values_name_the_key(override, message):
+    cfg = compose_config(*override.split())
+    with pytest.raises(ConfigError, match=message):
+        validate(cfg)
+
+
+def run_cli(*args: str, cwd: Path) -> tuple[subprocess.CompletedProcess, float]:
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "cnnlab.run", *args], cwd=cwd, capture_output=True, text=True)
+    return result, time.perf_counter() - started
+
+
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        ("dataset=cifar", "Available options in 'dataset'"),
+        ("model=resnet", "Available options in 'model'"),
+        ("trainer.epochs=three", "trainer.epochs"),
+        ("trainer.learning_rate=0.1", "trainer.learning_rate"),
+        ("optimizer.name=adamw", "optimizer.name"),
+        ("trainer.epochs=-1", "trainer.epochs: must be >= 1"),
+        ("model.blocks.0.kernel_size=0", "kernel_size must be a positive integer"),
+    ],
+)
+def test_cli_rejects_bad_input_before_anything_is_created(tmp_path, override, expected):
+    result, seconds = run_cli(override, f"tracking.uri=sqlite:///{tmp_path}/mlruns/mlflow.db", cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "mlruns").exists()
+    assert seconds < 5, f"rejecting {override} took {seconds:.1f}s"  # generous: this is a test, not a benchmark
+
+
+def test_config_path_never_imports_tensorflow():
+    code = (
+        "import sys; from tests.conftest import compose_config; from cnnlab.config import validate; "
+        "import cnnlab.run; validate(compose_config()); "
+        "print(sorted(m for m in ('tensorflow', 'keras', 'mlflow', 'keras_tuner') if m in sys.modules))"
+    )
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

@@ -1,0 +1,150 @@
+"""End to end: a one-epoch run on synthetic data into a temporary MLflow store, checked from the store's side."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from cnnlab.callbacks import NanLossError
+from cnnlab.train import train
+from tests.conftest import compose_config
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def client(tmp_path):
+    return MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+
+
+def test_one_epoch_run_is_fully_tracked(tiny_run_overrides, client, arrays):
+    cfg = compose_config(*tiny_run_overrides, "trainer.epochs=2")
+    result = train(cfg, overrides=tiny_run_overrides)
+    run = client.get_run(result.run_id)
+
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == "mnist-simple-s0"
+    params = run.data.params
+    assert params["trainer.epochs"] == "2"
+    assert params["model.blocks.0.filters"] == "64"
+    assert params["num_params"] == "203434"
+    tags = run.data.tags
+    assert tags["dataset"] == "mnist" and tags["model"] == "simple"
+    assert tags["data.source"].startswith("local")
+    assert len(tags["data.sha256.x_train"]) == 64
+    assert {
+        "git.commit",
+        "git.dirty",
+        "version.tensorflow",
+        "version.keras",
+        "version.cnnlab",
+        "command",
+    } <= set(tags)
+    assert "trainer.epochs=1" in tags["hydra.overrides"]
+    assert "python -m cnnlab.run" in tags["mlflow.note.content"]
+
+    for metric in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        history = client.get_metric_history(result.run_id, metric)
+        assert [point.step for point in history] == [1, 2], metric
+    for metric in ("test_loss", "test_accuracy", "seconds_per_epoch", "total_seconds"):
+        assert metric in run.data.metrics
+    assert run.data.metrics["test_accuracy"] == pytest.approx(result.metrics["test_accuracy"])
+
+    artifacts = {item.path for item in client.list_artifacts(result.run_id)}
+    artifacts |= {item.path for item in client.list_artifacts(result.run_id, "plots")}
+    assert {
+        "model_summary.txt",
+        "config.yaml",
+        "plots/learning_curves.png",
+        "plots/confusion_matrix.png",
+    } <= artifacts
+    summary = Path(client.download_artifacts(result.run_id, "model_summary.txt")).read_text()
+    assert "203,434" in summary
+
+    mlflow.set_tracking_uri(client.tracking_uri)
+    model = mlflow.keras.load_model(f"runs:/{result.run_id}/model")
+    images = (arrays["x_test"][:5, :, :, None] / 255.0).astype(np.float32)
+    probabilities = model.predict(images, verbose=0)
+    assert probabilities.shape == (5, 10)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
+    pyfunc = mlflow.pyfunc.load_model(f"runs:/{result.run_id}/model")
+    np.testing.assert_allclose(np.asarray(pyfunc.predict(images)), probabilities, rtol=1e-5, atol=1e-6)
+
+
+def test_same_seed_same_numbers(tiny_run_overrides, client):
+    first = train(compose_config(*tiny_run_overrides, "seed=3", "tracking.log_model=false"))
+    second = train(compose_config(*tiny_run_overrides, "seed=3", "tracking.log_model=false"))
+    other = train(compose_config(*tiny_run_overrides, "seed=4", "tracking.log_model=false"))
+    for key in ("test_loss", "test_accuracy"):
+        assert first.metrics[key] == second.metrics[key]
+    assert first.metrics["test_loss"] != other.metrics["test_loss"]
+
+
+def test_diverging_run_fails_with_nan_reason(tiny_run_overrides, client):
+    cfg = compose_config(
+        *tiny_run_overrides, "optimizer=sgd", "optimizer.learning_rate=1e12", "dataset.scale_pixels=false"
+    )
+    with pytest.raises(NanLossError):
+        train(cfg)
+    (run,) = client.search_runs([client.get_experiment_by_name("cnnlab-mnist").experiment_id])
+    assert run.info.status == "FAILED"
+    assert run.data.tags["cnnlab.status_reason"].startswith("nan loss")
+
+
+def test_holdout_protocol_with_early_stopping_and_checkpoint(tiny_run_overrides, client):
+    cfg = compose_config(
+        *tiny_run_overrides,
+        "trainer.validation=holdout",
+        "trainer.holdout_size=40",
+        "trainer.epochs=3",
+        "trainer.early_stopping.enabled=true",
+        "trainer.early_stopping.patience=1",
+        "trainer.checkpoint=true",
+        "trainer.loss=categorical_crossentropy",
+        "trainer.metrics=[accuracy,auc]",
+        "tracking.log_model=false",
+    )
+    result = train(cfg)
+    assert "test_auc" in result.metrics
+    assert [p.step for p in client.get_metric_history(result.run_id, "val_auc")][0] == 1
+
+
+def test_cli_end_to_end_prints_summary(tmp_path, arrays):
+    """The real entry point, in a subprocess, on KMNIST-format npz files (no pinned hashes to patch)."""
+    from cnnlab.data import catalog
+
+    folder = tmp_path / "kmnist"
+    folder.mkdir()
+    for name, file in catalog.KMNIST_FILES.items():
+        np.savez_compressed(folder / file, arr_0=arrays[name])
+    command = [
+        sys.executable,
+        "-m",
+        "cnnlab.run",
+        "dataset=kmnist",
+        f"dataset.local_dir={folder}",
+        "dataset.sources=[local]",
+        "model=simple",
+        "trainer.epochs=1",
+        "tracking.log_model=false",
+    ]
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/store.db",
+        "CNNLAB_DATA": str(tmp_path / "c"),
+    }
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "test accuracy" in result.stdout
+    assert "val_accuracy:" in result.stdout  # the per-epoch progress line
+    run_id = result.stdout.split("MLflow run")[1].split()[0]
+    run = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"]).get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert not (tmp_path / "mlruns").exists()  # MLFLOW_TRACKING_URI won over tracking.uri
