@@ -11,7 +11,7 @@ TRACKING_URI ?= $(or $(MLFLOW_TRACKING_URI),sqlite:///mlruns/mlflow.db)
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test lint format ui clean
+.PHONY: help setup run sweep test lint format ui clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-8s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -26,6 +26,9 @@ $(STAMP): pyproject.toml
 
 run: setup ## Train the Fashion-MNIST tutorial network (dataset=fashion model=deep); pass overrides as ARGS="..."
 	$(PY) -m cnnlab.run $(ARGS)
+
+sweep: setup ## Run (or resume) the default keras-tuner study, ~10 min on 2 cores; ARGS="sweep=<study> tuner=hyperband ..."
+	$(PY) -m cnnlab.sweep $(ARGS)
 
 test: setup ## Run the test suite (synthetic data, no network)
 	$(PY) -m pytest $(ARGS)

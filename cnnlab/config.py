@@ -138,8 +138,86 @@ class Config:
     claim: Any = None  # what an experiment reproduces; see conf/experiment/
 
 
+class ParamType(Enum):
+    choice = "choice"
+    int = "int"
+    float = "float"
+    boolean = "boolean"
+
+
+class Sampling(Enum):
+    linear = "linear"
+    log = "log"
+
+
+class Direction(Enum):
+    max = "max"
+    min = "min"
+
+
+class TunerName(Enum):
+    random = "random"
+    bayesian = "bayesian"
+    hyperband = "hyperband"
+
+
+@dataclass
+class SearchParam:
+    """One searched config field: ``key`` is any dotted config key, e.g. ``model.blocks.0.filters``."""
+
+    key: str = MISSING
+    type: ParamType = ParamType.choice
+    values: list[Any] | None = None  # for choice
+    min: float | None = None  # for int and float
+    max: float | None = None
+    step: float | None = None
+    sampling: Sampling = Sampling.linear
+    parent: str | None = None  # only searched while the parent (a choice) takes one of parent_values
+    parent_values: list[Any] | None = None
+
+
+@dataclass
+class FinalistsConfig:
+    top_k: int = 0  # 0: no finalists; else retrain the best k configurations over `seeds` seeds
+    seeds: int = 3
+
+
+@dataclass
+class SweepConfig:
+    name: str = MISSING  # the study: its state lives in sweeps/<name>/, its runs in experiment cnnlab-sweep-<name>
+    objective: str = "val_accuracy"
+    direction: Direction = Direction.max
+    max_trials: int = 10
+    max_epochs: int = 3  # epochs per trial (random, bayesian); the largest budget of a trial (hyperband)
+    executions_per_trial: int = 1
+    early_stopping_patience: int | None = 2  # stop a trial whose objective stalls this many epochs; null: never
+    overwrite: bool = False  # true starts the study over, discarding its state in sweeps/<name>/
+    directory: str = "sweeps"
+    export_dir: str | None = None  # where the best configuration is written; null: conf/experiment/
+    finalists: FinalistsConfig = field(default_factory=FinalistsConfig)
+    space: list[SearchParam] = field(default_factory=list)
+
+
+@dataclass
+class TunerConfig:
+    name: TunerName = MISSING
+    num_initial_points: int | None = None  # bayesian: random trials before the Gaussian process
+    alpha: float = 1e-4  # bayesian
+    beta: float = 2.6  # bayesian
+    factor: int = 3  # hyperband
+    hyperband_iterations: int = 1  # hyperband
+
+
+@dataclass
+class SweepEntryConfig(Config):
+    sweep: SweepConfig = MISSING
+    tuner: TunerConfig = MISSING
+
+
 def register_configs() -> None:
-    ConfigStore.instance().store(name="cnnlab_schema", node=Config)
+    store = ConfigStore.instance()
+    store.store(name="cnnlab_schema", node=Config)
+    store.store(name="cnnlab_sweep_schema", node=SweepEntryConfig)
 
 
 class ConfigError(ValueError):

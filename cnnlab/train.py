@@ -1,6 +1,8 @@
-"""train(cfg) -> result: the one place cnnlab builds, trains, evaluates and tracks a network.
+"""The one place cnnlab prepares data, builds, trains, evaluates and tracks a network.
 
-Importable and testable without Hydra: pass any OmegaConf config with the schema of :mod:`cnnlab.config`.
+``train(cfg)`` is a whole tracked run (what ``cnnlab.run`` and the reproduction call); the sweep's HyperModel uses
+the same pieces (:func:`prepare_data`, :func:`build_compiled_model`, :func:`fit`). Importable and testable without
+Hydra: pass any OmegaConf config with the schema of :mod:`cnnlab.config`.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,18 +22,44 @@ from cnnlab.config import validate
 log = logging.getLogger(__name__)
 
 
+def option(value: Any) -> Any:
+    """The plain value of a config enum (``Validation.test`` -> ``"test"``); other values unchanged."""
+    return getattr(value, "value", value)
+
+
 @dataclass
 class Result:
     run_id: str
     experiment_id: str
     metrics: dict[str, float]
-    epoch_seconds: list[float] = field(default_factory=list)
+    history: dict[str, list[float]] = field(default_factory=dict)
     data_source: str = ""
     num_params: int = 0
 
 
-def _value(option: Any) -> Any:
-    return getattr(option, "value", option)
+@dataclass
+class PreparedData:
+    """Verified arrays split by the config's protocol; pipelines are made per config (batch size can vary)."""
+
+    arrays: Any
+    splits: Any
+    class_names: list[str]
+
+    def pipeline(self, cfg: Any, split_name: str, shuffle: bool = False) -> Any:
+        from cnnlab.data.pipeline import make_dataset
+
+        split = getattr(self.splits, split_name)
+        if split is None:
+            return None
+        categorical = option(cfg.trainer.loss) == "categorical_crossentropy"
+        return make_dataset(
+            split.x,
+            split.y,
+            batch_size=cfg.trainer.batch_size,
+            scale_pixels=cfg.dataset.scale_pixels,
+            one_hot_classes=len(self.class_names) if categorical else None,
+            shuffle_seed=cfg.seed if shuffle else None,
+        )
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -42,20 +71,70 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
-def compile_model(model: Any, cfg: Any) -> None:
+def prepare_data(cfg: Any) -> PreparedData:
+    from cnnlab.data import load_arrays
+    from cnnlab.data.splits import make_splits
+
+    arrays = load_arrays(cfg.dataset)
+    splits = make_splits(arrays, option(cfg.trainer.validation), cfg.trainer.holdout_size, cfg.dataset.subset)
+    return PreparedData(arrays=arrays, splits=splits, class_names=list(cfg.dataset.classes))
+
+
+def build_compiled_model(cfg: Any) -> Any:
+    """The network of ``cfg.model``, compiled with the config's optimizer, loss and metrics."""
     import keras
 
-    from cnnlab.models.builder import build_optimizer
+    from cnnlab.models.builder import build_model, build_optimizer
 
-    metrics: list[Any] = []
-    for name in cfg.trainer.metrics:
-        metrics.append("accuracy" if name == "accuracy" else keras.metrics.AUC(name="auc"))
+    precision = option(cfg.trainer.precision)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bf16" else "float32")
+    model = build_model(cfg.model, len(cfg.dataset.classes), precision)
+    metrics = ["accuracy" if name == "accuracy" else keras.metrics.AUC(name="auc") for name in cfg.trainer.metrics]
     model.compile(
         optimizer=build_optimizer(cfg.optimizer),
-        loss=_value(cfg.trainer.loss),
+        loss=option(cfg.trainer.loss),
         metrics=metrics,
         jit_compile=cfg.trainer.jit_compile,
     )
+    return model
+
+
+def fit(
+    model: Any,
+    cfg: Any,
+    data: PreparedData,
+    callbacks: list[Any] | None = None,
+    epochs: int | None = None,
+    initial_epoch: int = 0,
+) -> Any:
+    """``model.fit`` on the config's pipelines, stopping at the first NaN loss (raises NanLossError)."""
+    import keras
+
+    from cnnlab.callbacks import EpochTimer, MlflowEpochLogger, StopOnNaN
+
+    nan_guard = StopOnNaN()
+    callbacks = [nan_guard, EpochTimer(), MlflowEpochLogger(), *(callbacks or [])]
+    stop = cfg.trainer.early_stopping
+    if stop.enabled:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=stop.monitor, patience=stop.patience, restore_best_weights=stop.restore_best_weights
+            )
+        )
+    verbose = cfg.trainer.verbose
+    if verbose is None:
+        verbose = 1 if sys.stdout.isatty() else 2
+    history = model.fit(
+        data.pipeline(cfg, "train", shuffle=True),
+        validation_data=data.pipeline(cfg, "validation"),
+        epochs=epochs or cfg.trainer.epochs,
+        initial_epoch=initial_epoch,
+        callbacks=callbacks,
+        verbose=verbose,
+        shuffle=False,  # the tf.data pipeline already reshuffles every epoch
+    )
+    nan_guard.raise_if_diverged()
+    return history
 
 
 def model_summary(model: Any) -> str:
@@ -64,8 +143,19 @@ def model_summary(model: Any) -> str:
     return "\n".join(lines)
 
 
-def train(cfg: Any, overrides: list[str] | None = None) -> Result:
-    """Trains ``cfg`` end to end and records it as one MLflow run; returns the run id and final metrics."""
+def default_run_name(cfg: Any) -> str:
+    return cfg.tracking.run_name or f"{cfg.dataset.name}-{cfg.model.name}-s{cfg.seed}"
+
+
+def train(
+    cfg: Any,
+    overrides: list[str] | None = None,
+    *,
+    parent_run_id: str | None = None,
+    extra_tags: dict[str, str] | None = None,
+    data: PreparedData | None = None,
+) -> Result:
+    """Trains ``cfg`` end to end and records it as one MLflow run (a child of ``parent_run_id`` when given)."""
     validate(cfg)
     started = time.perf_counter()
 
@@ -74,117 +164,72 @@ def train(cfg: Any, overrides: list[str] | None = None) -> Result:
     import numpy as np
 
     from cnnlab import plots, tracking
-    from cnnlab.callbacks import EpochTimer, MlflowEpochLogger, StopOnNaN
-    from cnnlab.data import load_arrays
-    from cnnlab.data.pipeline import make_dataset
-    from cnnlab.data.splits import make_splits
-    from cnnlab.models.builder import build_model
 
     seed_everything(cfg.seed, cfg.trainer.deterministic)
-    if _value(cfg.trainer.precision) == "bf16":
-        keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    arrays = load_arrays(cfg.dataset)
-    splits = make_splits(arrays, _value(cfg.trainer.validation), cfg.trainer.holdout_size, cfg.dataset.subset)
-    class_names = list(cfg.dataset.classes)
-    num_classes = len(class_names)
-    one_hot = num_classes if _value(cfg.trainer.loss) == "categorical_crossentropy" else None
-
-    def pipeline(split: Any, shuffle: bool) -> Any:
-        return make_dataset(
-            split.x,
-            split.y,
-            batch_size=cfg.trainer.batch_size,
-            scale_pixels=cfg.dataset.scale_pixels,
-            one_hot_classes=one_hot,
-            shuffle_seed=cfg.seed if shuffle else None,
-        )
-
-    model = build_model(cfg.model, num_classes, _value(cfg.trainer.precision))
-    compile_model(model, cfg)
+    data = data or prepare_data(cfg)
+    model = build_compiled_model(cfg)
     num_params = model.count_params()
 
     experiment_id = tracking.configure(cfg.tracking)
     overrides = list(overrides or [])
-    run_name = cfg.tracking.run_name or f"{cfg.dataset.name}-{cfg.model.name}-s{cfg.seed}"
     rerun = tracking.rerun_command("cnnlab.run", overrides)
     tags = {
         "dataset": cfg.dataset.name,
         "model": cfg.model.name,
-        "data.source": arrays.source,
-        **{f"data.sha256.{key}": value for key, value in arrays.sha256.items()},
+        "data.source": data.arrays.source,
+        **{f"data.sha256.{key}": value for key, value in data.arrays.sha256.items()},
         **tracking.git_state(),
         **tracking.versions(),
         "command": " ".join([os.path.basename(sys.argv[0]), *sys.argv[1:]]),
         "hydra.overrides": " ".join(overrides),
+        **(extra_tags or {}),
     }
     description = (
         f"{cfg.model.name} network on {cfg.dataset.name}, {cfg.trainer.epochs} epochs, seed {cfg.seed}.\n\n"
         f"Rerun: `{rerun}`"
     )
-    with tracking.tracked_run(experiment_id, run_name, tags, description) as run:
+    run_name = default_run_name(cfg)
+    with tracking.tracked_run(experiment_id, run_name, tags, description, parent_run_id=parent_run_id) as run:
         log.info("MLflow run %s (%s) in experiment %r", run.info.run_id, run_name, cfg.tracking.experiment)
         params = tracking.flatten(cfg)
         params["num_params"] = str(num_params)
         mlflow.log_params(params)
         mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
         mlflow.log_text(model_summary(model), "model_summary.txt")
+        validation = data.splits.validation
         log.info(
             "training %s (%s parameters) on %d images, validating on %s, for %d epochs",
             cfg.model.name,
             f"{num_params:,}",
-            len(splits.train),
-            f"{len(splits.validation)} images" if splits.validation else "nothing",
+            len(data.splits.train),
+            f"{len(validation)} images" if validation else "nothing",
             cfg.trainer.epochs,
         )
-
-        nan_guard, timer = StopOnNaN(), EpochTimer()
-        callbacks: list[Any] = [nan_guard, timer, MlflowEpochLogger()]
-        if cfg.trainer.early_stopping.enabled:
-            stop = cfg.trainer.early_stopping
-            callbacks.append(
-                keras.callbacks.EarlyStopping(
-                    monitor=stop.monitor,
-                    patience=stop.patience,
-                    restore_best_weights=stop.restore_best_weights,
-                )
-            )
-        checkpoint_dir = None
-        if cfg.trainer.checkpoint:
-            import tempfile
-
-            checkpoint_dir = tempfile.TemporaryDirectory(prefix="cnnlab-checkpoint-")
+        callbacks: list[Any] = []
+        checkpoint_dir = tempfile.TemporaryDirectory(prefix="cnnlab-checkpoint-") if cfg.trainer.checkpoint else None
+        if checkpoint_dir is not None:
             best_path = os.path.join(checkpoint_dir.name, "best.keras")
             callbacks.append(keras.callbacks.ModelCheckpoint(best_path, monitor="val_loss", save_best_only=True))
-        verbose = cfg.trainer.verbose
-        if verbose is None:
-            verbose = 1 if sys.stdout.isatty() else 2
-        history = model.fit(
-            pipeline(splits.train, shuffle=True),
-            validation_data=pipeline(splits.validation, shuffle=False) if splits.validation else None,
-            epochs=cfg.trainer.epochs,
-            callbacks=callbacks,
-            verbose=verbose,
-            shuffle=False,  # the tf.data pipeline already reshuffles every epoch
-        )
-        nan_guard.raise_if_diverged()
+        history = fit(model, cfg, data, callbacks)
         if checkpoint_dir is not None:
             model = keras.saving.load_model(best_path, safe_mode=True)
             checkpoint_dir.cleanup()
 
-        test_data = pipeline(splits.test, shuffle=False)
-        test_metrics = model.evaluate(test_data, verbose=0, return_dict=True)
-        final = {f"test_{key}": float(value) for key, value in test_metrics.items()}
-        probabilities = model.predict(test_data, verbose=0)
-        predicted = np.argmax(probabilities, axis=1)
-        final["epochs_run"] = float(len(timer.seconds))
-        final["seconds_per_epoch"] = float(np.mean(timer.seconds))
-        final["train_seconds"] = float(np.sum(timer.seconds))
+        test_data = data.pipeline(cfg, "test")
+        final = {
+            f"test_{key}": float(value) for key, value in model.evaluate(test_data, verbose=0, return_dict=True).items()
+        }
+        predicted = np.argmax(model.predict(test_data, verbose=0), axis=1)
+        epoch_seconds = history.history.get("epoch_seconds", [])
+        final["epochs_run"] = float(len(epoch_seconds))
+        final["seconds_per_epoch"] = float(np.mean(epoch_seconds))
+        final["train_seconds"] = float(np.sum(epoch_seconds))
         mlflow.log_metrics(final)
 
         title = f"{cfg.dataset.name} / {cfg.model.name} / seed {cfg.seed}"
         for name, figure in (
             ("learning_curves", plots.learning_curves(history.history, title)),
-            ("confusion_matrix", plots.confusion_matrix(splits.test.y, predicted, class_names, title)),
+            ("confusion_matrix", plots.confusion_matrix(data.splits.test.y, predicted, data.class_names, title)),
         ):
             mlflow.log_figure(figure, f"plots/{name}.png")
             plots.plt.close(figure)
@@ -196,8 +241,8 @@ def train(cfg: Any, overrides: list[str] | None = None) -> Result:
             run_id=run.info.run_id,
             experiment_id=experiment_id,
             metrics=final,
-            epoch_seconds=list(timer.seconds),
-            data_source=arrays.source,
+            history={key: [float(v) for v in values] for key, values in history.history.items()},
+            data_source=data.arrays.source,
             num_params=num_params,
         )
 

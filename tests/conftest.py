@@ -77,9 +77,9 @@ def pin_mnist(monkeypatch, arrays):
     return digests
 
 
-def compose_config(*overrides: str):
+def compose_config(*overrides: str, config_name: str = "config"):
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
+        return compose(config_name=config_name, overrides=list(overrides))
 
 
 @pytest.fixture

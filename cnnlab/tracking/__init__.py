@@ -102,10 +102,18 @@ def rerun_command(module: str, overrides: list[str]) -> str:
 
 
 @contextlib.contextmanager
-def tracked_run(experiment_id: str, run_name: str, tags: dict[str, str], description: str) -> Iterator[Any]:
+def tracked_run(
+    experiment_id: str,
+    run_name: str,
+    tags: dict[str, str],
+    description: str,
+    parent_run_id: str | None = None,
+    run_id: str | None = None,
+) -> Iterator[Any]:
     """Opens a run and always closes it with the right status: FINISHED, FAILED (exception) or KILLED (signal).
 
     The reason goes into the ``cnnlab.status_reason`` tag so the UI shows why a run did not finish.
+    ``parent_run_id`` nests the run (a sweep trial, a reproduction seed); ``run_id`` reattaches an existing run.
     """
     previous_term = signal.getsignal(signal.SIGTERM)
 
@@ -114,7 +122,18 @@ def tracked_run(experiment_id: str, run_name: str, tags: dict[str, str], descrip
 
     with contextlib.suppress(ValueError):  # not the main thread (e.g. a test runner's worker): keep the default
         signal.signal(signal.SIGTERM, on_sigterm)
-    run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags, description=description)
+    if run_id is not None:
+        run = mlflow.start_run(run_id=run_id)
+        mlflow.set_tags(tags)
+    else:
+        run = mlflow.start_run(
+            experiment_id=experiment_id,
+            run_name=run_name,
+            tags=tags,
+            description=description,
+            parent_run_id=parent_run_id,
+            nested=parent_run_id is not None,
+        )
     try:
         yield run
     except KeyboardInterrupt:

@@ -1,0 +1,1 @@
+"""Claims, statistics over seeds, verdicts and reports."""

@@ -1,0 +1,107 @@
+"""run_sweep(cfg): a whole study: validate the space, search with keras-tuner, report, export, finalists."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from cnnlab.config import validate
+from cnnlab.tuning.space import check_space
+
+log = logging.getLogger(__name__)
+
+
+def run_sweep(cfg: Any, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Runs (or resumes) the study ``cfg.sweep.name``; returns the best trial and where everything went."""
+    validate(cfg)
+    check_space(cfg)
+    started = time.perf_counter()
+
+    import mlflow
+
+    from cnnlab import plots, tracking, train
+    from cnnlab.tuning import study as studies
+    from cnnlab.tuning.hypermodel import make_tuner
+
+    command = tracking.rerun_command("cnnlab.sweep", list(overrides or []))
+    study = studies.Study.open(cfg, command)
+    data = train.prepare_data(cfg)
+    tuner = make_tuner(cfg, data, study)
+    finished_before = sum(1 for t in tuner.oracle.trials.values() if t.status == "COMPLETED")
+    budget = study.budget if study.budget is not None else "hyperband brackets"
+    print(
+        f"[study {study.name}] {'resuming' if study.resumed else 'starting'}: {cfg.tuner.name.value} search, "
+        f"budget {budget} trials, {finished_before} finished before; state in {study.folder}; "
+        f"parent MLflow run {study.parent_run_id}",
+        flush=True,
+    )
+    tags = {"cnnlab.study": study.name}
+    with tracking.tracked_run(study.experiment_id, "", tags, "", run_id=study.parent_run_id):
+        if not study.resumed:
+            mlflow.log_params(
+                {f"sweep.{k}": v for k, v in tracking.flatten(cfg.sweep).items() if not k.startswith("space")}
+            )
+            mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "study_config.yaml")
+        tuner.search(verbose=1)
+        table = studies.trials_table(tuner.oracle, study)
+        mlflow.log_text(table.to_csv(index=False), "best_trials.csv")
+        mlflow.log_text(studies.markdown(table), "best_trials.md")
+        figure = studies.parallel_coordinates(table, study.objective, f"study {study.name}: {study.objective}")
+        mlflow.log_figure(figure, "plots/parallel_coordinates.png")
+        plots.plt.close(figure)
+        summary: dict[str, Any] = {"study": study, "table": table, "finished_before": finished_before}
+        best_trials = tuner.oracle.get_best_trials(1)
+        if best_trials and best_trials[0].score is not None:
+            best_cfg = tuner.hypermodel.trial_config(best_trials[0].hyperparameters)
+            exported = studies.export_best(cfg, table, study, best_cfg)
+            mlflow.log_artifact(str(exported))
+            mlflow.log_metric(f"best_{study.objective}", float(best_trials[0].score))
+            summary.update(best_trial=best_trials[0].trial_id, best_score=best_trials[0].score, exported=exported)
+            if cfg.sweep.finalists.top_k > 0:
+                summary["finalists"] = run_finalists(cfg, tuner, study, data)
+        summary["minutes"] = (time.perf_counter() - started) / 60
+        return summary
+
+
+def run_finalists(cfg: Any, tuner: Any, study: Any, data: Any) -> Any:
+    """Retrains the top-k configurations over several seeds, evaluating the test set, ranked by mean and lower bound."""
+    import mlflow
+    import pandas as pd
+
+    from cnnlab import train
+    from cnnlab.claims.stats import t_interval
+
+    rows = []
+    for rank, trial in enumerate(tuner.oracle.get_best_trials(cfg.sweep.finalists.top_k), start=1):
+        accuracies = []
+        for seed in range(cfg.sweep.finalists.seeds):
+            finalist_cfg = tuner.hypermodel.trial_config(trial.hyperparameters)
+            finalist_cfg.seed = seed
+            finalist_cfg.tracking.run_name = f"finalist-{rank}-trial-{trial.trial_id}-s{seed}"
+            finalist_cfg.tracking.experiment = f"cnnlab-sweep-{study.name}"
+            finalist_cfg.tracking.log_model = False
+            result = train.train(
+                finalist_cfg,
+                parent_run_id=study.parent_run_id,
+                extra_tags={"cnnlab.study": study.name, "cnnlab.finalist_of": trial.trial_id},
+                data=data,
+            )
+            accuracies.append(result.metrics["test_accuracy"])
+        interval = t_interval(accuracies)
+        rows.append(
+            {
+                "trial": trial.trial_id,
+                "seeds": len(accuracies),
+                "mean_test_accuracy": interval.mean,
+                "std": interval.std,
+                "ci95_low": interval.low,
+                "ci95_high": interval.high,
+            }
+        )
+    table = pd.DataFrame(rows).sort_values(["ci95_low", "mean_test_accuracy"], ascending=False)
+    mlflow.log_text(table.to_csv(index=False), "finalists.csv")
+    print(table.to_string(index=False), flush=True)
+    return table

@@ -1,0 +1,235 @@
+"""A study: its folder under sweeps/, its MLflow parent run, its progress lines and its closing report."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
+
+from cnnlab import plots, tracking
+from cnnlab.config import ConfigError
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "cnnlab_study.json"
+EXPERIMENT_DIR = Path(__file__).resolve().parents[2] / "conf" / "experiment"
+
+
+def study_fingerprint(cfg: Any) -> str:
+    """What must not change for a study to be resumed: everything but the budget, tracking and the overwrite flag."""
+    container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    for key in ("max_trials", "overwrite", "finalists"):
+        container["sweep"].pop(key, None)
+    container.pop("tracking", None)
+    return hashlib.sha256(json.dumps(container, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Study:
+    name: str
+    folder: Path
+    experiment_id: str
+    parent_run_id: str
+    command: str
+    objective: str
+    direction: str
+    budget: int | None
+    resumed: bool
+
+    @classmethod
+    def open(cls, cfg: Any, command: str) -> Study:
+        """Reattaches the study's parent run when its folder exists, else starts it (``sweep.overwrite`` restarts)."""
+        folder = Path(cfg.sweep.directory) / cfg.sweep.name
+        state_path = folder / STATE_FILE
+        experiment_name = f"cnnlab-sweep-{cfg.sweep.name}"
+        cfg_tracking = OmegaConf.merge(cfg.tracking, {"experiment": experiment_name})
+        experiment_id = tracking.configure(cfg_tracking)
+        if cfg.sweep.overwrite and folder.exists():
+            log.warning("sweep.overwrite=true: discarding the study state in %s", folder)
+            shutil.rmtree(folder)
+        fingerprint = study_fingerprint(cfg)
+        tuner = getattr(cfg.tuner.name, "value", cfg.tuner.name)
+        budget = None if tuner == "hyperband" else cfg.sweep.max_trials
+        common = dict(
+            name=cfg.sweep.name,
+            folder=folder,
+            experiment_id=experiment_id,
+            command=command,
+            objective=cfg.sweep.objective,
+            direction=getattr(cfg.sweep.direction, "value", cfg.sweep.direction),
+            budget=budget,
+        )
+        if state_path.exists():
+            state = read_state(state_path)
+            if state.get("fingerprint") != fingerprint:
+                raise ConfigError(
+                    f"study {cfg.sweep.name!r} in {folder} was started with a different space, tuner or protocol. "
+                    "Resume it with the same settings, pick a new sweep.name, or start over with sweep.overwrite=true."
+                )
+            study = cls(parent_run_id=state["parent_run_id"], resumed=True, **common)
+            study.mark_stale_trials_killed()
+            return study
+        tags = {
+            "cnnlab.study": cfg.sweep.name,
+            "cnnlab.tuner": tuner,
+            "dataset": cfg.dataset.name,
+            **tracking.git_state(),
+        }
+        description = (
+            f"Study {cfg.sweep.name!r}: {tuner} search, objective {cfg.sweep.objective}.\n\nRerun: `{command}`"
+        )
+        run = MlflowClient().create_run(experiment_id, run_name=f"study-{cfg.sweep.name}", tags=tags)
+        MlflowClient().set_tag(run.info.run_id, "mlflow.note.content", description)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_state(state_path, {"parent_run_id": run.info.run_id, "fingerprint": fingerprint})
+        return cls(parent_run_id=run.info.run_id, resumed=False, **common)
+
+    def mark_stale_trials_killed(self) -> None:
+        """Child runs left RUNNING by a killed process end KILLED; keras-tuner reruns their trials."""
+        client = MlflowClient()
+        stale = client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{self.parent_run_id}' and attributes.status = 'RUNNING'",
+        )
+        for run in stale:
+            client.set_tag(run.info.run_id, tracking.REASON_TAG, "process died mid-trial; the trial is run again")
+            client.set_terminated(run.info.run_id, "KILLED")
+            log.warning("marked %s (%s) KILLED: its process died mid-trial", run.info.run_name, run.info.run_id)
+
+    def report_progress(self, oracle: Any, trial: Any) -> None:
+        done = sum(1 for t in oracle.trials.values() if t.status in ("COMPLETED", "FAILED", "INVALID"))
+        total = self.budget if self.budget is not None else "?"
+        best = oracle.get_best_trials(1)
+        best_text = f"{best[0].score:.4f} (trial {best[0].trial_id})" if best and best[0].score is not None else "-"
+        score = f"{trial.score:.4f}" if trial.score is not None else "n/a"
+        values = {k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")}
+        print(
+            f"[study {self.name}] trial {done}/{total} {trial.status.lower()}: {self.objective}={score} "
+            f"| best so far {best_text} | {values}",
+            flush=True,
+        )
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ConfigError(
+            f"study state {path} is unreadable ({error}). Delete it to start a new parent run, "
+            "or rerun with sweep.overwrite=true to start the study over."
+        ) from error
+
+
+def write_state(path: Path, state: dict[str, Any]) -> None:
+    """Atomic: a kill mid-write leaves the old file, never half a file."""
+    temporary = path.with_suffix(".json.part")
+    temporary.write_text(json.dumps(state, indent=2))
+    os.replace(temporary, path)
+
+
+def trials_table(oracle: Any, study: Study) -> pd.DataFrame:
+    """One row per trial: id, status, score, hyperparameters, and its MLflow run; best first, NaN scores last."""
+    runs = mlflow.search_runs(
+        [study.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{study.parent_run_id}'", output_format="list"
+    )
+    run_ids = {r.data.tags.get("cnnlab.trial_id"): r.info.run_id for r in runs if r.info.status == "FINISHED"}
+    rows = []
+    for trial in oracle.trials.values():
+        score = trial.score if trial.score is not None and math.isfinite(trial.score) else None
+        row = {
+            "trial": trial.trial_id,
+            "status": trial.status,
+            study.objective: score,
+            "run_id": run_ids.get(trial.trial_id),
+        }
+        row.update({k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")})
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    ascending = study.direction == "min"
+    return table.sort_values(study.objective, ascending=ascending, na_position="last").reset_index(drop=True)
+
+
+def parallel_coordinates(table: pd.DataFrame, objective: str, title: str) -> Any:
+    """One line per finished trial across every hyperparameter axis, coloured by its score."""
+    finished = table.dropna(subset=[objective])
+    hp_columns = [c for c in finished.columns if c not in ("trial", "status", "run_id", objective)]
+    columns = [*hp_columns, objective]
+    figure, axis = plots.plt.subplots(figsize=(max(6, 1.6 * len(columns)), 4.5))
+    if finished.empty:
+        axis.text(0.5, 0.5, "no finished trials", ha="center")
+        return figure
+    scaled, labels = {}, {}
+    for column in columns:
+        values = finished[column]
+        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            numeric = values.astype(float)
+            low, high = numeric.min(), numeric.max()
+            scaled[column] = (numeric - low) / (high - low) if high > low else numeric * 0 + 0.5
+            labels[column] = (f"{low:.3g}", f"{high:.3g}")
+        else:
+            categories = sorted(values.astype(str).unique())
+            codes = values.astype(str).map({c: i for i, c in enumerate(categories)})
+            scaled[column] = codes / max(len(categories) - 1, 1)
+            labels[column] = (categories[0], categories[-1])
+    scores = finished[objective].astype(float)
+    colour = plots.plt.cm.viridis((scores - scores.min()) / max(scores.max() - scores.min(), 1e-12))
+    for row in range(len(finished)):
+        axis.plot(range(len(columns)), [scaled[c].iloc[row] for c in columns], color=colour[row], alpha=0.8)
+    axis.set_xticks(
+        range(len(columns)), [c.replace("model.blocks.", "blocks.") for c in columns], rotation=25, ha="right"
+    )
+    for index, column in enumerate(columns):
+        axis.axvline(index, color="grey", lw=0.5)
+        axis.text(index, -0.08, labels[column][0], ha="center", fontsize=7)
+        axis.text(index, 1.04, labels[column][1], ha="center", fontsize=7)
+    axis.set_yticks([])
+    axis.set_ylim(-0.12, 1.1)
+    axis.set_title(title)
+    figure.tight_layout()
+    return figure
+
+
+def export_best(cfg: Any, table: pd.DataFrame, study: Study, best_cfg: Any) -> Path:
+    """Writes the best configuration as ``conf/experiment/sweep_<study>_best.yaml`` so a run can retrain it."""
+    best = table.dropna(subset=[study.objective]).iloc[0]
+    resolved = OmegaConf.to_container(best_cfg, resolve=True, enum_to_str=True)
+    body = {key: resolved[key] for key in ("seed", "dataset", "model", "optimizer", "trainer")}
+    header = (
+        "# @package _global_\n"
+        f"# Best configuration of study {study.name!r}: trial {best['trial']}, "
+        f"{study.objective}={best[study.objective]:.4f}, MLflow run {best['run_id']}.\n"
+        f"# Exported by `{study.command}`. Retrain it: python -m cnnlab.run experiment=sweep_{study.name}_best\n"
+    )
+    folder = Path(cfg.sweep.export_dir) if cfg.sweep.export_dir else EXPERIMENT_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"sweep_{study.name}_best.yaml"
+    path.write_text(header + OmegaConf.to_yaml(OmegaConf.create(body)))
+    return path
+
+
+def markdown(table: pd.DataFrame) -> str:
+    shown = table.copy()
+    header = "| " + " | ".join(map(str, shown.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in shown.columns) + "|"
+
+    def cell(value: Any) -> str:
+        if value is None or (isinstance(value, float) and not math.isfinite(value)):
+            return ""
+        return f"{value:.4g}" if isinstance(value, float | np.floating) else str(value)
+
+    rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in shown.itertuples(index=False)]
+    return "\n".join([header, rule, *rows])

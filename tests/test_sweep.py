@@ -1,0 +1,173 @@
+"""Sweeps on synthetic data: space validation, each tuner, the MLflow parent/child structure, and resume."""
+
+from __future__ import annotations
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from cnnlab.config import ConfigError
+from cnnlab.tuning.space import check_space
+from tests.conftest import compose_config
+
+SPACE = (
+    "sweep.space=["
+    "{key: optimizer.learning_rate, type: float, min: 1.0e-4, max: 1.0e-2, sampling: log},"
+    "{key: model.blocks.0.filters, type: choice, values: [8, 16]},"
+    "{key: optimizer.name, type: choice, values: [adam, sgd]},"
+    "{key: optimizer.momentum, type: float, min: 0.0, max: 0.9, parent: optimizer.name, parent_values: [sgd]}]"
+)
+
+
+def sweep_config(*overrides: str):
+    return compose_config(*overrides, config_name="sweep_config")
+
+
+@pytest.fixture
+def sweep_overrides(tmp_path, idx_dir, pin_mnist) -> list[str]:
+    return [
+        "dataset=mnist",
+        f"dataset.local_dir={idx_dir}",
+        "dataset.sources=[local]",
+        "dataset.subset=null",
+        "model=simple",
+        "trainer.holdout_size=60",
+        "trainer.verbose=0",
+        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+        "sweep.name=toy",
+        f"sweep.directory={tmp_path}/sweeps",
+        f"sweep.export_dir={tmp_path}/exported",
+        "sweep.max_trials=2",
+        "sweep.max_epochs=1",
+        SPACE,
+    ]
+
+
+@pytest.mark.parametrize(
+    "entry,message",
+    [
+        ("{key: model.blocks.0.filterz, type: choice, values: [8]}", "not a key of the run config"),
+        ("{key: optimizer.learning_rate, type: float, min: 0.1, max: 0.01}", "empty range"),
+        (
+            "{key: optimizer.learning_rate, type: float, min: 0.0, max: 0.01, sampling: log}",
+            "log sampling needs min > 0",
+        ),
+        ("{key: model.blocks.0.filters, type: choice, values: []}", "non-empty `values`"),
+        ("{key: model.blocks.0.kernel_size, type: int, min: 3, max: 40}", "larger than the 28x28"),
+        (
+            "{key: optimizer.momentum, type: float, min: 0, max: 0.5, parent: optimizer.name, parent_values: [sgd]}",
+            "must be a choice listed before it",
+        ),
+    ],
+)
+def test_bad_space_is_rejected_before_any_trial(tmp_path, entry, message):
+    cfg = sweep_config("model=simple", f"sweep.space=[{entry}]", f"sweep.directory={tmp_path}/s")
+    with pytest.raises(ConfigError, match=message):
+        check_space(cfg)
+    assert not (tmp_path / "s").exists()
+
+
+def test_shipped_studies_compose_and_validate():
+    for study in ("default", "dropout_rates"):
+        check_space(sweep_config(f"sweep={study}"))
+
+
+def children(client: MlflowClient, summary) -> list:
+    study = summary["study"]
+    return client.search_runs([study.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{study.parent_run_id}'")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tuner", ["random", "bayesian", "hyperband"])
+def test_two_trial_study_per_tuner(tmp_path, sweep_overrides, tuner):
+    from cnnlab.tuning.run import run_sweep
+
+    extra = ["sweep.max_epochs=2", "tuner.factor=2"] if tuner == "hyperband" else []
+    summary = run_sweep(sweep_config(*sweep_overrides, f"tuner={tuner}", *extra))
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    parent = client.get_run(summary["study"].parent_run_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.info.run_name == "study-toy"
+    runs = children(client, summary)
+    trials = summary["table"]
+    assert len(runs) == len(trials) >= 2
+    assert {run.info.status for run in runs} == {"FINISHED"}
+    assert sorted(run.info.run_name for run in runs)[0] == "trial-000"
+    for run in runs:
+        assert "hp.optimizer.learning_rate" in run.data.params
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")][0] >= 1
+        if tuner == "hyperband":
+            assert "hyperband.bracket" in run.data.tags
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"best_trials.csv", "best_trials.md", "sweep_toy_best.yaml"} <= artifacts
+    assert "parallel_coordinates.png" in {
+        a.path.split("/")[-1] for a in client.list_artifacts(parent.info.run_id, "plots")
+    }
+    assert trials["val_accuracy"].notna().all()
+
+
+@pytest.mark.slow
+def test_exported_best_retrains_as_an_experiment(tmp_path, sweep_overrides):
+    from cnnlab.tuning.run import run_sweep
+
+    summary = run_sweep(sweep_config(*sweep_overrides))
+    exported = summary["exported"]
+    text = exported.read_text()
+    assert text.startswith("# @package _global_")
+    best_row = summary["table"].iloc[0]
+    assert f"learning_rate: {best_row['optimizer.learning_rate']}" in text
+    from omegaconf import OmegaConf
+
+    delta = OmegaConf.load(exported)
+    assert delta.model.blocks[0].filters == best_row["model.blocks.0.filters"]
+
+
+@pytest.mark.slow
+def test_interrupted_study_resumes_toward_the_same_budget(tmp_path, sweep_overrides, monkeypatch):
+    from cnnlab.tuning import hypermodel
+    from cnnlab.tuning.run import run_sweep
+
+    original_fit = hypermodel.CnnHyperModel.fit
+    calls = {"n": 0}
+
+    def interrupt_second_trial(self, hp, model, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original_fit(self, hp, model, *args, **kwargs)
+
+    monkeypatch.setattr(hypermodel.CnnHyperModel, "fit", interrupt_second_trial)
+    cfg = sweep_config(*sweep_overrides, "sweep.max_trials=3")
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(cfg)
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = client.get_experiment_by_name("cnnlab-sweep-toy")
+    (parent,) = client.search_runs([experiment.experiment_id], filter_string="tags.mlflow.runName = 'study-toy'")
+    assert parent.info.status == "KILLED"
+
+    # A process killed with -9 leaves its trial RUNNING; simulate one beside the interrupted trial.
+    orphan = client.create_run(
+        experiment.experiment_id, run_name="trial-999", tags={"mlflow.parentRunId": parent.info.run_id}
+    )
+
+    monkeypatch.setattr(hypermodel.CnnHyperModel, "fit", original_fit)
+    summary = run_sweep(cfg)
+    assert summary["study"].parent_run_id == parent.info.run_id
+    assert summary["finished_before"] == 1
+    assert client.get_run(orphan.info.run_id).info.status == "KILLED"
+    runs = children(client, summary)
+    finished = [r for r in runs if r.info.status == "FINISHED"]
+    assert sorted(r.data.tags["cnnlab.trial_id"] for r in finished) == ["0", "1", "2"]
+    killed = [r for r in runs if r.info.status == "KILLED"]
+    assert {r.info.run_name for r in killed} == {"trial-001", "trial-999"}
+    assert client.get_run(parent.info.run_id).info.status == "FINISHED"
+
+
+def test_changed_study_refuses_to_resume(tmp_path, sweep_overrides):
+    from cnnlab.tuning.study import Study, write_state
+
+    cfg = sweep_config(*sweep_overrides)
+    folder = tmp_path / "sweeps" / "toy"
+    folder.mkdir(parents=True)
+    write_state(folder / "cnnlab_study.json", {"parent_run_id": "x", "fingerprint": "something else"})
+    with pytest.raises(ConfigError, match="sweep.overwrite=true"):
+        Study.open(cfg, "python -m cnnlab.sweep")
