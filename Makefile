@@ -11,10 +11,10 @@ TRACKING_URI ?= $(or $(MLFLOW_TRACKING_URI),sqlite:///mlruns/mlflow.db)
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run sweep test lint format ui clean
+.PHONY: help setup run sweep reproduce register test lint format ui clean
 
 help: ## Show this help
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-8s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 setup: $(STAMP) ## Create .venv with cnnlab installed editable (dev extras included)
 
@@ -29,6 +29,12 @@ run: setup ## Train the Fashion-MNIST tutorial network (dataset=fashion model=de
 
 sweep: setup ## Run (or resume) the default keras-tuner study, ~10 min on 2 cores; ARGS="sweep=<study> tuner=hyperband ..."
 	$(PY) -m cnnlab.sweep $(ARGS)
+
+reproduce: setup ## Reproduce every tutorial claim over 3 seeds, writing REPRODUCTION.md; resumable (hours on 2 cores)
+	$(PY) -m cnnlab.reproduce report_path=REPRODUCTION.md $(ARGS)
+
+register: setup ## Register a logged model: make register ARGS="model_uri=runs:/<id>/model name=<name> [alias=champion]"
+	$(PY) -m cnnlab.register $(ARGS)
 
 test: setup ## Run the test suite (synthetic data, no network)
 	$(PY) -m pytest $(ARGS)

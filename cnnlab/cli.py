@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from cnnlab.config import ConfigError, validate
@@ -101,3 +103,112 @@ def sweep_entry(cfg: Any) -> float | None:
         )
     print(f"  parent run     {study.parent_run_id} (experiment cnnlab-sweep-{study.name}); browse with `make ui`\n")
     return summary.get("best_score")
+
+
+def _use_errors(action: Any) -> Any:
+    from cnnlab.evaluation import ImageError
+    from cnnlab.models.loading import ModelLoadError
+
+    try:
+        return guarded(action)
+    except (ModelLoadError, ImageError) as error:
+        fail(str(error))
+
+
+def evaluate_entry(cfg: Any) -> None:
+    from cnnlab.evaluation import evaluate
+
+    result = _use_errors(lambda: evaluate(cfg, overrides()))
+    print(f"\n  model           {cfg.model_uri}" + (f" (run {result.source_run_id})" if result.source_run_id else ""))
+    print(f"  test accuracy   {result.metrics['test_accuracy']:.4f}   (test loss {result.metrics['test_loss']:.4f})\n")
+    width = max(len(name) for name, _, _ in result.per_class)
+    print(f"  {'class':<{width}}  accuracy  images")
+    for name, accuracy, count in result.per_class:
+        print(f"  {name:<{width}}  {accuracy:8.4f}  {count:6d}")
+    print(f"\n  logged as run {result.run_id} (experiment {cfg.tracking.experiment!r}): plots in its artifacts\n")
+
+
+def predict_entry(cfg: Any) -> None:
+    from cnnlab.evaluation import predict
+
+    rows = _use_errors(lambda: predict(cfg, overrides()))
+    import pandas as pd
+
+    table = pd.DataFrame(rows)
+    if not table["note"].astype(bool).any():
+        table = table.drop(columns="note")
+    if not table["true"].astype(bool).any():
+        table = table.drop(columns="true")
+    print(table.to_string(index=False, formatters={"probability": "{:.4f}".format}))
+
+
+def register_entry(cfg: Any) -> None:
+    from cnnlab.evaluation import register
+
+    version = _use_errors(lambda: register(cfg))
+    print(f"registered {cfg.model_uri} as {cfg.name} version {version.version}, alias @{cfg.alias}")
+    print(f"evaluate it: python -m cnnlab.evaluate model_uri=models:/{cfg.name}@{cfg.alias}")
+
+
+def reproduce_entry(cfg: Any) -> None:
+    """Validates every claim's config first (fast), then runs or resumes the reproduction and prints the table."""
+    from hydra import compose
+
+    from cnnlab.claims.reproduce import claim_overrides
+
+    given = overrides()
+    try:
+        if cfg.seeds < 1:
+            raise ConfigError(f"seeds: must be >= 1, got {cfg.seeds}")
+        for name in cfg.claims:
+            try:
+                validate(compose("config", overrides=[f"experiment={name}", *claim_overrides(given)]))
+            except ConfigError:
+                raise
+            except Exception as error:
+                raise ConfigError(f"claims: {name!r} is not a usable conf/experiment/{name}.yaml ({error})") from error
+    except ConfigError as error:
+        fail(str(error))
+    from cnnlab.claims.reproduce import reproduce
+
+    parent_id, results, report = guarded(
+        lambda: reproduce(cfg, given, lambda extra: compose("config", overrides=extra))
+    )
+    print("\n" + report["markdown"] + "\n")
+    print(f"  parent run {parent_id} (experiment cnnlab-reproductions): report.html, report.md, claims.csv")
+    if cfg.report_path:
+        write_reproduction_md(cfg.report_path, report, parent_id, results)
+        print(f"  wrote {cfg.report_path}")
+
+
+def write_reproduction_md(path: str, report: Any, parent_id: str, results: list[Any]) -> None:
+    import platform
+
+    import keras
+    import tensorflow as tf
+
+    notes = "\n".join(
+        f"- **{r.name}**: {r.claim.get('source', '')}. {r.claim.get('notes', '')}"
+        + (f" *Data unavailable here: {r.unavailable}*" if r.unavailable else "")
+        for r in results
+    )
+    body = f"""# Reproduction of the tutorials' claims
+
+Produced by a real run on this machine ({platform.machine()}, {os.cpu_count()} CPU cores, TensorFlow {tf.__version__},
+Keras {keras.__version__}) with:
+
+    {report["command"]}
+
+MLflow parent run: `{parent_id}` (experiment `cnnlab-reproductions`; `make ui` to browse, with report.html).
+
+{report["markdown"]}
+
+Verdicts (see README): *reproduced* when the 95% t-interval over seeds reaches the claim or lies above it;
+*not reproduced* when the whole interval lies below the claim by more than the split's binomial sampling error;
+*inconclusive* with fewer than 3 seeds, missing data, or an interval below the claim but within that error.
+
+## What each text leaves out, and what was chosen
+
+{notes}
+"""
+    Path(path).write_text(body)

@@ -214,10 +214,35 @@ class SweepEntryConfig(Config):
     tuner: TunerConfig = MISSING
 
 
+@dataclass
+class UseConfig(Config):
+    """`cnnlab.evaluate`, `cnnlab.predict` and `cnnlab.register`: a trained model and what to do with it."""
+
+    model_uri: str = MISSING  # runs:/<run_id>/model, models:/<name>@<alias>, or a local .keras file
+    worst: int = 16  # evaluate: how many worst-misclassified test images to show
+    samples: int = 4  # predict: the first N test images, as the tutorials do
+    images: list[str] = field(default_factory=list)  # predict: image files instead of test images
+    name: str | None = None  # register: the registered model's name
+    alias: str = "champion"  # register: the alias to point at the new version
+
+
+@dataclass
+class ReproduceConfig(Config):
+    """`cnnlab.reproduce`: which claims (conf/experiment names), over how many seeds."""
+
+    seeds: int = 3
+    claims: list[str] = field(
+        default_factory=lambda: ["mnist_simple", "mnist_pooled", "fashion_deep", "mnist_dropout", "kmnist"]
+    )
+    report_path: str | None = None  # also write the Markdown report here (make reproduce: REPRODUCTION.md)
+
+
 def register_configs() -> None:
     store = ConfigStore.instance()
     store.store(name="cnnlab_schema", node=Config)
     store.store(name="cnnlab_sweep_schema", node=SweepEntryConfig)
+    store.store(name="cnnlab_use_schema", node=UseConfig)
+    store.store(name="cnnlab_reproduce_schema", node=ReproduceConfig)
 
 
 class ConfigError(ValueError):

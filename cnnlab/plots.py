@@ -54,3 +54,24 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[s
     axis.set_title(title)
     figure.tight_layout()
     return figure
+
+
+def image_grid(images: np.ndarray, titles: list[str], title: str, columns: int = 5) -> plt.Figure:
+    """Images (N, 28, 28) in a grid with a caption each, as the tutorials plot their first 25 images."""
+    rows = max(1, -(-len(images) // columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(2.0 * columns, 2.25 * rows), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, image, caption in zip(axes.flat, images, titles, strict=False):
+        axis.imshow(np.squeeze(image), cmap="binary")
+        axis.set_title(plot_label_text(caption), fontsize=8)
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def plot_label_text(text: str) -> str:
+    """Applies :func:`plot_label` to every class name inside a caption such as "true: お (o)"."""
+    import re
+
+    return re.sub(r"\S+ \(([a-z]+)\)", r"\1", text) if not text.isascii() else text

@@ -227,7 +227,10 @@ def train(
         mlflow.log_metrics(final)
 
         title = f"{cfg.dataset.name} / {cfg.model.name} / seed {cfg.seed}"
+        first = data.splits.train
+        preview_names = [data.class_names[int(label)] for label in first.y[:25]]
         for name, figure in (
+            ("preview", plots.image_grid(first.x[:25], preview_names, f"{cfg.dataset.name}: first training images")),
             ("learning_curves", plots.learning_curves(history.history, title)),
             ("confusion_matrix", plots.confusion_matrix(data.splits.test.y, predicted, data.class_names, title)),
         ):

@@ -1,0 +1,20 @@
+"""`python -m cnnlab.evaluate model_uri=runs:/<id>/model`: test metrics, per-class accuracy, worst mistakes."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from cnnlab.cli import evaluate_entry
+from cnnlab.config import register_configs
+
+register_configs()
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="use_config")
+def main(cfg: DictConfig) -> None:
+    evaluate_entry(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,20 @@
+"""`python -m cnnlab.predict model_uri=... samples=4 | images=[a.png]`: predicted class names as a table."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from cnnlab.cli import predict_entry
+from cnnlab.config import register_configs
+
+register_configs()
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="use_config")
+def main(cfg: DictConfig) -> None:
+    predict_entry(cfg)
+
+
+if __name__ == "__main__":
+    main()

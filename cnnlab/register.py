@@ -1,0 +1,20 @@
+"""`python -m cnnlab.register model_uri=runs:/<id>/model name=<name> [alias=champion]`: the Model Registry."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from cnnlab.cli import register_entry
+from cnnlab.config import register_configs
+
+register_configs()
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="use_config")
+def main(cfg: DictConfig) -> None:
+    register_entry(cfg)
+
+
+if __name__ == "__main__":
+    main()
