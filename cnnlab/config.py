@@ -237,12 +237,39 @@ class ReproduceConfig(Config):
     report_path: str | None = None  # also write the Markdown report here (make reproduce: REPRODUCTION.md)
 
 
+class OutputFormat(Enum):
+    table = "table"
+    csv = "csv"
+    markdown = "markdown"
+
+
+@dataclass
+class CompareConfig:
+    """`cnnlab.compare`: runs from MLflow as a table, best first, and a metric against a hyperparameter."""
+
+    tracking_uri: str = "sqlite:///mlruns/mlflow.db"  # MLFLOW_TRACKING_URI in the environment wins
+    experiments: list[str] | None = None  # null: every cnnlab-* experiment
+    dataset: str | None = None  # shortcut for tags.dataset = '<name>'
+    model: str | None = None  # shortcut for tags.model = '<name>'
+    filter: str | None = None  # any MLflow search filter, e.g. "metrics.test_accuracy > 0.9"
+    status: str | None = "FINISHED"  # null: every status
+    params: list[str] = field(default_factory=lambda: ["model.name", "optimizer.name", "trainer.epochs", "seed"])
+    metrics: list[str] = field(default_factory=lambda: ["test_accuracy", "val_accuracy", "seconds_per_epoch"])
+    sort_by: str = "test_accuracy"
+    ascending: bool = False
+    limit: int = 50
+    format: OutputFormat = OutputFormat.table
+    plot_x: str | None = None  # a param (e.g. optimizer.learning_rate): plot sort_by against it
+    plot_path: str = "compare.png"
+
+
 def register_configs() -> None:
     store = ConfigStore.instance()
     store.store(name="cnnlab_schema", node=Config)
     store.store(name="cnnlab_sweep_schema", node=SweepEntryConfig)
     store.store(name="cnnlab_use_schema", node=UseConfig)
     store.store(name="cnnlab_reproduce_schema", node=ReproduceConfig)
+    store.store(name="compare_config", node=CompareConfig)
 
 
 class ConfigError(ValueError):

@@ -171,3 +171,20 @@ def test_changed_study_refuses_to_resume(tmp_path, sweep_overrides):
     write_state(folder / "cnnlab_study.json", {"parent_run_id": "x", "fingerprint": "something else"})
     with pytest.raises(ConfigError, match="sweep.overwrite=true"):
         Study.open(cfg, "python -m cnnlab.sweep")
+
+
+@pytest.mark.slow
+def test_finalists_retrained_over_seeds_and_ranked(tmp_path, sweep_overrides):
+    from cnnlab.tuning.run import run_sweep
+
+    summary = run_sweep(sweep_config(*sweep_overrides, "sweep.finalists.top_k=2", "sweep.finalists.seeds=2"))
+    finalists = summary["finalists"]
+    assert len(finalists) == 2 and (finalists["seeds"] == 2).all()
+    assert list(finalists["ci95_low"]) == sorted(finalists["ci95_low"], reverse=True)
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    runs = children(client, summary)
+    retrained = [r for r in runs if r.info.run_name.startswith("finalist-")]
+    assert len(retrained) == 4
+    assert all("test_accuracy" in r.data.metrics for r in retrained)
+    trials = [r for r in runs if r.info.run_name.startswith("trial-")]
+    assert all("test_accuracy" not in r.data.metrics for r in trials)  # tuning never touches the test set

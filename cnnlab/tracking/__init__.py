@@ -18,6 +18,8 @@ from omegaconf import OmegaConf
 import cnnlab
 
 REASON_TAG = "cnnlab.status_reason"
+# MLflow 3's UI opens an experiment in its GenAI view unless told it holds model training.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 
 class Terminated(BaseException):
@@ -37,6 +39,8 @@ def configure(tracking_cfg: Any) -> str:
     mlflow.set_tracking_uri(uri)
     experiment = mlflow.get_experiment_by_name(tracking_cfg.experiment)
     if experiment is not None:
+        if experiment.tags.get("mlflow.experimentKind") is None:
+            mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, *next(iter(EXPERIMENT_KIND.items())))
         return experiment.experiment_id
     artifact_location = None
     if tracking_cfg.artifact_root:
@@ -46,7 +50,9 @@ def configure(tracking_cfg: Any) -> str:
         database = Path(uri.removeprefix("sqlite:///"))
         artifact_location = (database.resolve().parent / "artifacts" / tracking_cfg.experiment).as_uri()
     try:
-        return mlflow.create_experiment(tracking_cfg.experiment, artifact_location=artifact_location)
+        return mlflow.create_experiment(
+            tracking_cfg.experiment, artifact_location=artifact_location, tags=EXPERIMENT_KIND
+        )
     except mlflow.exceptions.MlflowException:
         # Another process created it between our lookup and our create.
         return mlflow.get_experiment_by_name(tracking_cfg.experiment).experiment_id

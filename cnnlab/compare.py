@@ -1,0 +1,27 @@
+"""`python -m cnnlab.compare [dataset=fashion] [--csv | format=markdown] [plot_x=optimizer.learning_rate]`."""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+
+from cnnlab.config import register_configs
+
+register_configs()
+
+
+@hydra.main(version_base="1.3", config_path=None, config_name="compare_config")
+def main(cfg) -> None:
+    from cnnlab.comparison import plot, render, search
+
+    table = search(cfg)
+    print(render(table, cfg.format.value))
+    if cfg.plot_x and not table.empty:
+        print(f"saved {plot(table, cfg.plot_x, cfg.sort_by, cfg.plot_path)}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    # `--csv` and `--markdown` as the usual flags, mapped onto Hydra's override.
+    sys.argv = [{"--csv": "format=csv", "--markdown": "format=markdown"}.get(arg, arg) for arg in sys.argv]
+    main()
