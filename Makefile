@@ -11,7 +11,7 @@ TRACKING_URI ?= $(or $(MLFLOW_TRACKING_URI),sqlite:///mlruns/mlflow.db)
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run sweep reproduce register test lint format ui clean
+.PHONY: help setup run sweep reproduce register bench test lint format ui clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -35,6 +35,9 @@ reproduce: setup ## Reproduce every tutorial claim over 3 seeds, writing REPRODU
 
 register: setup ## Register a logged model: make register ARGS="model_uri=runs:/<id>/model name=<name> [alias=champion]"
 	$(PY) -m cnnlab.register $(ARGS)
+
+bench: setup ## Plain Keras vs cnnlab (float32, bf16) per network; writes BENCHMARKS.md (~30 min on 2 cores)
+	$(PY) benchmarks/run.py $(ARGS)
 
 test: setup ## Run the test suite (synthetic data, no network)
 	$(PY) -m pytest $(ARGS)

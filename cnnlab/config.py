@@ -114,6 +114,7 @@ class TrainerConfig:
     checkpoint: bool = False  # keep the best epoch's weights by val_loss (ModelCheckpoint)
     precision: Precision = Precision.float32
     jit_compile: bool = False
+    steps_per_execution: int = 16  # batches per call into TensorFlow: same batches and math, less Python overhead
     deterministic: bool = True  # tf op determinism: same seed, same numbers
     verbose: int | None = None  # Keras fit verbosity; None: progress bar on a terminal, a line per epoch otherwise
 
@@ -293,6 +294,7 @@ def validate(cfg: Any) -> None:
     trainer = cfg.trainer
     need(trainer.epochs >= 1, "trainer.epochs", f"must be >= 1, got {trainer.epochs}")
     need(trainer.batch_size >= 1, "trainer.batch_size", f"must be >= 1, got {trainer.batch_size}")
+    need(trainer.steps_per_execution >= 1, "trainer.steps_per_execution", "must be >= 1")
     need(trainer.holdout_size >= 1, "trainer.holdout_size", f"must be >= 1, got {trainer.holdout_size}")
     for metric in trainer.metrics:
         need(

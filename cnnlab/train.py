@@ -95,6 +95,7 @@ def build_compiled_model(cfg: Any) -> Any:
         loss=option(cfg.trainer.loss),
         metrics=metrics,
         jit_compile=cfg.trainer.jit_compile,
+        steps_per_execution=cfg.trainer.steps_per_execution,
     )
     return model
 

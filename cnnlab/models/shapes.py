@@ -92,3 +92,20 @@ def check_blocks(blocks: Any, input_shape: tuple[int, int, int], num_classes: in
             "(the dataset's class count) and activation=softmax"
         )
     return shapes
+
+
+def training_flops_per_sample(
+    blocks: Any, input_shape: tuple[int, int, int] = (28, 28, 1), num_classes: int = 10
+) -> int:
+    """Multiply-adds x 2 of conv and dense layers, x 3 for training (forward, and backward for inputs and weights)."""
+    shapes = check_blocks(blocks, input_shape, num_classes)
+    previous: tuple[int, ...] = input_shape
+    forward = 0
+    for block, shape in zip(blocks, shapes, strict=True):
+        kind = _value(block.type)
+        if kind == "conv":
+            forward += 2 * shape[0] * shape[1] * shape[2] * block.kernel_size**2 * previous[2]
+        elif kind == "dense":
+            forward += 2 * previous[0] * shape[0]
+        previous = shape
+    return 3 * forward

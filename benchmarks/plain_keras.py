@@ -1,0 +1,115 @@
+"""The baseline: each tutorial network trained the way the tutorials write it (float32 numpy arrays into model.fit).
+
+Written out by hand on purpose, as a reader of the tutorials would: it is what cnnlab is measured against.
+Prints one JSON line: samples per second per epoch, seconds per epoch, and the parameter count.
+"""
+
+import argparse
+import json
+import os
+import resource
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+from tensorflow import keras  # noqa: E402
+from tensorflow.keras import layers  # noqa: E402
+
+
+def network(name):
+    if name == "simple":
+        return [
+            layers.Conv2D(64, 3, activation="relu"),
+            layers.Conv2D(32, 3, activation="relu"),
+            layers.Flatten(),
+            layers.Dense(10, activation="softmax"),
+        ]
+    if name == "pooled":
+        return [
+            layers.Conv2D(32, 5, activation="relu", padding="same"),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(64, 3, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(128, 3, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Flatten(),
+            layers.Dense(128, activation="relu"),
+            layers.Dense(10, activation="softmax"),
+        ]
+    if name == "dropout":
+        return [
+            layers.Conv2D(32, 3, activation="relu"),
+            layers.Conv2D(64, 3, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Dropout(0.25),
+            layers.Conv2D(128, 3, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Dropout(0.25),
+            layers.Flatten(),
+            layers.Dense(128, activation="relu"),
+            layers.Dropout(0.5),
+            layers.Dense(64, activation="relu"),
+            layers.Dropout(0.5),
+            layers.Dense(10, activation="softmax"),
+        ]
+    if name == "deep":
+        return [
+            layers.Conv2D(64, 3, padding="same", activation="relu"),
+            layers.Conv2D(32, 3, padding="same", activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(32, 3, padding="same", activation="relu"),
+            layers.Conv2D(16, 3, padding="same", activation="linear"),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(16, 3, padding="same", activation="linear"),
+            layers.Conv2D(8, 3, padding="same", activation="linear"),
+            layers.MaxPooling2D(2),
+            layers.Flatten(),
+            layers.Dense(128, activation="relu"),
+            layers.Dense(10, activation="softmax"),
+        ]
+    raise ValueError(f"unknown network {name!r}")
+
+
+class EpochTimes(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.seconds = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self.start)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--network", required=True)
+    parser.add_argument("--data", required=True, help="an npz with x_train, y_train (uint8)")
+    parser.add_argument("--images", type=int, required=True)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=32)
+    args = parser.parse_args()
+    keras.utils.set_random_seed(0)
+    with np.load(args.data, allow_pickle=False) as data:
+        x_train, y_train = data["x_train"][: args.images], data["y_train"][: args.images]
+    x_train = x_train.reshape(-1, 28, 28, 1).astype("float32") / 255
+    y_train = keras.utils.to_categorical(y_train, 10)
+    model = keras.Sequential([keras.Input((28, 28, 1)), *network(args.network)])
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+    times = EpochTimes()
+    model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs, verbose=0, callbacks=[times])
+    print(
+        json.dumps(
+            {
+                "epoch_seconds": times.seconds,
+                "images": len(x_train),
+                "num_params": model.count_params(),
+                "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
