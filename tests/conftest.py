@@ -95,3 +95,36 @@ def tiny_run_overrides(tmp_path: Path, idx_dir: Path, pin_mnist) -> list[str]:
         "trainer.verbose=0",
         f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
     ]
+
+
+SPACE = (
+    "sweep.space=["
+    "{key: optimizer.learning_rate, type: float, min: 1.0e-4, max: 1.0e-2, sampling: log},"
+    "{key: model.blocks.0.filters, type: choice, values: [8, 16]},"
+    "{key: optimizer.name, type: choice, values: [adam, sgd]},"
+    "{key: optimizer.momentum, type: float, min: 0.0, max: 0.9, parent: optimizer.name, parent_values: [sgd]}]"
+)
+
+
+def sweep_config(*overrides: str):
+    return compose_config(*overrides, config_name="sweep_config")
+
+
+@pytest.fixture
+def sweep_overrides(tmp_path, idx_dir, pin_mnist) -> list[str]:
+    return [
+        "dataset=mnist",
+        f"dataset.local_dir={idx_dir}",
+        "dataset.sources=[local]",
+        "dataset.subset=null",
+        "model=simple",
+        "trainer.holdout_size=60",
+        "trainer.verbose=0",
+        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+        "sweep.name=toy",
+        f"sweep.directory={tmp_path}/sweeps",
+        f"sweep.export_dir={tmp_path}/exported",
+        "sweep.max_trials=2",
+        "sweep.max_epochs=1",
+        SPACE,
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shlex
 import signal
@@ -31,12 +32,35 @@ def tracking_uri(tracking_cfg: Any) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or tracking_cfg.uri
 
 
+@contextlib.contextmanager
+def sqlite_init_lock(uri: str) -> Iterator[None]:
+    """Serialises first contact with a SQLite store across processes.
+
+    MLflow creates and migrates the schema on first contact; several processes doing that at once (a sweep's
+    workers, four runs started together) collide mid-migration. Later writes are short and SQLite copes.
+    """
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    database = Path(uri.removeprefix("sqlite:///"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(database.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def configure(tracking_cfg: Any) -> str:
     """Points MLflow at the store and returns the experiment id, creating the experiment with local artifacts."""
     uri = tracking_uri(tracking_cfg)
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
+    with sqlite_init_lock(uri):
+        return _experiment_id(tracking_cfg, uri)
+
+
+def _experiment_id(tracking_cfg: Any, uri: str) -> str:
     experiment = mlflow.get_experiment_by_name(tracking_cfg.experiment)
     if experiment is not None:
         if experiment.tags.get("mlflow.experimentKind") is None:

@@ -78,6 +78,7 @@ class Study:
                     f"study {cfg.sweep.name!r} in {folder} was started with a different space, tuner or protocol. "
                     "Resume it with the same settings, pick a new sweep.name, or start over with sweep.overwrite=true."
                 )
+            check_tuner_state(folder, state["parent_run_id"])
             study = cls(parent_run_id=state["parent_run_id"], resumed=True, **common)
             study.mark_stale_trials_killed()
             return study
@@ -130,6 +131,19 @@ def read_state(path: Path) -> dict[str, Any]:
             f"study state {path} is unreadable ({error}). Delete it to start a new parent run, "
             "or rerun with sweep.overwrite=true to start the study over."
         ) from error
+
+
+def check_tuner_state(folder: Path, parent_run_id: str) -> None:
+    """keras-tuner reloads its JSON state on resume; a broken file is named here instead of a raw traceback."""
+    for path in sorted(folder.glob("*.json")) + sorted(folder.glob("trial_*/trial.json")):
+        try:
+            json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            raise ConfigError(
+                f"{path} is truncated or corrupt ({error}); keras-tuner cannot resume study {folder.name!r} from it. "
+                f"Finished trials are safe in MLflow (parent run {parent_run_id}). Restore the file from a backup, or "
+                "rerun with sweep.overwrite=true to start the study over (its MLflow runs are kept)."
+            ) from error
 
 
 def write_state(path: Path, state: dict[str, Any]) -> None:

@@ -1,0 +1,142 @@
+"""Faults and bad input: signals, broken study state, diverging trials, concurrent writers. Synthetic data only."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from cnnlab.config import ConfigError
+from tests.conftest import sweep_config
+
+pytestmark = pytest.mark.slow
+
+
+def kmnist_folder(tmp_path, arrays, copies: int = 1):
+    """KMNIST-format npz files (no pinned hashes), usable by subprocesses without patching the catalog."""
+    from cnnlab.data import catalog
+
+    folder = tmp_path / "kmnist"
+    folder.mkdir(exist_ok=True)
+    for name, file in catalog.KMNIST_FILES.items():
+        np.savez_compressed(folder / file, arr_0=np.concatenate([arrays[name]] * copies))
+    return folder
+
+
+def cli(tmp_path, folder, *extra):
+    env = {
+        **os.environ,
+        "CNNLAB_DATA": str(tmp_path / "cache"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/store.db",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "cnnlab.run",
+        "dataset=kmnist",
+        f"dataset.local_dir={folder}",
+        "dataset.sources=[local]",
+        "model=simple",
+        "tracking.log_model=false",
+        *extra,
+    ]
+    return command, env
+
+
+@pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_mid_epoch_ends_the_run_killed(tmp_path, arrays, signum, code):
+    folder = kmnist_folder(tmp_path, arrays, copies=40)  # 9,600 images: epochs long enough to land a signal in one
+    command, env = cli(tmp_path, folder, "trainer.epochs=50", "trainer.verbose=2", "trainer.steps_per_execution=1")
+    process = subprocess.Popen(
+        command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    for line in process.stdout:  # wait for the first finished epoch, then signal during the second
+        if "val_accuracy" in line:
+            break
+    time.sleep(0.5)
+    process.send_signal(signum)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == code, stderr[-2000:]
+    assert "recorded as KILLED" in stderr
+    client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+    (run,) = client.search_runs([client.get_experiment_by_name("cnnlab-kmnist").experiment_id])
+    assert run.info.status == "KILLED"
+    assert run.data.tags["cnnlab.status_reason"] in ("interrupted by SIGINT (Ctrl-C)", "terminated by SIGTERM")
+    assert [p.step for p in client.get_metric_history(run.info.run_id, "val_accuracy")][0] == 1  # kept
+
+
+def test_four_concurrent_runs_into_one_new_experiment(tmp_path, arrays):
+    folder = kmnist_folder(tmp_path, arrays)
+    processes = []
+    for seed in range(4):
+        command, env = cli(tmp_path, folder, "trainer.epochs=1", f"seed={seed}")
+        processes.append(
+            subprocess.Popen(
+                command,
+                env=env,
+                cwd=tmp_path,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    outputs = [p.communicate(timeout=300) for p in processes]
+    for process, (_stdout, stderr) in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, stderr[-3000:]
+        assert "database is locked" not in stderr
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/store.db")
+    experiments = [e for e in client.search_experiments() if e.name == "cnnlab-kmnist"]
+    assert len(experiments) == 1
+    runs = client.search_runs([experiments[0].experiment_id])
+    assert sorted(r.data.params["seed"] for r in runs) == ["0", "1", "2", "3"]
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    assert all("test_accuracy" in r.data.metrics for r in runs)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "empty"])
+@pytest.mark.parametrize("file", ["oracle.json", "trial_0/trial.json"])
+def test_broken_study_state_names_the_file(tmp_path, sweep_overrides, damage, file):
+    from cnnlab.tuning.run import run_sweep
+
+    cfg = sweep_config(*sweep_overrides)
+    summary = run_sweep(cfg)
+    path = tmp_path / "sweeps" / "toy" / file
+    text = path.read_text()
+    path.write_text(text[: len(text) // 2] if damage == "truncate" else "")
+    with pytest.raises(ConfigError) as error:
+        run_sweep(cfg)
+    message = str(error.value)
+    assert str(path) in message and "sweep.overwrite=true" in message
+    assert path.exists() and (tmp_path / "sweeps" / "toy" / "trial_1").exists()  # nothing wiped
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    study = summary["study"]
+    children = client.search_runs([study.experiment_id], f"tags.mlflow.parentRunId = '{study.parent_run_id}'")
+    assert len(children) == 2 and {c.info.status for c in children} == {"FINISHED"}
+
+
+def test_diverging_trial_fails_and_the_sweep_goes_on(tmp_path, sweep_overrides):
+    from cnnlab.tuning.run import run_sweep
+
+    space = "sweep.space=[{key: optimizer.learning_rate, type: choice, values: [1.0e12, 1.0e-3]}]"
+    cfg = sweep_config(*sweep_overrides, space, "optimizer=sgd", "dataset.scale_pixels=false", "sweep.max_trials=2")
+    summary = run_sweep(cfg)
+    table = summary["table"]
+    assert sorted(table["status"]) == ["COMPLETED", "FAILED"]
+    best = table.iloc[0]
+    assert best["status"] == "COMPLETED" and best["optimizer.learning_rate"] == 1e-3
+    markdown = tmp_path / "best.md"
+    from cnnlab.tuning.study import markdown as render
+
+    markdown.write_text(render(table))
+    assert "nan" not in markdown.read_text().lower()
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    study = summary["study"]
+    children = client.search_runs([study.experiment_id], f"tags.mlflow.parentRunId = '{study.parent_run_id}'")
+    failed = [c for c in children if c.info.status == "FAILED"]
+    assert len(failed) == 1 and "nan loss" in failed[0].data.tags["cnnlab.status_reason"]
