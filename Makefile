@@ -11,7 +11,7 @@ TRACKING_URI ?= $(or $(MLFLOW_TRACKING_URI),sqlite:///mlruns/mlflow.db)
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run sweep reproduce register bench test lint format ui clean
+.PHONY: help setup run sweep reproduce register bench test reliability lint format ui clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -41,6 +41,9 @@ bench: setup ## Plain Keras vs cnnlab (float32, bf16) per network; writes BENCHM
 
 test: setup ## Run the test suite (synthetic data, no network)
 	$(PY) -m pytest $(ARGS)
+
+reliability: setup ## Fault injection: kill -9 a sweep 10 times at random points, resuming after each (~3 min)
+	$(PY) -m pytest -m chaos -s $(ARGS)
 
 lint: setup ## Check style with ruff (lint and format)
 	$(VENV)/bin/ruff check .

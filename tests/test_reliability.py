@@ -7,13 +7,14 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
 from cnnlab.config import ConfigError
-from tests.conftest import sweep_config
+from tests.conftest import compose_config, sweep_config
 
 pytestmark = pytest.mark.slow
 
@@ -140,3 +141,35 @@ def test_diverging_trial_fails_and_the_sweep_goes_on(tmp_path, sweep_overrides):
     children = client.search_runs([study.experiment_id], f"tags.mlflow.parentRunId = '{study.parent_run_id}'")
     failed = [c for c in children if c.info.status == "FAILED"]
     assert len(failed) == 1 and "nan loss" in failed[0].data.tags["cnnlab.status_reason"]
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 1 MiB tmpfs: room for the config, summary and plots, not for the model. Needs root (CI runs as root)."""
+    mount_point = tmp_path / "full"
+    mount_point.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)], capture_output=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({result.stderr.decode().strip()}): disk-full test needs root")
+    yield mount_point
+    subprocess.run(["umount", str(mount_point)], check=False)
+
+
+def test_disk_full_while_saving_the_model_fails_the_run(tmp_path, tiny_run_overrides, tiny_disk):
+    from cnnlab.train import train
+
+    cfg = compose_config(*tiny_run_overrides, f"tracking.artifact_root={tiny_disk}")
+    with pytest.raises(OSError):
+        train(cfg)
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    (run,) = client.search_runs([client.get_experiment_by_name("cnnlab-mnist").experiment_id])
+    assert run.info.status == "FAILED"
+    assert "No space left on device" in run.data.tags["cnnlab.status_reason"]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config.yaml", "model_summary.txt"} <= artifacts
+    assert "simple" in Path(client.download_artifacts(run.info.run_id, "model_summary.txt")).read_text()
+    with pytest.raises(Exception):  # noqa: B017 - any refusal will do: a partial model must never load
+        import mlflow
+
+        mlflow.set_tracking_uri(client.tracking_uri)
+        mlflow.keras.load_model(f"runs:/{run.info.run_id}/model")

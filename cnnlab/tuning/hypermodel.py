@@ -62,6 +62,9 @@ class CnnHyperModel(kt.HyperModel):
         except NanLossError as error:
             # keras-tuner records FailedTrialError as a FAILED trial and goes on with the study.
             raise kt.errors.FailedTrialError(f"nan loss: {error}") from error
+        mlflow.log_text(train.model_summary(model), "model_summary.txt")
+        if trial_cfg.tracking.log_model:
+            train.log_keras_model(model, self.data.pipeline(trial_cfg, "validation"))
         return history
 
 
