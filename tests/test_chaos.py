@@ -87,6 +87,8 @@ def test_kill_9_at_random_points_then_resume(tmp_path, arrays):
         assert "hp.optimizer.learning_rate" in run.data.params and "val_accuracy" in run.data.metrics
         assert "model_summary.txt" in {a.path for a in client.list_artifacts(run.info.run_id)}
         assert mlflow.keras.load_model(f"runs:/{run.info.run_id}/model") is not None
+    parents = [r for r in runs if r.info.run_name == "study-chaos"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"  # reattached after every kill, never duplicated
     killed = [r for r in runs if r.info.status == "KILLED"]
     OUTPUT.mkdir(parents=True, exist_ok=True)
     figures = {
@@ -97,6 +99,7 @@ def test_kill_9_at_random_points_then_resume(tmp_path, arrays):
         "finished_trial_runs": len(completed),
         "runs_marked_killed": len(killed),
         "runs_left_running": 0,
+        "parent_runs": len(parents),
         "oracle_trials": len(oracle.get("ongoing_trials", {})) if isinstance(oracle, dict) else None,
         "date": time.strftime("%Y-%m-%d %H:%M"),
     }
