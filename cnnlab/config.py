@@ -210,9 +210,21 @@ class TunerConfig:
 
 
 @dataclass
+class DistributedConfig:
+    """keras-tuner's chief/worker mode: a chief serves the oracle over gRPC, workers run trials."""
+
+    workers: int = 0  # 0: one process; N: a chief and N workers on this machine
+    oracle_host: str = "127.0.0.1"  # the chief's address (KERASTUNER_ORACLE_IP); another host's for multi-host
+    oracle_port: int = 8000  # KERASTUNER_ORACLE_PORT
+    threads_per_worker: int | None = None  # TensorFlow threads per worker; null: cores // workers
+    max_restarts: int = 3  # a worker that dies is restarted (its trial is retried) this many times
+
+
+@dataclass
 class SweepEntryConfig(Config):
     sweep: SweepConfig = MISSING
     tuner: TunerConfig = MISSING
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
 
 @dataclass

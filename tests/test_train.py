@@ -64,6 +64,7 @@ def test_one_epoch_run_is_fully_tracked(tiny_run_overrides, client, arrays):
         "config.yaml",
         "plots/learning_curves.png",
         "plots/confusion_matrix.png",
+        "plots/preview.png",
     } <= artifacts
     summary = Path(client.download_artifacts(result.run_id, "model_summary.txt")).read_text()
     assert "203,434" in summary

@@ -15,18 +15,25 @@ log = logging.getLogger(__name__)
 
 
 def run_sweep(cfg: Any, overrides: list[str] | None = None) -> dict[str, Any]:
-    """Runs (or resumes) the study ``cfg.sweep.name``; returns the best trial and where everything went."""
+    """Runs (or resumes) the study ``cfg.sweep.name``; returns the best trial and where everything went.
+
+    With ``distributed.workers=N`` this process launches a chief and N workers (keras-tuner's own distributed mode)
+    and reports when they are done; a process started with ``KERASTUNER_TUNER_ID`` set is one of them.
+    """
     validate(cfg)
     check_space(cfg)
     started = time.perf_counter()
 
-    import mlflow
-
-    from cnnlab import plots, tracking, train
+    from cnnlab import tracking, train
+    from cnnlab.tuning import distributed
     from cnnlab.tuning import study as studies
     from cnnlab.tuning.hypermodel import make_tuner
 
-    command = tracking.rerun_command("cnnlab.sweep", list(overrides or []))
+    overrides = list(overrides or [])
+    command = tracking.rerun_command("cnnlab.sweep", overrides)
+    role = distributed.role()
+    if role is not None:
+        return distributed.run_role(cfg, command, role)
     study = studies.Study.open(cfg, command)
     data = train.prepare_data(cfg)
     tuner = make_tuner(cfg, data, study)
@@ -35,35 +42,53 @@ def run_sweep(cfg: Any, overrides: list[str] | None = None) -> dict[str, Any]:
     print(
         f"[study {study.name}] {'resuming' if study.resumed else 'starting'}: {cfg.tuner.name.value} search, "
         f"budget {budget} trials, {finished_before} finished before; state in {study.folder}; "
-        f"parent MLflow run {study.parent_run_id}",
+        f"parent MLflow run {study.parent_run_id}"
+        + (f"; {cfg.distributed.workers} workers" if cfg.distributed.workers else ""),
         flush=True,
     )
-    tags = {"cnnlab.study": study.name}
-    with tracking.tracked_run(study.experiment_id, "", tags, "", run_id=study.parent_run_id):
+    with tracking.tracked_run(study.experiment_id, "", {"cnnlab.study": study.name}, "", run_id=study.parent_run_id):
         if not study.resumed:
+            import mlflow
+
             mlflow.log_params(
                 {f"sweep.{k}": v for k, v in tracking.flatten(cfg.sweep).items() if not k.startswith("space")}
             )
             mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "study_config.yaml")
-        tuner.search(verbose=1)
-        table = studies.trials_table(tuner.oracle, study)
-        mlflow.log_text(table.to_csv(index=False), "best_trials.csv")
-        mlflow.log_text(studies.markdown(table), "best_trials.md")
-        figure = studies.parallel_coordinates(table, study.objective, f"study {study.name}: {study.objective}")
-        mlflow.log_figure(figure, "plots/parallel_coordinates.png")
-        plots.plt.close(figure)
-        summary: dict[str, Any] = {"study": study, "table": table, "finished_before": finished_before}
-        best_trials = tuner.oracle.get_best_trials(1)
-        if best_trials and best_trials[0].score is not None:
-            best_cfg = tuner.hypermodel.trial_config(best_trials[0].hyperparameters)
-            exported = studies.export_best(cfg, table, study, best_cfg)
-            mlflow.log_artifact(str(exported))
-            mlflow.log_metric(f"best_{study.objective}", float(best_trials[0].score))
-            summary.update(best_trial=best_trials[0].trial_id, best_score=best_trials[0].score, exported=exported)
-            if cfg.sweep.finalists.top_k > 0:
-                summary["finalists"] = run_finalists(cfg, tuner, study, data)
+        if cfg.distributed.workers:
+            distributed.launch(cfg, overrides, study)
+            tuner = make_tuner(cfg, data, study)  # reloads the oracle the chief saved
+        else:
+            tuner.search(verbose=1)
+        summary = report(cfg, tuner, study, data)
+        summary["finished_before"] = finished_before
         summary["minutes"] = (time.perf_counter() - started) / 60
         return summary
+
+
+def report(cfg: Any, tuner: Any, study: Any, data: Any) -> dict[str, Any]:
+    """The parent run's artifacts: trials table, parallel coordinates, the exported best config, finalists."""
+    import mlflow
+
+    from cnnlab import plots
+    from cnnlab.tuning import study as studies
+
+    table = studies.trials_table(tuner.oracle, study)
+    mlflow.log_text(table.to_csv(index=False), "best_trials.csv")
+    mlflow.log_text(studies.markdown(table), "best_trials.md")
+    figure = studies.parallel_coordinates(table, study.objective, f"study {study.name}: {study.objective}")
+    mlflow.log_figure(figure, "plots/parallel_coordinates.png")
+    plots.plt.close(figure)
+    summary: dict[str, Any] = {"study": study, "table": table}
+    best_trials = tuner.oracle.get_best_trials(1)
+    if best_trials and best_trials[0].score is not None:
+        best_cfg = tuner.hypermodel.trial_config(best_trials[0].hyperparameters)
+        exported = studies.export_best(cfg, table, study, best_cfg)
+        mlflow.log_artifact(str(exported))
+        mlflow.log_metric(f"best_{study.objective}", float(best_trials[0].score))
+        summary.update(best_trial=best_trials[0].trial_id, best_score=best_trials[0].score, exported=exported)
+        if cfg.sweep.finalists.top_k > 0:
+            summary["finalists"] = run_finalists(cfg, tuner, study, data)
+    return summary
 
 
 def run_finalists(cfg: Any, tuner: Any, study: Any, data: Any) -> Any:

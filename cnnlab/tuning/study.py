@@ -49,8 +49,11 @@ class Study:
     resumed: bool
 
     @classmethod
-    def open(cls, cfg: Any, command: str) -> Study:
-        """Reattaches the study's parent run when its folder exists, else starts it (``sweep.overwrite`` restarts)."""
+    def open(cls, cfg: Any, command: str, attach_only: bool = False) -> Study:
+        """Reattaches the study's parent run when its folder exists, else starts it (``sweep.overwrite`` restarts).
+
+        ``attach_only``: a distributed worker joining the study its launcher opened; it changes nothing.
+        """
         folder = Path(cfg.sweep.directory) / cfg.sweep.name
         state_path = folder / STATE_FILE
         experiment_name = f"cnnlab-sweep-{cfg.sweep.name}"
@@ -71,6 +74,9 @@ class Study:
             direction=getattr(cfg.sweep.direction, "value", cfg.sweep.direction),
             budget=budget,
         )
+        if attach_only:
+            state = read_state(state_path)
+            return cls(parent_run_id=state["parent_run_id"], resumed=True, **common)
         if state_path.exists():
             state = read_state(state_path)
             if state.get("fingerprint") != fingerprint:
@@ -110,7 +116,11 @@ class Study:
             log.warning("marked %s (%s) KILLED: its process died mid-trial", run.info.run_name, run.info.run_id)
 
     def report_progress(self, oracle: Any, trial: Any) -> None:
-        done = sum(1 for t in oracle.trials.values() if t.status in ("COMPLETED", "FAILED", "INVALID"))
+        trials = getattr(oracle, "trials", None)  # a distributed worker's oracle client only answers RPCs
+        if trials is not None:
+            done = sum(1 for t in trials.values() if t.status in ("COMPLETED", "FAILED", "INVALID"))
+        else:
+            done = f"id {trial.trial_id}"
         total = self.budget if self.budget is not None else "?"
         best = oracle.get_best_trials(1)
         best_text = f"{best[0].score:.4f} (trial {best[0].trial_id})" if best and best[0].score is not None else "-"

@@ -1,0 +1,165 @@
+"""Scale-out on keras-tuner's own chief/worker mode: no scheduler of cnnlab's own.
+
+The launcher (``distributed.workers=N``) starts a chief (``KERASTUNER_TUNER_ID=chief``, serving the oracle over gRPC)
+and N workers (``tuner0``...) running the same command; every worker logs its trials as children of the study's one
+parent run. A worker that dies is restarted with its tuner id, so keras-tuner hands it the same trial again. On any
+exit, interrupt or error the launcher stops every process it started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+ROLE_VARIABLE = "KERASTUNER_TUNER_ID"
+THREADS_VARIABLE = "CNNLAB_THREADS"
+
+
+def role() -> str | None:
+    """``chief``, ``tuner<i>``, or None for a process that was not started as part of a distributed study."""
+    return os.environ.get(ROLE_VARIABLE)
+
+
+def run_role(cfg: Any, command: str, tuner_id: str) -> dict[str, Any]:
+    """The chief serves the oracle until the study ends; a worker runs trials until the oracle says stop."""
+    import tensorflow as tf
+
+    from cnnlab import train
+    from cnnlab.tuning.hypermodel import make_tuner
+    from cnnlab.tuning.study import Study
+
+    threads = int(os.environ.get(THREADS_VARIABLE, "0"))
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    cfg.sweep.overwrite = False  # only the launcher may start a study over
+    study = Study.open(cfg, command, attach_only=True)
+    tuner = make_tuner(cfg, train.prepare_data(cfg), study)
+    print(
+        f"[{tuner_id}] joined study {study.name} (oracle {os.environ.get('KERASTUNER_ORACLE_IP')}:"
+        f"{os.environ.get('KERASTUNER_ORACLE_PORT')}, {threads or 'default'} threads)",
+        flush=True,
+    )
+    tuner.search(verbose=1 if tuner_id == "chief" else 0)
+    return {"study": study, "role": tuner_id}
+
+
+def _wait_for_port(host: str, port: int, chief: subprocess.Popen, timeout: float = 180) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if chief.poll() is not None:
+            raise RuntimeError(f"the chief exited with code {chief.returncode} before serving the oracle")
+        with socket.socket() as sock:
+            sock.settimeout(1)
+            if sock.connect_ex((host, port)) == 0:
+                return
+        time.sleep(0.5)
+    raise RuntimeError(f"the chief did not serve the oracle on {host}:{port} within {timeout:.0f} s")
+
+
+def _relay(name: str, process: subprocess.Popen) -> threading.Thread:
+    """Prefixes each line a process prints with its role, so interleaved output stays readable."""
+
+    def pump() -> None:
+        for line in process.stdout:
+            print(f"[{name}] {line}", end="", flush=True)
+
+    thread = threading.Thread(target=pump, daemon=True)
+    thread.start()
+    return thread
+
+
+def launch(cfg: Any, overrides: list[str], study: Any) -> None:
+    """Starts the chief and the workers, restarts workers that die, and returns when the chief has finished."""
+    from mlflow.tracking import MlflowClient
+
+    from cnnlab import tracking
+
+    workers = cfg.distributed.workers
+    host, port = cfg.distributed.oracle_host, cfg.distributed.oracle_port
+    threads = cfg.distributed.threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
+    child_overrides = [o for o in overrides if not o.startswith(("sweep.overwrite=", "+sweep.overwrite="))]
+    command = [sys.executable, "-m", "cnnlab.sweep", *child_overrides, "sweep.overwrite=false"]
+    base_env = {
+        **os.environ,
+        "KERASTUNER_ORACLE_IP": host,
+        "KERASTUNER_ORACLE_PORT": str(port),
+        THREADS_VARIABLE: str(threads),
+        "MLFLOW_TRACKING_URI": tracking.tracking_uri(cfg.tracking),
+        "PYTHONUNBUFFERED": "1",
+    }
+    processes: dict[str, subprocess.Popen] = {}
+
+    def start(name: str) -> None:
+        processes[name] = subprocess.Popen(
+            command,
+            env={**base_env, ROLE_VARIABLE: name},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # its own process group: stopped as a whole, never left behind
+        )
+        _relay(name, processes[name])
+
+    print(f"[launcher] chief on {host}:{port} and {workers} workers x {threads} TensorFlow threads", flush=True)
+    restarts = {f"tuner{i}": 0 for i in range(workers)}
+    try:
+        start("chief")
+        _wait_for_port(host, port, processes["chief"])
+        for name in restarts:
+            start(name)
+        while processes["chief"].poll() is None:
+            for name in restarts:
+                code = processes[name].poll()
+                if code is None or code == 0:
+                    continue
+                _mark_worker_runs_killed(MlflowClient(), study, name)
+                if restarts[name] >= cfg.distributed.max_restarts:
+                    raise RuntimeError(f"worker {name} died {restarts[name] + 1} times (last exit code {code})")
+                restarts[name] += 1
+                print(f"[launcher] {name} died (exit {code}); restarting it, its trial is retried", flush=True)
+                start(name)
+            time.sleep(1)
+        if processes["chief"].returncode != 0:
+            raise RuntimeError(f"the chief exited with code {processes['chief'].returncode}")
+        for name in restarts:
+            processes[name].wait(timeout=120)
+    finally:
+        _stop_all(processes)
+
+
+def _mark_worker_runs_killed(client: Any, study: Any, worker: str) -> None:
+    from cnnlab.tracking import REASON_TAG
+
+    for run in client.search_runs(
+        [study.experiment_id],
+        filter_string=f"tags.`cnnlab.tuner_id` = '{worker}' and attributes.status = 'RUNNING'",
+    ):
+        client.set_tag(run.info.run_id, REASON_TAG, f"worker {worker} died mid-trial; the trial is retried")
+        client.set_terminated(run.info.run_id, "KILLED")
+
+
+def _stop_all(processes: dict[str, subprocess.Popen]) -> None:
+    """SIGTERM each process group still running, then SIGKILL what is left after 15 s."""
+    for process in processes.values():
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.time() + 15
+    for process in processes.values():
+        try:
+            process.wait(timeout=max(0.1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()

@@ -1,0 +1,140 @@
+"""keras-tuner's chief/worker mode on loopback: every trial once as a child run, workers restarted, nothing left."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.test_reliability import kmnist_folder
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def sweep_command(tmp_path, folder, port, trials=4):
+    return [
+        sys.executable,
+        "-m",
+        "cnnlab.sweep",
+        "dataset=kmnist",
+        f"dataset.local_dir={folder}",
+        "dataset.sources=[local]",
+        "dataset.subset=null",
+        "model=simple",
+        "trainer.holdout_size=200",
+        "trainer.verbose=0",
+        "sweep.name=dist",
+        f"sweep.directory={tmp_path}/sweeps",
+        f"sweep.export_dir={tmp_path}/exported",
+        f"sweep.max_trials={trials}",
+        "sweep.max_epochs=2",
+        "tracking.log_model=false",
+        "sweep.space=[{key: optimizer.learning_rate, type: float, min: 1.0e-4, max: 1.0e-2, sampling: log}]",
+        "distributed.workers=2",
+        f"distributed.oracle_port={port}",
+    ]
+
+
+def children_of_processes(pid: int) -> list[int]:
+    """Every live process whose parent chain reaches ``pid`` (from /proc)."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+    found, frontier = [], [pid]
+    while frontier:
+        current = frontier.pop()
+        kids = [child for child, parent in parents.items() if parent == current]
+        found += kids
+        frontier += kids
+    return found
+
+
+def environ_of(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:  # exited meanwhile
+        return b""
+
+
+def check_store(tmp_path, trials):
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/store.db")
+    experiment = client.get_experiment_by_name("cnnlab-sweep-dist")
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    (parent,) = [r for r in runs if r.info.run_name == "study-dist"]
+    assert parent.info.status == "FINISHED"
+    finished = [
+        r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id and r.info.status == "FINISHED"
+    ]
+    trial_ids = sorted(r.data.tags["cnnlab.trial_id"] for r in finished)
+    assert len(trial_ids) == trials and len(set(trial_ids)) == trials  # every trial exactly once
+    assert {r.data.tags["cnnlab.tuner_id"] for r in finished} <= {"tuner0", "tuner1"}
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    return runs
+
+
+def run_launcher(tmp_path, arrays, kill_worker: bool):
+    folder = kmnist_folder(tmp_path, arrays, copies=4)
+    env = {
+        **os.environ,
+        "CNNLAB_DATA": str(tmp_path / "cache"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/store.db",
+    }
+    launcher = subprocess.Popen(
+        sweep_command(tmp_path, folder, free_port()),
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output = []
+    killed = False
+    for line in launcher.stdout:
+        output.append(line)
+        if (
+            kill_worker
+            and not killed
+            and line.startswith("[tuner0]")
+            and "Epoch" not in line
+            and "trial" in line.lower()
+        ):
+            pids = [p for p in children_of_processes(launcher.pid) if b"KERASTUNER_TUNER_ID=tuner0" in environ_of(p)]
+            if pids:
+                os.kill(pids[0], signal.SIGKILL)
+                killed = True
+    launcher.wait(timeout=600)
+    text = "".join(output)
+    assert launcher.returncode == 0, text[-4000:]
+    assert not children_of_processes(launcher.pid)
+    return text, killed
+
+
+def test_chief_and_two_workers_run_every_trial_once(tmp_path, arrays):
+    text, _ = run_launcher(tmp_path, arrays, kill_worker=False)
+    assert "[chief]" in text and "[tuner0]" in text and "[tuner1]" in text
+    check_store(tmp_path, trials=4)
+
+
+def test_a_killed_worker_is_restarted_and_the_study_finishes(tmp_path, arrays):
+    text, killed = run_launcher(tmp_path, arrays, kill_worker=True)
+    assert killed, "the test never found tuner0 mid-study to kill"
+    assert "tuner0 died" in text
+    runs = check_store(tmp_path, trials=4)
+    assert [r for r in runs if r.info.status == "KILLED"] or "restarting it" in text
