@@ -6,12 +6,15 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 5000
+SERVER_PORT ?= 5001
+# make server's backend: the project's SQLite store, or a team's database, e.g. postgresql://user:pw@host/mlflow
+BACKEND_URI ?= $(or $(CNNLAB_BACKEND_URI),sqlite:///mlruns/mlflow.db)
 # The standard MLflow variable wins, as it does for `cnnlab.run`.
 TRACKING_URI ?= $(or $(MLFLOW_TRACKING_URI),sqlite:///mlruns/mlflow.db)
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run sweep reproduce register bench test reliability lint format ui clean
+.PHONY: help setup run sweep reproduce register bench test reliability lint format ui server clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -57,6 +60,13 @@ ui: setup ## Browse runs in the MLflow UI on http://$(HOST):$(PORT) (HOST=, PORT
 	@mkdir -p mlruns
 	@echo "MLflow UI for $(TRACKING_URI) at http://$(HOST):$(PORT)  (Ctrl-C to stop)"
 	$(VENV)/bin/mlflow ui --backend-store-uri $(TRACKING_URI) --host $(HOST) --port $(PORT)
+
+server: setup ## MLflow tracking server on http://$(HOST):$(SERVER_PORT) over BACKEND_URI (default: mlruns/mlflow.db)
+	@mkdir -p mlruns/artifacts
+	@echo "MLflow tracking server for $(BACKEND_URI) at http://$(HOST):$(SERVER_PORT)"
+	@echo "point runs and sweeps at it: export MLFLOW_TRACKING_URI=http://$(HOST):$(SERVER_PORT)"
+	$(VENV)/bin/mlflow server --backend-store-uri $(BACKEND_URI) --artifacts-destination mlruns/artifacts \
+		--host $(HOST) --port $(SERVER_PORT)
 
 clean: ## Remove caches and Hydra outputs (keeps mlruns/ and sweeps/)
 	rm -rf outputs multirun .pytest_cache .ruff_cache

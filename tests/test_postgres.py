@@ -1,0 +1,129 @@
+"""A short run and a 2-trial sweep logged to an MLflow tracking server backed by real PostgreSQL.
+
+`.ci/run` installs and starts Debian's postgresql on loopback and sets CNNLAB_TEST_POSTGRES; without it the test
+is skipped and says why.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.test_reliability import kmnist_folder
+
+POSTGRES = os.environ.get("CNNLAB_TEST_POSTGRES")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not POSTGRES, reason="CNNLAB_TEST_POSTGRES unset: .ci/run sets it after starting postgresql"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path):
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            POSTGRES,
+            "--artifacts-destination",
+            str(tmp_path / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    address = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"{address}/health", timeout=2)
+            break
+        except OSError:
+            if process.poll() is not None:
+                pytest.fail(f"mlflow server exited: {process.stderr.read()[-2000:]}")
+            time.sleep(0.5)
+    yield address
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def test_run_and_sweep_log_to_a_postgres_backed_server(tmp_path, arrays, server):
+    import sqlalchemy
+
+    folder = kmnist_folder(tmp_path, arrays, copies=2)
+    tag = uuid.uuid4().hex[:8]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": server, "CNNLAB_DATA": str(tmp_path / "cache")}
+    data = [
+        "dataset=kmnist",
+        f"dataset.local_dir={folder}",
+        "dataset.sources=[local]",
+        "model=simple",
+        "trainer.verbose=0",
+    ]
+    run = subprocess.run(
+        [sys.executable, "-m", "cnnlab.run", *data, "trainer.epochs=1", f"tracking.experiment=pg-run-{tag}"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    sweep = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cnnlab.sweep",
+            *data,
+            "trainer.holdout_size=100",
+            f"sweep.name=pg{tag}",
+            f"sweep.directory={tmp_path}/sweeps",
+            f"sweep.export_dir={tmp_path}/exported",
+            "sweep.max_trials=2",
+            "sweep.max_epochs=1",
+            "tracking.log_model=false",
+            "sweep.space=[{key: optimizer.learning_rate, type: float, min: 1.0e-4, max: 1.0e-2, sampling: log}]",
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert sweep.returncode == 0, sweep.stderr[-3000:]
+
+    client = MlflowClient(tracking_uri=server)
+    (single,) = client.search_runs([client.get_experiment_by_name(f"pg-run-{tag}").experiment_id])
+    assert single.info.status == "FINISHED" and "test_accuracy" in single.data.metrics
+    assert client.list_artifacts(single.info.run_id, "plots")  # artifacts went through the server
+    study = client.get_experiment_by_name(f"cnnlab-sweep-pg{tag}")
+    runs = client.search_runs([study.experiment_id])
+    assert sorted(r.info.run_name for r in runs) == [f"study-pg{tag}", "trial-000", "trial-001"]
+    assert {r.info.status for r in runs} == {"FINISHED"}
+
+    engine = sqlalchemy.create_engine(POSTGRES)  # the rows really are in PostgreSQL
+    with engine.connect() as connection:
+        count = connection.execute(
+            sqlalchemy.text("select count(*) from runs where experiment_id = :id"), {"id": int(study.experiment_id)}
+        ).scalar()
+    assert count == 3
