@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -36,14 +37,18 @@ def run_role(cfg: Any, command: str, tuner_id: str) -> dict[str, Any]:
 
     from cnnlab import train
     from cnnlab.tuning.hypermodel import make_tuner
-    from cnnlab.tuning.study import Study
+    from cnnlab.tuning.study import STATE_FILE, Study
 
     threads = int(os.environ.get(THREADS_VARIABLE, "0"))
     if threads:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
     cfg.sweep.overwrite = False  # only the launcher may start a study over
-    study = Study.open(cfg, command, attach_only=True)
+    if tuner_id == "chief":  # opens the study (or resumes it) when no launcher did, as on several hosts
+        study = Study.open(cfg, command)
+    else:
+        _wait_for_study(Path(cfg.sweep.directory) / cfg.sweep.name / STATE_FILE)
+        study = Study.open(cfg, command, attach_only=True)
     tuner = make_tuner(cfg, train.prepare_data(cfg), study)
     print(
         f"[{tuner_id}] joined study {study.name} (oracle {os.environ.get('KERASTUNER_ORACLE_IP')}:"
@@ -52,6 +57,15 @@ def run_role(cfg: Any, command: str, tuner_id: str) -> dict[str, Any]:
     )
     tuner.search(verbose=1 if tuner_id == "chief" else 0)
     return {"study": study, "role": tuner_id}
+
+
+def _wait_for_study(state_file: Path, timeout: float = 300) -> None:
+    """A worker may start before the chief has opened the study; it waits for the study's state file."""
+    deadline = time.time() + timeout
+    while not state_file.exists():
+        if time.time() > deadline:
+            raise RuntimeError(f"no study at {state_file} after {timeout:.0f} s: start the chief first")
+        time.sleep(1)
 
 
 def _wait_for_port(host: str, port: int, chief: subprocess.Popen, timeout: float = 180) -> None:
