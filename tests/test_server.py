@@ -1,4 +1,4 @@
-"""`make ui` serves the store on loopback only and refuses requests with a foreign Host header."""
+"""`make ui` and `make server` listen on loopback only and refuse requests with a foreign Host header."""
 
 from __future__ import annotations
 
@@ -34,11 +34,15 @@ def listening_addresses(port: int) -> set[str]:
     return found
 
 
-def test_make_ui_binds_loopback_and_refuses_foreign_host(tmp_path):
+@pytest.mark.parametrize("target", ["ui", "server"])
+def test_make_ui_and_server_bind_loopback_and_refuse_foreign_host(tmp_path, target):
     port = free_port()
     store = f"sqlite:///{tmp_path}/mlflow.db"
+    variables = (
+        [f"PORT={port}", f"TRACKING_URI={store}"] if target == "ui" else [f"SERVER_PORT={port}", f"BACKEND_URI={store}"]
+    )
     server = subprocess.Popen(
-        ["make", "--no-print-directory", "ui", f"PORT={port}", f"TRACKING_URI={store}"],
+        ["make", "--no-print-directory", target, *variables],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -47,7 +51,7 @@ def test_make_ui_binds_loopback_and_refuses_foreign_host(tmp_path):
     )
     try:
         for line in server.stdout:  # make ui prints where it serves (after any set-up output)
-            if "MLflow UI" in line:
+            if "MLflow UI" in line or "MLflow tracking server" in line:
                 break
         assert f"http://127.0.0.1:{port}" in line
         deadline = time.time() + 90
