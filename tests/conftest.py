@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import socket
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,6 +16,13 @@ from cnnlab.config import register_configs
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 register_configs()
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now, for a server a test starts on loopback."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def synthetic_arrays(train: int = 240, test: int = 80, seed: int = 0) -> dict[str, np.ndarray]:

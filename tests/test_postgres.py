@@ -7,7 +7,6 @@ is skipped and says why.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import uuid
 import pytest
 from mlflow.tracking import MlflowClient
 
+from tests.conftest import free_port
 from tests.test_reliability import kmnist_folder
 
 POSTGRES = os.environ.get("CNNLAB_TEST_POSTGRES")
@@ -24,12 +24,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not POSTGRES, reason="CNNLAB_TEST_POSTGRES unset: .ci/run sets it after starting postgresql"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
