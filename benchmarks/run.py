@@ -170,11 +170,13 @@ def main() -> None:
     for network in args.networks:
         with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
             flops = training_flops_per_sample(compose("config", overrides=[f"model={network}"]).model.blocks)
-        jobs = {"plain": [], "float32": [], "bf16": []}
+        jobs = {"plain": [], "float32": [], "bf16": [], "xla": []}
         for repeat in range(args.repeats):
             jobs["plain"].append(plain_job(network, data, args.images, args.epochs))
             jobs["float32"].append(cnnlab_job(network, args.images, args.epochs, "float32", store))
             jobs["bf16"].append(cnnlab_job(network, args.images, args.epochs, "bf16", store))
+            # XLA is slow enough on some networks here that one measured epoch after the warm-up suffices.
+            jobs["xla"].append(cnnlab_job(network, args.images, 2, "float32", store, ["trainer.jit_compile=true"]))
             print(
                 f"{network} repeat {repeat + 1}: "
                 + ", ".join(f"{kind} {samples_per_second(runs[-1]):.0f}/s" for kind, runs in jobs.items()),
@@ -182,14 +184,19 @@ def main() -> None:
             )
         assert len({runs[0]["num_params"] for runs in jobs.values()}) == 1, "plain and cnnlab networks differ"
         speeds = {kind: [samples_per_second(job) for job in runs] for kind, runs in jobs.items()}
-        for kind in ("plain", "float32", "bf16"):
+        for kind in ("plain", "float32", "bf16", "xla"):
             median = statistics.median(speeds[kind])
             precision = "bf16" if kind == "bf16" else "float32"
             ratios = [s / p for s, p in zip(speeds[kind], speeds["plain"], strict=True)]
             rows.append(
                 {
                     "network": network,
-                    "path": {"plain": "plain Keras script", "float32": "cnnlab float32", "bf16": "cnnlab bf16"}[kind],
+                    "path": {
+                        "plain": "plain Keras script",
+                        "float32": "cnnlab float32",
+                        "bf16": "cnnlab bf16",
+                        "xla": "cnnlab float32 + XLA",
+                    }[kind],
                     "samples_per_s": median,
                     "spread": (min(speeds[kind]), max(speeds[kind])),
                     "s_per_epoch": 60000 / median,
@@ -286,12 +293,28 @@ def write_report(args, rows, peaks, full, help_s, reject_s) -> None:
     for network in args.networks:
         f32 = next(r for r in rows if r["network"] == network and r["path"] == "cnnlab float32")
         bf16 = next(r for r in rows if r["network"] == network and r["path"] == "cnnlab bf16")
+        xla = next(r for r in rows if r["network"] == network and r["path"] == "cnnlab float32 + XLA")
         lines.append(
             f"- {network}: float32 {f32['ratio']:.2f}x the plain script (target 1.15x: "
             f"{'met' if f32['ratio'] >= 1.15 else 'NOT met'}); bf16 {bf16['ratio']:.2f}x "
             f"(target 1.8x{' on simple, dropout, deep' if network != 'pooled' else ', not required for pooled'}: "
-            f"{'met' if bf16['ratio'] >= 1.8 else 'NOT met'})"
+            f"{'met' if bf16['ratio'] >= 1.8 else 'NOT met'}); XLA runs at "
+            f"{xla['samples_per_s'] / f32['samples_per_s']:.2f}x cnnlab float32 without it"
         )
+    faster = [
+        network
+        for network in args.networks
+        if next(r for r in rows if r["network"] == network and r["path"] == "cnnlab float32 + XLA")["samples_per_s"]
+        > next(r for r in rows if r["network"] == network and r["path"] == "cnnlab float32")["samples_per_s"]
+    ]
+    lines.append(
+        "- XLA (`trainer.jit_compile=true`): "
+        + (
+            "slower than without it on every network here, so cnnlab defaults it to off."
+            if not faster
+            else f"faster on {', '.join(faster)} here: the default (off) is NOT the faster choice for those."
+        )
+    )
     if full:
         share = 100 * full["overhead"] / full["wall"]
         lines.append(
