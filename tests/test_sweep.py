@@ -156,3 +156,17 @@ def test_finalists_retrained_over_seeds_and_ranked(tmp_path, sweep_overrides):
     assert all("test_accuracy" in r.data.metrics for r in retrained)
     trials = [r for r in runs if r.info.run_name.startswith("trial-")]
     assert all("test_accuracy" not in r.data.metrics for r in trials)  # tuning never touches the test set
+
+
+@pytest.mark.slow
+def test_overwrite_starts_the_study_over_and_then_resumes_it(tmp_path, sweep_overrides):
+    from cnnlab.tuning.run import run_sweep
+
+    first = run_sweep(sweep_config(*sweep_overrides))
+    second = run_sweep(sweep_config(*sweep_overrides, "sweep.overwrite=true"))
+    assert second["study"].parent_run_id != first["study"].parent_run_id
+    assert second["finished_before"] == 0 and len(second["table"]) == 2
+    assert (tmp_path / "sweeps" / "toy" / "cnnlab_study.json").exists()
+    third = run_sweep(sweep_config(*sweep_overrides))
+    assert third["study"].parent_run_id == second["study"].parent_run_id
+    assert third["finished_before"] == 2

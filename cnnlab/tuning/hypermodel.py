@@ -137,7 +137,7 @@ def make_tuner(cfg: Any, data: train.PreparedData, study: Any) -> kt.Tuner:
         objective=kt.Objective(cfg.sweep.objective, direction=direction),
         directory=cfg.sweep.directory,
         project_name=cfg.sweep.name,
-        overwrite=cfg.sweep.overwrite,
+        overwrite=False,  # Study.open starts over on sweep.overwrite; keras-tuner would delete the study state too
         seed=cfg.seed,
         study=study,
     )

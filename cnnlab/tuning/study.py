@@ -124,7 +124,8 @@ class Study:
         total = self.budget if self.budget is not None else "?"
         best = oracle.get_best_trials(1)
         best_text = f"{best[0].score:.4f} (trial {best[0].trial_id})" if best and best[0].score is not None else "-"
-        score = f"{trial.score:.4f}" if trial.score is not None else "n/a"
+        unscored = "n/a" if trials is not None else "scored by the chief"
+        score = f"{trial.score:.4f}" if trial.score is not None else unscored
         values = {k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")}
         print(
             f"[study {self.name}] trial {done}/{total} {trial.status.lower()}: {self.objective}={score} "
