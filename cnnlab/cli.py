@@ -190,6 +190,19 @@ def write_reproduction_md(path: str, report: Any, parent_id: str, results: list[
     import keras
     import tensorflow as tf
 
+    from cnnlab.config import ReproduceConfig
+
+    left_out = [name for name in ReproduceConfig().claims if name not in {r.name for r in results}]
+    not_run = (
+        "\n## Claims not in this run\n\n"
+        + "\n".join(
+            f"- **{name}**: not run here; `make reproduce` runs every claim and skips the pairs above."
+            for name in left_out
+        )
+        + "\n"
+        if left_out
+        else ""
+    )
     notes = "\n".join(
         f"- **{r.name}**: {r.claim.get('source', '')}. {r.claim.get('notes', '')}"
         + (f" *Data unavailable here: {r.unavailable}*" if r.unavailable else "")
@@ -205,7 +218,7 @@ Keras {keras.__version__}) with:
 MLflow parent run: `{parent_id}` (experiment `cnnlab-reproductions`; `make ui` to browse, with report.html).
 
 {report["markdown"]}
-
+{not_run}
 Verdicts (see README): *reproduced* when the 95% t-interval over seeds reaches the claim or lies above it;
 *not reproduced* when the whole interval lies below the claim by more than the split's binomial sampling error;
 *inconclusive* with fewer than 3 seeds, missing data, or an interval below the claim but within that error.

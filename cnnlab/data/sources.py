@@ -275,7 +275,7 @@ def load_arrays(dataset_cfg: Any) -> Arrays:
     cache_path = cache_dir() / f"{name}.npz"
     files = ", ".join(entry.download_base + file for file in entry.download_files)
     raise DataError(
-        f"no source could provide dataset {name!r}. Tried:\n  - "
+        f"no source could provide dataset {name!r} (tried {', '.join(dataset_cfg.sources)}):\n  - "
         + "\n  - ".join(tried)
         + f"\nWhat to do: download {files} on a machine with network access and set dataset.local_dir to the "
         f"folder holding them, or place a verified {name}.npz at {cache_path} (set CNNLAB_DATA to move the cache)."
