@@ -92,7 +92,7 @@ def sweep_entry(cfg: Any) -> float | None:
     summary = guarded(lambda: run_sweep(cfg, overrides()))
     study = summary["study"]
     if "role" in summary:
-        print(f"[{summary['role']}] done with study {study.name}")
+        print(f"{summary['role']} done with study {study.name}")
         return None
     table = summary["table"]
     from cnnlab.tuning.study import markdown

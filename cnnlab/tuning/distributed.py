@@ -51,7 +51,7 @@ def run_role(cfg: Any, command: str, tuner_id: str) -> dict[str, Any]:
         study = Study.open(cfg, command, attach_only=True)
     tuner = make_tuner(cfg, train.prepare_data(cfg), study)
     print(
-        f"[{tuner_id}] joined study {study.name} (oracle {os.environ.get('KERASTUNER_ORACLE_IP')}:"
+        f"joined study {study.name} as {tuner_id} (oracle {os.environ.get('KERASTUNER_ORACLE_IP')}:"
         f"{os.environ.get('KERASTUNER_ORACLE_PORT')}, {threads or 'default'} threads)",
         flush=True,
     )

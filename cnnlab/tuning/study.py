@@ -120,7 +120,7 @@ class Study:
         if trials is not None:
             done = sum(1 for t in trials.values() if t.status in ("COMPLETED", "FAILED", "INVALID"))
         else:
-            done = f"id {trial.trial_id}"
+            done = None
         total = self.budget if self.budget is not None else "?"
         best = oracle.get_best_trials(1)
         best_text = f"{best[0].score:.4f} (trial {best[0].trial_id})" if best and best[0].score is not None else "-"
@@ -128,7 +128,9 @@ class Study:
         score = f"{trial.score:.4f}" if trial.score is not None else unscored
         values = {k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")}
         print(
-            f"[study {self.name}] trial {done}/{total} {trial.status.lower()}: {self.objective}={score} "
+            f"[study {self.name}] trial "
+            + (f"{done}/{total}" if done is not None else f"#{trial.trial_id} (budget {total})")
+            + f" {trial.status.lower()}: {self.objective}={score} "
             f"| best so far {best_text} | {values}",
             flush=True,
         )
