@@ -24,6 +24,7 @@ from cnnlab.config import ConfigError
 log = logging.getLogger(__name__)
 
 STATE_FILE = "cnnlab_study.json"
+INACTIVE = -0.12  # where parallel_coordinates draws a conditional hyperparameter that did not apply
 EXPERIMENT_DIR = Path(__file__).resolve().parents[2] / "conf" / "experiment"
 
 
@@ -205,13 +206,19 @@ def parallel_coordinates(table: pd.DataFrame, objective: str, title: str) -> Any
         if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
             numeric = values.astype(float)
             low, high = numeric.min(), numeric.max()
-            scaled[column] = (numeric - low) / (high - low) if high > low else numeric * 0 + 0.5
-            labels[column] = (f"{low:.3g}", f"{high:.3g}")
+            # Log-sampled hyperparameters (learning rates) read best on a log axis.
+            logarithmic = low > 0 and high / low > 100
+            shown = np.log10(numeric) if logarithmic else numeric
+            span = shown.max() - shown.min()
+            scaled[column] = (shown - shown.min()) / span if span > 0 else shown * 0 + 0.5
+            labels[column] = (f"{low:.3g}", f"{high:.3g}" + (" (log)" if logarithmic else ""))
         else:
-            categories = sorted(values.astype(str).unique())
-            codes = values.astype(str).map({c: i for i, c in enumerate(categories)})
+            categories = sorted(values.dropna().astype(str).unique())
+            codes = values.map(lambda v, c=categories: np.nan if pd.isna(v) else c.index(str(v)))
             scaled[column] = codes / max(len(categories) - 1, 1)
-            labels[column] = (categories[0], categories[-1])
+            labels[column] = (categories[0], categories[-1]) if categories else ("", "")
+        # A conditional hyperparameter that did not apply to a trial sits below its axis instead of breaking the line.
+        scaled[column] = scaled[column].fillna(INACTIVE)
     scores = finished[objective].astype(float)
     colour = plots.plt.cm.viridis((scores - scores.min()) / max(scores.max() - scores.min(), 1e-12))
     for row in range(len(finished)):
@@ -221,10 +228,13 @@ def parallel_coordinates(table: pd.DataFrame, objective: str, title: str) -> Any
     )
     for index, column in enumerate(columns):
         axis.axvline(index, color="grey", lw=0.5)
-        axis.text(index, -0.08, labels[column][0], ha="center", fontsize=7)
+        axis.text(index, -0.04, labels[column][0], ha="center", va="top", fontsize=7)
         axis.text(index, 1.04, labels[column][1], ha="center", fontsize=7)
+    if any((scaled[c] == INACTIVE).any() for c in columns):
+        axis.axhline(INACTIVE, color="grey", lw=0.5, ls=":")
+        axis.text(-0.45, INACTIVE, "n/a", va="center", fontsize=7, color="grey")
     axis.set_yticks([])
-    axis.set_ylim(-0.12, 1.1)
+    axis.set_ylim(-0.2, 1.1)
     axis.set_title(title)
     figure.tight_layout()
     return figure
