@@ -80,7 +80,7 @@ def main() -> None:
         "## Distributed sweeps: trials per hour",
         "",
         f"Command: `{command}`. Each row is one study of {args.trials} trials (random search over the learning rate, "
-        f"{args.images - 2000} Fashion-MNIST training images and 2,000 held out, {args.epochs} epochs a trial) run end "
+        f"{args.images} Fashion-MNIST training images and 2,000 held out, {args.epochs} epochs a trial) run end "
         "to end through the launcher (chief and workers started, every trial tracked in MLflow) on this machine's "
         f"{os.cpu_count()} cores.",
         "",
