@@ -165,11 +165,10 @@ def reproduce_entry(cfg: Any) -> None:
             raise ConfigError(f"seeds: must be >= 1, got {cfg.seeds}")
         for name in cfg.claims:
             try:
-                validate(compose("config", overrides=[f"experiment={name}", *claim_overrides(given)]))
-            except ConfigError:
-                raise
-            except Exception as error:
+                claim_cfg = compose("config", overrides=[f"experiment={name}", *claim_overrides(given)])
+            except Exception as error:  # Hydra's own errors: no such experiment, a bad override
                 raise ConfigError(f"claims: {name!r} is not a usable conf/experiment/{name}.yaml ({error})") from error
+            validate(claim_cfg)
     except ConfigError as error:
         fail(str(error))
     from cnnlab.claims.reproduce import reproduce

@@ -17,6 +17,11 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 
+def option(value: Any) -> Any:
+    """The plain value of a config enum (``Validation.test`` -> ``"test"``); any other value unchanged."""
+    return getattr(value, "value", value)
+
+
 class BlockType(Enum):
     conv = "conv"
     pool = "pool"

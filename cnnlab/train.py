@@ -17,14 +17,9 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from cnnlab.config import validate
+from cnnlab.config import option, validate
 
 log = logging.getLogger(__name__)
-
-
-def option(value: Any) -> Any:
-    """The plain value of a config enum (``Validation.test`` -> ``"test"``); other values unchanged."""
-    return getattr(value, "value", value)
 
 
 @dataclass

@@ -7,6 +7,7 @@ from typing import Any
 import keras
 from keras import layers
 
+from cnnlab.config import option
 from cnnlab.models.shapes import check_blocks
 
 INPUT_SHAPE = (28, 28, 1)
@@ -19,7 +20,7 @@ def build_model(model_cfg: Any, num_classes: int, precision: str = "float32") ->
     stack: list[layers.Layer] = [keras.Input(shape=INPUT_SHAPE)]
     last = len(model_cfg.blocks) - 1
     for index, block in enumerate(model_cfg.blocks):
-        kind = getattr(block.type, "value", block.type)
+        kind = option(block.type)
         dtype = "float32" if index == last else policy
         if kind == "conv":
             stack.append(
@@ -27,7 +28,7 @@ def build_model(model_cfg: Any, num_classes: int, precision: str = "float32") ->
                     block.filters,
                     block.kernel_size,
                     strides=block.strides,
-                    padding=getattr(block.padding, "value", block.padding),
+                    padding=option(block.padding),
                     activation=block.activation,
                     dtype=dtype,
                 )
@@ -53,7 +54,7 @@ OPTIMIZER_KEYS = {
 
 def build_optimizer(optimizer_cfg: Any) -> keras.optimizers.Optimizer:
     """Keras optimizer from config; unset (null) hyperparameters keep Keras' own defaults."""
-    name = getattr(optimizer_cfg.name, "value", optimizer_cfg.name)
+    name = option(optimizer_cfg.name)
     options = {
         key: getattr(optimizer_cfg, key) for key in OPTIMIZER_KEYS[name] if getattr(optimizer_cfg, key) is not None
     }

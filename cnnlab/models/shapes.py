@@ -4,17 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from cnnlab.config import KNOWN_ACTIVATIONS, ConfigError
-
-
-def _value(field: Any) -> Any:
-    return getattr(field, "value", field)
+from cnnlab.config import KNOWN_ACTIVATIONS, ConfigError, option
 
 
 def describe(index: int, block: Any) -> str:
-    kind = _value(block.type)
+    kind = option(block.type)
     detail = {
-        "conv": f"filters={block.filters}, kernel_size={block.kernel_size}, padding={_value(block.padding)}",
+        "conv": f"filters={block.filters}, kernel_size={block.kernel_size}, padding={option(block.padding)}",
         "pool": f"pool_size={block.pool_size}",
         "dropout": f"rate={block.rate}",
         "dense": f"units={block.units}",
@@ -36,7 +32,7 @@ def check_blocks(blocks: Any, input_shape: tuple[int, int, int], num_classes: in
     shape: tuple[int, ...] = input_shape
     shapes = []
     for index, block in enumerate(blocks):
-        kind = _value(block.type)
+        kind = option(block.type)
         where = describe(index, block)
 
         def fail(message: str, where: str = where) -> None:
@@ -57,7 +53,7 @@ def check_blocks(blocks: Any, input_shape: tuple[int, int, int], num_classes: in
                     fail(f"kernel_size must be a positive integer, got {block.kernel_size}")
                 if block.strides < 1:
                     fail(f"strides must be >= 1, got {block.strides}")
-                padding = _value(block.padding)
+                padding = option(block.padding)
                 if padding == "valid" and block.kernel_size > min(height, width):
                     fail(f"kernel {block.kernel_size} is larger than the {height}x{width} feature map it sees")
                 height = _conv_out(height, block.kernel_size, block.strides, padding)
@@ -86,7 +82,7 @@ def check_blocks(blocks: Any, input_shape: tuple[int, int, int], num_classes: in
             shape = (block.units,)
         shapes.append(shape)
     last = blocks[-1]
-    if _value(last.type) != "dense" or last.units != num_classes or last.activation != "softmax":
+    if option(last.type) != "dense" or last.units != num_classes or last.activation != "softmax":
         raise ConfigError(
             f"{describe(len(blocks) - 1, last)}: the last block must be dense with units={num_classes} "
             "(the dataset's class count) and activation=softmax"
@@ -102,7 +98,7 @@ def training_flops_per_sample(
     previous: tuple[int, ...] = input_shape
     forward = 0
     for block, shape in zip(blocks, shapes, strict=True):
-        kind = _value(block.type)
+        kind = option(block.type)
         if kind == "conv":
             forward += 2 * shape[0] * shape[1] * shape[2] * block.kernel_size**2 * previous[2]
         elif kind == "dense":

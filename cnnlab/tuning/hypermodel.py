@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 
 from cnnlab import tracking, train
 from cnnlab.callbacks import NanLossError
+from cnnlab.config import option
 from cnnlab.tuning import space as search_space
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ class CnnHyperModel(kt.HyperModel):
         callbacks = list(kwargs.get("callbacks", []))
         patience = self.cfg.sweep.early_stopping_patience
         if patience is not None:
-            direction = getattr(self.cfg.sweep.direction, "value", self.cfg.sweep.direction)
+            direction = option(self.cfg.sweep.direction)
             callbacks.append(
                 keras.callbacks.EarlyStopping(monitor=self.cfg.sweep.objective, mode=direction, patience=patience)
             )
@@ -131,7 +132,7 @@ class TrackedHyperband(TrackedTunerMixin, kt.Hyperband):
 
 def make_tuner(cfg: Any, data: train.PreparedData, study: Any) -> kt.Tuner:
     """The tuner named by ``cfg.tuner.name``; its state lives in ``<sweep.directory>/<sweep.name>/``."""
-    direction = getattr(cfg.sweep.direction, "value", cfg.sweep.direction)
+    direction = option(cfg.sweep.direction)
     common = dict(
         hypermodel=CnnHyperModel(cfg, data),
         objective=kt.Objective(cfg.sweep.objective, direction=direction),
@@ -141,7 +142,7 @@ def make_tuner(cfg: Any, data: train.PreparedData, study: Any) -> kt.Tuner:
         seed=cfg.seed,
         study=study,
     )
-    name = getattr(cfg.tuner.name, "value", cfg.tuner.name)
+    name = option(cfg.tuner.name)
     if name == "hyperband":
         return TrackedHyperband(
             max_epochs=cfg.sweep.max_epochs,

@@ -12,13 +12,13 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from cnnlab.config import ConfigError, validate
+from cnnlab.config import ConfigError, option, validate
 
 _ABSENT = object()
 
 
 def _kind(param: Any) -> str:
-    return getattr(param.type, "value", param.type)
+    return option(param.type)
 
 
 def check_space(cfg: Any) -> None:
@@ -49,7 +49,7 @@ def check_space(cfg: Any) -> None:
                 raise ConfigError(f"{where}: an {kind} range needs `min` and `max`")
             if param.min >= param.max:
                 raise ConfigError(f"{where}: empty range min={param.min} >= max={param.max}")
-            if getattr(param.sampling, "value", param.sampling) == "log" and param.min <= 0:
+            if option(param.sampling) == "log" and param.min <= 0:
                 raise ConfigError(f"{where}: log sampling needs min > 0, got {param.min}")
             if param.step is not None and param.step <= 0:
                 raise ConfigError(f"{where}: step must be > 0, got {param.step}")
@@ -106,7 +106,7 @@ def _declare_one(hp: Any, param: Any) -> Any:
         return hp.Choice(name, list(param["values"]))
     if kind == "boolean":
         return hp.Boolean(name)
-    sampling = getattr(param.sampling, "value", param.sampling)
+    sampling = option(param.sampling)
     if kind == "int":
         step = int(param.step) if param.step is not None else None
         return hp.Int(name, int(param.min), int(param.max), step=step, sampling=sampling)

@@ -19,7 +19,10 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from cnnlab import plots, tracking
-from cnnlab.config import ConfigError
+from cnnlab.config import (
+    ConfigError,
+    option,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +67,7 @@ class Study:
             log.warning("sweep.overwrite=true: discarding the study state in %s", folder)
             shutil.rmtree(folder)
         fingerprint = study_fingerprint(cfg)
-        tuner = getattr(cfg.tuner.name, "value", cfg.tuner.name)
+        tuner = option(cfg.tuner.name)
         budget = None if tuner == "hyperband" else cfg.sweep.max_trials
         common = dict(
             name=cfg.sweep.name,
@@ -72,7 +75,7 @@ class Study:
             experiment_id=experiment_id,
             command=command,
             objective=cfg.sweep.objective,
-            direction=getattr(cfg.sweep.direction, "value", cfg.sweep.direction),
+            direction=option(cfg.sweep.direction),
             budget=budget,
         )
         if attach_only:
