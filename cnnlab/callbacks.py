@@ -8,9 +8,7 @@ import time
 import keras
 import mlflow
 
-
-class NanLossError(RuntimeError):
-    reason = "nan loss"
+from cnnlab.errors import NanLossError
 
 
 class StopOnNaN(keras.callbacks.Callback):

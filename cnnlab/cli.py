@@ -30,9 +30,8 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
 
 def guarded(action: Any) -> Any:
     """Runs ``action()``, turning bad input, divergence and signals into one clear line and the right exit code."""
-    from cnnlab.callbacks import NanLossError
     from cnnlab.data import DataError
-    from cnnlab.tracking import Terminated
+    from cnnlab.errors import NanLossError, Terminated
 
     try:
         return action()
@@ -47,11 +46,7 @@ def guarded(action: Any) -> Any:
 
 
 def run_entry(cfg: Any) -> float:
-    """Validates, trains, prints the summary."""
-    try:
-        validate(cfg)
-    except ConfigError as error:
-        fail(str(error))
+    """Trains (train() validates before TensorFlow loads) and prints the summary."""
     from cnnlab.train import train
 
     result = guarded(lambda: train(cfg, overrides()))
@@ -79,14 +74,7 @@ def run_entry(cfg: Any) -> float:
 
 
 def sweep_entry(cfg: Any) -> float | None:
-    """Validates config and space, runs or resumes the study, prints where its results are."""
-    from cnnlab.tuning.space import check_space
-
-    try:
-        validate(cfg)
-        check_space(cfg)
-    except ConfigError as error:
-        fail(str(error))
+    """Runs or resumes the study (run_sweep checks config and space before TensorFlow loads), prints the results."""
     from cnnlab.tuning.run import run_sweep
 
     summary = guarded(lambda: run_sweep(cfg, overrides()))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from cnnlab.callbacks import NanLossError
+from cnnlab.errors import NanLossError
 from cnnlab.train import train
 from tests.conftest import compose_config
 

@@ -17,14 +17,11 @@ import mlflow
 from omegaconf import OmegaConf
 
 import cnnlab
+from cnnlab.errors import Terminated
 
 REASON_TAG = "cnnlab.status_reason"
 # MLflow 3's UI opens an experiment in its GenAI view unless told it holds model training.
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
-
-
-class Terminated(BaseException):
-    """Raised in the main thread on SIGTERM so the run can be closed as KILLED (like KeyboardInterrupt for SIGINT)."""
 
 
 def tracking_uri(tracking_cfg: Any) -> str:

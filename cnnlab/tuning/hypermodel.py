@@ -16,8 +16,8 @@ import mlflow
 from omegaconf import OmegaConf
 
 from cnnlab import tracking, train
-from cnnlab.callbacks import NanLossError
 from cnnlab.config import option
+from cnnlab.errors import NanLossError
 from cnnlab.tuning import space as search_space
 
 log = logging.getLogger(__name__)
