@@ -145,18 +145,25 @@ def reproduce_entry(cfg: Any) -> None:
     """Validates every claim's config first (fast), then runs or resumes the reproduction and prints the table."""
     from hydra import compose
 
-    from cnnlab.claims.reproduce import claim_overrides
+    from cnnlab.claims.reproduce import claim_overrides, precision_variants
 
     given = overrides()
     try:
         if cfg.seeds < 1:
             raise ConfigError(f"seeds: must be >= 1, got {cfg.seeds}")
+        try:
+            variants = precision_variants(cfg, claim_overrides(given))
+        except ValueError as error:
+            raise ConfigError(f"precisions: {error}") from error
         for name in cfg.claims:
-            try:
-                claim_cfg = compose("config", overrides=[f"experiment={name}", *claim_overrides(given)])
-            except Exception as error:  # Hydra's own errors: no such experiment, a bad override
-                raise ConfigError(f"claims: {name!r} is not a usable conf/experiment/{name}.yaml ({error})") from error
-            validate(claim_cfg)
+            for variant in variants:
+                try:
+                    claim_cfg = compose("config", overrides=[f"experiment={name}", *claim_overrides(given), *variant])
+                except Exception as error:  # Hydra's own errors: no such experiment, a bad override
+                    raise ConfigError(
+                        f"claims: {name!r} is not a usable conf/experiment/{name}.yaml ({error})"
+                    ) from error
+                validate(claim_cfg)
     except ConfigError as error:
         fail(str(error))
     from cnnlab.claims.reproduce import reproduce
@@ -190,10 +197,19 @@ def write_reproduction_md(path: str, report: Any, parent_id: str, results: list[
         if left_out
         else ""
     )
+    precision_section = (
+        "\n## Other precisions against float32, on the same seeds\n\n"
+        "Each seed trained in both precisions; the difference is the other precision's accuracy minus float32's, "
+        "with a 95% t-interval over the paired seeds. Speed lives in BENCHMARKS.md.\n\n"
+        + report["precision_markdown"]
+        + "\n"
+        if report.get("precision_markdown")
+        else ""
+    )
     notes = "\n".join(
         f"- **{r.name}**: {r.claim.get('source', '')}. {r.claim.get('notes', '')}"
         + (f" *Data unavailable here: {r.unavailable}*" if r.unavailable else "")
-        for r in results
+        for r in {r.name: r for r in results}.values()  # one note per claim, whatever its precisions
     )
     body = f"""# Reproduction of the tutorials' claims
 
@@ -205,7 +221,7 @@ Keras {keras.__version__}) with:
 MLflow parent run: `{parent_id}` (experiment `cnnlab-reproductions`; `make ui` to browse, with report.html).
 
 {report["markdown"]}
-{not_run}
+{precision_section}{not_run}
 Verdicts (see README): *reproduced* when the 95% t-interval over seeds reaches the claim or lies above it;
 *not reproduced* when the whole interval lies below the claim by more than the split's binomial sampling error;
 *inconclusive* with fewer than 3 seeds, missing data, or an interval below the claim but within that error.

@@ -253,6 +253,9 @@ class ReproduceConfig(Config):
         default_factory=lambda: ["mnist_simple", "mnist_pooled", "fashion_deep", "mnist_dropout", "kmnist"]
     )
     report_path: str | None = None  # also write the Markdown report here (make reproduce: REPRODUCTION.md)
+    # e.g. [float32,bf16]: every claim in each precision on the same seeds, compared pairwise in the report;
+    # null keeps the config's trainer.precision.
+    precisions: list[Precision] | None = None
 
 
 class OutputFormat(Enum):

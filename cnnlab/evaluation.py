@@ -61,8 +61,8 @@ def evaluate(cfg: Any, overrides: list[str] | None = None) -> Evaluation:
     cfg = with_source_protocol(cfg, loaded.source_run_id, list(overrides or []))
     data = train.prepare_data(cfg)
     test = data.pipeline(cfg, "test")
-    metrics = {f"test_{k}": float(v) for k, v in loaded.model.evaluate(test, verbose=0, return_dict=True).items()}
-    probabilities = loaded.model.predict(test, verbose=0)
+    scores, probabilities = train.score(loaded.model, cfg, test, data.splits.test.y)
+    metrics = {f"test_{key}": value for key, value in scores.items()}
     predicted = probabilities.argmax(axis=1)
     truth = data.splits.test.y.astype(int)
     names = data.class_names

@@ -212,10 +212,9 @@ def train(
             checkpoint_dir.cleanup()
 
         test_data = data.pipeline(cfg, "test")
-        final = {
-            f"test_{key}": float(value) for key, value in model.evaluate(test_data, verbose=0, return_dict=True).items()
-        }
-        predicted = np.argmax(model.predict(test_data, verbose=0), axis=1)
+        scores, probabilities = score(model, cfg, test_data, data.splits.test.y)
+        final = {f"test_{key}": value for key, value in scores.items()}
+        predicted = np.argmax(probabilities, axis=1)
         epoch_seconds = history.history.get("epoch_seconds", [])
         final["epochs_run"] = float(len(epoch_seconds))
         final["seconds_per_epoch"] = float(np.mean(epoch_seconds))
@@ -233,7 +232,7 @@ def train(
             mlflow.log_figure(figure, f"plots/{name}.png")
             plots.plt.close(figure)
         if cfg.tracking.log_model:
-            log_keras_model(model, test_data)
+            log_keras_model(model, test_data, probabilities)
         final["total_seconds"] = time.perf_counter() - started
         mlflow.log_metric("total_seconds", final["total_seconds"])
         return Result(
@@ -246,8 +245,37 @@ def train(
         )
 
 
-def log_keras_model(model: Any, sample_data: Any) -> None:
-    """Logs the model as an MLflow Keras model with a signature, so ``mlflow.pyfunc.load_model`` can predict."""
+def score(model: Any, cfg: Any, dataset: Any, labels: Any) -> tuple[dict[str, float], Any]:
+    """The config's loss and metrics over ``dataset`` from one prediction pass, and the class probabilities.
+
+    ``model.evaluate`` and then ``model.predict`` (for the confusion matrix) would pass over the data twice; the
+    loss and metrics below are the ones ``compile`` uses, averaged over all examples as ``evaluate`` averages them.
+    """
+    import keras
+    import numpy as np
+
+    probabilities = np.asarray(model.predict(dataset, verbose=0), dtype="float32")
+    labels = np.asarray(labels, dtype="int64")
+    one_hot = np.eye(probabilities.shape[1], dtype="float32")[labels]
+    loss_name = option(cfg.trainer.loss)
+    targets = one_hot if loss_name == "categorical_crossentropy" else labels
+    losses = keras.ops.convert_to_numpy(keras.losses.get(loss_name)(targets, probabilities))
+    scores = {"loss": float(np.mean(losses))}
+    for name in cfg.trainer.metrics:
+        if name == "accuracy":
+            scores["accuracy"] = float(np.mean(np.argmax(probabilities, axis=1) == labels))
+        else:
+            auc = keras.metrics.AUC(name=name)
+            auc.update_state(one_hot, probabilities)
+            scores[name] = float(auc.result())
+    return scores, probabilities
+
+
+def log_keras_model(model: Any, sample_data: Any, sample_outputs: Any | None = None) -> None:
+    """Logs the model as an MLflow Keras model with a signature, so ``mlflow.pyfunc.load_model`` can predict.
+
+    ``sample_outputs``: the model's outputs for ``sample_data``'s first examples when already computed.
+    """
     import keras
     import mlflow
     import numpy as np
@@ -256,7 +284,8 @@ def log_keras_model(model: Any, sample_data: Any) -> None:
 
     images, _ = next(iter(sample_data.take(1)))
     example = np.asarray(images[:4])
-    signature = infer_signature(example, np.asarray(model.predict(example, verbose=0)))
+    outputs = sample_outputs[:4] if sample_outputs is not None else model.predict(example, verbose=0)
+    signature = infer_signature(example, np.asarray(outputs))
     # Stating the requirements skips MLflow's inference of them, which reloads the model in a subprocess.
     requirements = [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"]
     mlflow.keras.log_model(model, name="model", signature=signature, pip_requirements=requirements)

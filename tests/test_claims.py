@@ -96,7 +96,7 @@ def test_interrupted_reproduction_resumes_and_skips_finished_pairs(reproduce_set
     assert list(table["metric"]) == ["test_accuracy", "accuracy", "val_accuracy"]
     assert set(table["verdict"]) <= {"inconclusive"}  # 2 seeds: never a verdict
     assert (table["seeds"] == 2).all()
-    assert "| mnist_simple | test_accuracy | 97.57% |" in report["markdown"]
+    assert "| mnist_simple | float32 | test_accuracy | 97.57% |" in report["markdown"]
 
 
 @pytest.mark.slow
@@ -129,3 +129,56 @@ def test_unknown_claim_fails_fast(tmp_path):
     )
     assert result.returncode == 1
     assert "nope" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_bf16_variant_pairs_with_float32_runs_of_the_same_seeds(reproduce_setup, capsys):
+    """precisions=[float32,bf16] reuses float32 runs made without it and pairs bf16 with them seed by seed."""
+    from cnnlab.claims.reproduce import reproduce
+    from tests.conftest import compose_config
+
+    _, overrides, compose = reproduce_setup
+    passthrough = [o for o in overrides if not o.startswith(("seeds=", "claims="))]
+    plain = ["seeds=2", "claims=[mnist_simple]", *passthrough]
+    reproduce(compose_config(*plain, config_name="reproduce_config"), plain, compose)
+    both = [*plain, "precisions=[float32,bf16]"]
+    capsys.readouterr()
+    _, results, report = reproduce(compose_config(*both, config_name="reproduce_config"), both, compose)
+
+    out = capsys.readouterr().out
+    assert out.count("already FINISHED") == 2 and "mnist_simple-bf16 seed 1: training" in out
+    assert [(r.name, r.precision, len(r.runs)) for r in results] == [
+        ("mnist_simple", "float32", 2),
+        ("mnist_simple", "bf16", 2),
+    ]
+    assert {run.data.tags["cnnlab.precision"] for run in results[1].runs} == {"bf16"}
+    (pair,) = report["pairs"].to_dict("records")
+    by_seed = {
+        r.precision: {run.data.tags["cnnlab.seed"]: run.data.metrics["test_accuracy"] for run in r.runs}
+        for r in results
+    }
+    expected = sum(by_seed["bf16"][s] - by_seed["float32"][s] for s in ("0", "1")) / 2
+    assert pair["seeds"] == 2 and pair["difference"] == pytest.approx(expected)
+    assert "bf16:" in report["precision_markdown"]
+    assert list(report["table"]["precision"]) == ["float32", "bf16"]
+
+
+def test_precision_given_twice_is_refused(tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cnnlab.reproduce",
+            "precisions=[float32,bf16]",
+            "trainer.precision=bf16",
+            f"tracking.uri=sqlite:///{tmp_path}/x.db",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    assert "precisions" in result.stderr and "Traceback" not in result.stderr

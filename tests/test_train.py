@@ -149,3 +149,29 @@ def test_cli_end_to_end_prints_summary(tmp_path, arrays):
     run = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"]).get_run(run_id)
     assert run.info.status == "FINISHED"
     assert not (tmp_path / "mlruns").exists()  # MLFLOW_TRACKING_URI won over tracking.uri
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        [],
+        ["trainer.loss=categorical_crossentropy", "trainer.metrics=[accuracy,auc]"],
+    ],
+    ids=["sparse", "categorical-auc"],
+)
+def test_one_pass_scores_equal_keras_evaluate(tiny_run_overrides, overrides):
+    """train() scores the test set from its predictions; the numbers must be the ones model.evaluate gives."""
+    from cnnlab.train import build_compiled_model, fit, prepare_data, score
+
+    cfg = compose_config(*tiny_run_overrides, *overrides)
+    data = prepare_data(cfg)
+    model = build_compiled_model(cfg)
+    fit(model, cfg, data)
+    test = data.pipeline(cfg, "test")
+    expected = model.evaluate(test, verbose=0, return_dict=True)
+    scores, probabilities = score(model, cfg, test, data.splits.test.y)
+
+    assert set(scores) == set(expected)
+    for name, value in expected.items():
+        assert scores[name] == pytest.approx(float(value), rel=1e-5, abs=1e-6), name
+    assert probabilities.shape == (len(data.splits.test), 10)

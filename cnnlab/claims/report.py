@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from cnnlab import plots
+from cnnlab.claims.stats import t_interval
 from cnnlab.claims.verdict import judge
 
 
@@ -27,6 +28,7 @@ def claims_table(results: list[Any]) -> pd.DataFrame:
             rows.append(
                 {
                     "claim": result.name,
+                    "precision": result.precision,
                     "metric": metric,
                     "split": target.get("split", ""),
                     "claimed": target["value"],
@@ -53,6 +55,7 @@ def readable(table: pd.DataFrame) -> pd.DataFrame:
     shown = pd.DataFrame(
         {
             "claim": table["claim"],
+            "precision": table["precision"],
             "metric": table["metric"],
             "claimed": table["claimed"].map(_percent),
             "measured (95% CI)": [
@@ -68,6 +71,63 @@ def readable(table: pd.DataFrame) -> pd.DataFrame:
         }
     )
     return shown
+
+
+def _by_seed(runs: list[Any], metric: str) -> dict[str, float]:
+    return {run.data.tags.get("cnnlab.seed"): run.data.metrics[metric] for run in runs if metric in run.data.metrics}
+
+
+def precision_table(results: list[Any]) -> pd.DataFrame:
+    """Each non-float32 variant of a claim against its float32 runs, paired by seed: the accuracy it costs."""
+    baselines = {r.name: r for r in results if r.precision == "float32" and r.runs}
+    rows = []
+    for result in results:
+        baseline = baselines.get(result.name)
+        if result.precision == "float32" or baseline is None or not result.runs:
+            continue
+        for target in (result.claim or {}).get("targets", []):
+            metric = target["metric"]
+            reference, candidate = _by_seed(baseline.runs, metric), _by_seed(result.runs, metric)
+            seeds = sorted(set(reference) & set(candidate))
+            if not seeds:
+                continue
+            differences = t_interval([candidate[seed] - reference[seed] for seed in seeds])
+            rows.append(
+                {
+                    "claim": result.name,
+                    "metric": metric,
+                    "precision": result.precision,
+                    "seeds": len(seeds),
+                    "float32_mean": sum(reference[seed] for seed in seeds) / len(seeds),
+                    "mean": sum(candidate[seed] for seed in seeds) / len(seeds),
+                    "difference": differences.mean,
+                    "difference_ci95_low": differences.low,
+                    "difference_ci95_high": differences.high,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _points(value: float) -> str:
+    return f"{100 * value:+.2f}" if math.isfinite(value) else "unbounded"
+
+
+def readable_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "claim": pairs["claim"],
+            "metric": pairs["metric"],
+            "float32": pairs["float32_mean"].map(_percent),
+            "other precision": [f"{p}: {_percent(m)}" for p, m in zip(pairs["precision"], pairs["mean"], strict=True)],
+            "difference, points (95% CI over seeds)": [
+                f"{_points(d)} [{_points(lo)}, {_points(hi)}]"
+                for d, lo, hi in zip(
+                    pairs["difference"], pairs["difference_ci95_low"], pairs["difference_ci95_high"], strict=True
+                )
+            ],
+            "seeds": pairs["seeds"],
+        }
+    )
 
 
 def to_markdown(frame: pd.DataFrame) -> str:
@@ -89,7 +149,7 @@ def learning_curves_figure(result: Any, client: Any) -> Any:
             axis.axhline(target["value"], color="red", lw=0.8, label=f"claimed {target['metric']}")
     axis.set_xlabel("epoch")
     axis.set_ylabel("accuracy")
-    axis.set_title(f"{result.name}: learning curves over seeds")
+    axis.set_title(f"{result.label}: learning curves over seeds")
     axis.grid(alpha=0.3)
     axis.legend(fontsize=6)
     figure.tight_layout()
@@ -105,7 +165,7 @@ def distribution_figure(table: pd.DataFrame, results: list[Any]) -> Any:
         axis.scatter([index] * len(values), values, color="tab:blue", zorder=3)
         if target["value"] is not None:
             axis.hlines(target["value"], index - 0.3, index + 0.3, color="red", label="claimed" if index == 0 else None)
-    axis.set_xticks(range(len(targets)), [f"{r.name}\n{t['metric']}" for r, t in targets], fontsize=7)
+    axis.set_xticks(range(len(targets)), [f"{r.label}\n{t['metric']}" for r, t in targets], fontsize=7)
     axis.set_ylabel("accuracy per seed")
     axis.set_title("measured accuracy per seed (dots) against the claim (red)")
     axis.grid(alpha=0.3)
@@ -120,7 +180,7 @@ def _png(figure: Any) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def to_html(table: pd.DataFrame, figures: dict[str, Any], header: str) -> str:
+def to_html(table: pd.DataFrame, pairs: pd.DataFrame, figures: dict[str, Any], header: str) -> str:
     images = "".join(
         f"<h3>{html.escape(name)}</h3><img alt='{html.escape(name)}' src='data:image/png;base64,{_png(fig)}'>"
         for name, fig in figures.items()
@@ -130,5 +190,12 @@ def to_html(table: pd.DataFrame, figures: dict[str, Any], header: str) -> str:
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}</style></head><body>"
         f"<h1>cnnlab reproduction</h1><p>{html.escape(header)}</p>"
-        f"{readable(table).to_html(index=False, escape=True)}{images}</body></html>"
+        f"{readable(table).to_html(index=False, escape=True)}"
+        + (
+            "<h2>Other precisions against float32, paired by seed</h2>"
+            + readable_pairs(pairs).to_html(index=False, escape=True)
+            if len(pairs)
+            else ""
+        )
+        + f"{images}</body></html>"
     )

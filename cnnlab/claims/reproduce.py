@@ -10,20 +10,29 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from cnnlab.config import option
+
 log = logging.getLogger(__name__)
 
 EXPERIMENT = "cnnlab-reproductions"
-OWN_KEYS = ("seeds", "claims", "report_path")  # reproduce's own options; every other override reaches each claim
+# reproduce's own options; every other override reaches each claim
+OWN_KEYS = ("seeds", "claims", "report_path", "precisions")
 
 
 @dataclass
 class ClaimResult:
     name: str
     claim: Any
+    precision: str = "float32"
     runs: list[Any] = field(default_factory=list)  # FINISHED MLflow runs, one per seed
     split_sizes: dict[str, int] = field(default_factory=dict)
     unavailable: str | None = None
     skipped: int = 0
+
+    @property
+    def label(self) -> str:
+        """The claim's name, with the precision when it is not float32 (run names, figure titles)."""
+        return self.name if self.precision == "float32" else f"{self.name}-{self.precision}"
 
 
 def fingerprint(cfg: Any, data_hashes: dict[str, str]) -> str:
@@ -48,6 +57,15 @@ def claim_overrides(overrides: list[str]) -> list[str]:
     return [o for o in overrides if o.partition("=")[0].lstrip("+~") not in OWN_KEYS]
 
 
+def precision_variants(cfg: Any, passthrough: list[str]) -> list[list[str]]:
+    """The overrides that make each precision's variant of a claim: ``[[]]`` when ``precisions`` is not set."""
+    if not cfg.precisions:
+        return [[]]
+    if any(o.partition("=")[0].lstrip("+~") == "trainer.precision" for o in passthrough):
+        raise ValueError("give the precision either as precisions=[...] or as trainer.precision=..., not both")
+    return [[f"trainer.precision={option(precision)}"] for precision in cfg.precisions]
+
+
 def reproduce(cfg: Any, overrides: list[str], compose: Any) -> tuple[str, list[ClaimResult]]:
     """Runs or resumes the reproduction; ``compose(overrides)`` composes a run config (Hydra's compose API)."""
     from mlflow.tracking import MlflowClient
@@ -56,10 +74,14 @@ def reproduce(cfg: Any, overrides: list[str], compose: Any) -> tuple[str, list[C
     from cnnlab.data import DataError
 
     passthrough = claim_overrides(overrides)
+    variants = precision_variants(cfg, passthrough)
     tracking_cfg = OmegaConf.merge(cfg.tracking, {"experiment": EXPERIMENT})
     experiment_id = tracking.configure(tracking_cfg)
     client = MlflowClient()
-    key = hashlib.sha256(json.dumps([list(cfg.claims), cfg.seeds, passthrough]).encode()).hexdigest()[:16]
+    identity = [list(cfg.claims), cfg.seeds, passthrough]
+    if cfg.precisions:
+        identity.append([option(p) for p in cfg.precisions])
+    key = hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
     parents = client.search_runs(
         [experiment_id], filter_string=f"tags.`cnnlab.reproduction` = '{key}'", order_by=["attributes.start_time DESC"]
     )
@@ -80,51 +102,74 @@ def reproduce(cfg: Any, overrides: list[str], compose: Any) -> tuple[str, list[C
     results = []
     with tracking.tracked_run(experiment_id, "", {}, "", run_id=parent_id):
         for name in cfg.claims:
-            claim_cfg = compose([f"experiment={name}", *passthrough])
-            claim_cfg.tracking.experiment = EXPERIMENT
-            result = ClaimResult(name=name, claim=claim_cfg.claim)
-            results.append(result)
-            try:
-                data = train.prepare_data(claim_cfg)
-            except DataError as error:
-                result.unavailable = str(error).splitlines()[0]
-                print(f"[reproduce] {name}: data unavailable here, no verdict ({result.unavailable})", flush=True)
-                continue
-            splits = data.splits
-            result.split_sizes = {
-                "test_accuracy": len(splits.test),
-                "accuracy": len(splits.train),
-                "val_accuracy": len(splits.validation) if splits.validation else 0,
-            }
-            print_ = fingerprint(claim_cfg, data.arrays.sha256)
-            for seed in range(cfg.seeds):
-                done = client.search_runs(
-                    [experiment_id],
-                    filter_string=(
-                        f"tags.`cnnlab.claim` = '{name}' and tags.`cnnlab.seed` = '{seed}' and "
-                        f"tags.`cnnlab.fingerprint` = '{print_}' and attributes.status = 'FINISHED'"
-                    ),
-                    max_results=1,
-                )
-                if done:
-                    print(
-                        f"[reproduce] {name} seed {seed}: already FINISHED ({done[0].info.run_id}), skipped", flush=True
-                    )
-                    result.runs.append(done[0])
-                    result.skipped += 1
-                    continue
-                print(f"[reproduce] {name} seed {seed}: training ({claim_cfg.trainer.epochs} epochs)", flush=True)
-                seed_cfg = OmegaConf.merge(claim_cfg, {"seed": seed, "tracking": {"run_name": f"{name}-s{seed}"}})
-                outcome = train.train(
-                    seed_cfg,
-                    [f"experiment={name}", f"seed={seed}", *passthrough],
-                    parent_run_id=parent_id,
-                    extra_tags={"cnnlab.claim": name, "cnnlab.seed": str(seed), "cnnlab.fingerprint": print_},
-                    data=data,
-                )
-                result.runs.append(client.get_run(outcome.run_id))
+            data = None
+            for variant in variants:
+                run_overrides = [f"experiment={name}", *passthrough, *variant]
+                claim_cfg = compose(run_overrides)
+                claim_cfg.tracking.experiment = EXPERIMENT
+                result = ClaimResult(name=name, claim=claim_cfg.claim, precision=option(claim_cfg.trainer.precision))
+                results.append(result)
+                try:
+                    data = data or train.prepare_data(claim_cfg)  # every variant shares the claim's data
+                except DataError as error:
+                    result.unavailable = str(error).splitlines()[0]
+                    print(f"[reproduce] {name}: data unavailable here, no verdict ({result.unavailable})", flush=True)
+                    break
+                run_seeds(result, claim_cfg, run_overrides, data, cfg.seeds, parent_id, experiment_id, client)
         report = log_report(results, parent_id, command, client)
     return parent_id, results, report
+
+
+def run_seeds(
+    result: ClaimResult,
+    claim_cfg: Any,
+    run_overrides: list[str],
+    data: Any,
+    seeds: int,
+    parent_id: str,
+    experiment_id: str,
+    client: Any,
+) -> None:
+    """Trains each seed of one claim variant as a child run, skipping seeds FINISHED with the same fingerprint."""
+    from cnnlab import train
+
+    splits = data.splits
+    result.split_sizes = {
+        "test_accuracy": len(splits.test),
+        "accuracy": len(splits.train),
+        "val_accuracy": len(splits.validation) if splits.validation else 0,
+    }
+    print_ = fingerprint(claim_cfg, data.arrays.sha256)
+    label = result.label
+    for seed in range(seeds):
+        done = client.search_runs(
+            [experiment_id],
+            filter_string=(
+                f"tags.`cnnlab.claim` = '{result.name}' and tags.`cnnlab.seed` = '{seed}' and "
+                f"tags.`cnnlab.fingerprint` = '{print_}' and attributes.status = 'FINISHED'"
+            ),
+            max_results=1,
+        )
+        if done:
+            print(f"[reproduce] {label} seed {seed}: already FINISHED ({done[0].info.run_id}), skipped", flush=True)
+            result.runs.append(done[0])
+            result.skipped += 1
+            continue
+        print(f"[reproduce] {label} seed {seed}: training ({claim_cfg.trainer.epochs} epochs)", flush=True)
+        seed_cfg = OmegaConf.merge(claim_cfg, {"seed": seed, "tracking": {"run_name": f"{label}-s{seed}"}})
+        outcome = train.train(
+            seed_cfg,
+            [*run_overrides, f"seed={seed}"],
+            parent_run_id=parent_id,
+            extra_tags={
+                "cnnlab.claim": result.name,
+                "cnnlab.seed": str(seed),
+                "cnnlab.precision": result.precision,
+                "cnnlab.fingerprint": print_,
+            },
+            data=data,
+        )
+        result.runs.append(client.get_run(outcome.run_id))
 
 
 def log_report(results: list[ClaimResult], parent_id: str, command: str, client: Any) -> dict[str, Any]:
@@ -134,11 +179,21 @@ def log_report(results: list[ClaimResult], parent_id: str, command: str, client:
     from cnnlab.claims import report
 
     table = report.claims_table(results)
-    figures = {f"{r.name}: learning curves": report.learning_curves_figure(r, client) for r in results if r.runs}
+    pairs = report.precision_table(results)
+    figures = {f"{r.label}: learning curves": report.learning_curves_figure(r, client) for r in results if r.runs}
     figures["accuracy per seed"] = report.distribution_figure(table, results)
     header = f"Parent MLflow run {parent_id}. Command: {command}"
     markdown = report.to_markdown(report.readable(table))
+    precision_markdown = report.to_markdown(report.readable_pairs(pairs)) if len(pairs) else ""
     mlflow.log_text(table.to_csv(index=False), "claims.csv")
-    mlflow.log_text(markdown, "report.md")
-    mlflow.log_text(report.to_html(table, figures, header), "report.html")
-    return {"table": table, "markdown": markdown, "command": command}
+    if len(pairs):
+        mlflow.log_text(pairs.to_csv(index=False), "precision_pairs.csv")
+    mlflow.log_text(markdown + ("\n\n" + precision_markdown if precision_markdown else ""), "report.md")
+    mlflow.log_text(report.to_html(table, pairs, figures, header), "report.html")
+    return {
+        "table": table,
+        "pairs": pairs,
+        "markdown": markdown,
+        "precision_markdown": precision_markdown,
+        "command": command,
+    }
