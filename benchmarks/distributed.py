@@ -15,6 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import write_section
+
 ROOT = Path(__file__).resolve().parents[1]
 LAYOUTS = ((1, 2), (2, 1))  # (workers, threads per worker)
 NETWORKS = {"simple": "small", "dropout": "large"}
@@ -76,7 +78,6 @@ def main() -> None:
         "" if not sys.argv[1:] else "  # python benchmarks/distributed.py " + shlex.join(sys.argv[1:])
     )
     lines = [
-        "",
         "## Distributed sweeps: trials per hour",
         "",
         f"Command: `{command}`. Each row is one study of {args.trials} trials (random search over the learning rate, "
@@ -95,8 +96,7 @@ def main() -> None:
             f"- {network}: two workers x 1 thread run {two[-1] / one[-1]:.2f}x the trials per hour of one "
             "worker x 2 threads."
         )
-    with open(ROOT / args.output, "a") as handle:
-        handle.write("\n".join(lines) + "\n")
+    write_section(ROOT / args.output, "distributed", "\n".join(lines))
     print("\n".join(lines))
 
 

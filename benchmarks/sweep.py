@@ -1,0 +1,248 @@
+"""`make bench-sweep`: how fast a study finds a good network, and whether a long study's memory stays flat.
+
+1. Time to first reach --target validation accuracy: Hyperband against random search, same search space (the default
+   study's), same wall-clock budget. Each study is `python -m cnnlab.sweep` from a clean state, stopped with SIGTERM
+   when the budget is spent (the running trial is recorded KILLED; the study stays resumable). The time is read from
+   MLflow: the timestamp of the first per-epoch val_accuracy at or above the target, counted from the moment the
+   process was started (start-up included).
+2. Memory over a --memory-trials study of short trials: the study process's resident memory, sampled from /proc
+   four times a second and read at each trial's end (MLflow end times). Flat means no growth from trial to trial.
+
+Writes its section of BENCHMARKS.md and benchmarks/sweep.png (best validation accuracy so far against time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from common import add_dataset_arguments, dataset_overrides, write_section
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def run_study(name: str, overrides: list[str], workdir: Path, budget_s: float) -> dict:
+    """Runs one study until it ends or ``budget_s`` passes; returns its start time, wall time and memory samples."""
+    command = [
+        sys.executable,
+        "-m",
+        "cnnlab.sweep",
+        f"sweep.name={name}",
+        f"sweep.directory={workdir}/sweeps",
+        f"sweep.export_dir={workdir}/exported",
+        "sweep.overwrite=true",
+        "trainer.verbose=0",
+        *overrides,
+    ]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{workdir}/bench.db", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    samples: list[tuple[float, float]] = []
+    started = time.time()
+    with open(workdir / f"{name}.log", "w") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+        def sample() -> None:
+            while process.poll() is None:
+                value = rss_mb(process.pid)
+                if value is not None:
+                    samples.append((time.time(), value))
+                time.sleep(0.25)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        try:
+            process.wait(timeout=budget_s)
+            stopped = False
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            stopped = True
+        sampler.join()
+    if not stopped and process.returncode != 0:
+        tail = (workdir / f"{name}.log").read_text()[-3000:]
+        raise RuntimeError(f"{shlex.join(command)} failed ({process.returncode}):\n{tail}")
+    return {"name": name, "started": started, "wall": time.time() - started, "stopped": stopped, "rss": samples}
+
+
+def trial_runs(store: str, name: str) -> tuple[list, object]:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=store)
+    experiment = client.get_experiment_by_name(f"cnnlab-sweep-{name}")
+    runs = client.search_runs([experiment.experiment_id], max_results=5000) if experiment else []
+    return [run for run in runs if run.data.tags.get("mlflow.parentRunId")], client
+
+
+def efficiency(store: str, study: dict, target: float) -> dict:
+    """Best val_accuracy so far against seconds since start, and when the target was first reached."""
+    runs, client = trial_runs(store, study["name"])
+    points = sorted(
+        (point.timestamp / 1000 - study["started"], point.value)
+        for run in runs
+        for point in client.get_metric_history(run.info.run_id, "val_accuracy")
+    )
+    curve, best = [], 0.0
+    for seconds, value in points:
+        best = max(best, value)
+        curve.append((seconds, best))
+    reached = next((seconds for seconds, value in points if value >= target), None)
+    finished = sum(run.info.status == "FINISHED" for run in runs)
+    return {**study, "curve": curve, "best": best, "reached": reached, "trials": len(runs), "finished": finished}
+
+
+def memory(store: str, study: dict) -> dict:
+    """Resident memory at each finished trial's end: the last sample taken before it."""
+    runs, _ = trial_runs(store, study["name"])
+    ends = sorted(run.info.end_time / 1000 for run in runs if run.info.status == "FINISHED" and run.info.end_time)
+    per_trial = []
+    for end in ends:
+        before = [value for moment, value in study["rss"] if moment <= end]
+        if before:
+            per_trial.append(before[-1])
+    peak = max((value for _, value in study["rss"]), default=float("nan"))
+    return {**study, "per_trial": per_trial, "peak": peak}
+
+
+def plot(results: list[dict], target: float, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6.5, 3.8))
+    for result in results:
+        if result["curve"]:
+            seconds, best = zip(*result["curve"], strict=True)
+            axis.step([s / 60 for s in seconds], best, where="post", label=result["tuner"])
+    axis.axhline(target, color="red", lw=0.8, label=f"target {target:.0%}")
+    axis.set_xlabel("minutes since the study started")
+    axis.set_ylabel("best val_accuracy so far")
+    axis.set_title("Sweep efficiency: same space, same wall-clock budget")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--target", type=float, default=0.92)
+    parser.add_argument("--minutes", type=float, default=12, help="wall-clock budget of each tuner's study")
+    parser.add_argument("--images", type=int, default=None, help="training images (default: all)")
+    parser.add_argument("--max-epochs", type=int, default=9, help="epochs of a random trial; Hyperband's largest")
+    parser.add_argument("--precision", default="bf16", choices=["float32", "bf16"])
+    parser.add_argument("--max-trials", type=int, default=1000, help="random search: stop after this many trials")
+    parser.add_argument("--memory-trials", type=int, default=20)
+    parser.add_argument("--memory-images", type=int, default=3000)
+    parser.add_argument("--output", default="BENCHMARKS.md")
+    parser.add_argument("--plot", default="benchmarks/sweep.png")
+    add_dataset_arguments(parser)
+    parser.add_argument("--short", action="store_true", help="a check that it still runs (CI, under a minute)")
+    args = parser.parse_args()
+    if args.short:
+        args.minutes, args.images, args.max_epochs, args.max_trials = 1, 400, 2, 2
+        args.memory_trials, args.memory_images = 3, 400
+    workdir = Path(tempfile.mkdtemp(prefix="cnnlab-bench-sweep-"))
+    store = f"sqlite:///{workdir}/bench.db"
+    data = dataset_overrides(args)
+    holdout = max(100, (args.images or 60000) // 5)
+
+    studies = []
+    for tuner in ("random", "hyperband"):
+        overrides = [
+            *data,
+            f"dataset.subset={args.images if args.images else 'null'}",
+            f"trainer.holdout_size={holdout}",
+            f"trainer.precision={args.precision}",
+            f"tuner={tuner}",
+            f"sweep.max_epochs={args.max_epochs}",
+            f"sweep.max_trials={args.max_trials}",  # by default the budget ends random search, as it ends Hyperband
+        ]
+        print(f"{tuner}: up to {args.minutes:g} min ...", flush=True)
+        study = run_study(f"efficiency-{tuner}", overrides, workdir, args.minutes * 60)
+        studies.append({**efficiency(store, study, args.target), "tuner": tuner})
+        print(f"{tuner}: best {studies[-1]['best']:.4f}, reached {studies[-1]['reached']}", flush=True)
+
+    memory_overrides = [
+        *data,
+        f"dataset.subset={args.memory_images}",
+        f"trainer.holdout_size={max(100, args.memory_images // 5)}",
+        "tuner=random",
+        "sweep.max_epochs=1",
+        f"sweep.max_trials={args.memory_trials}",
+    ]
+    print(f"memory: {args.memory_trials} trials ...", flush=True)
+    mem = memory(store, run_study("memory", memory_overrides, workdir, 3600))
+    plot(studies, args.target, ROOT / args.plot)
+    write_report(args, studies, mem)
+
+
+def write_report(args: argparse.Namespace, studies: list[dict], mem: dict) -> None:
+    command = "make bench-sweep" + (
+        "" if not sys.argv[1:] else "  # python benchmarks/sweep.py " + shlex.join(sys.argv[1:])
+    )
+    images = f"{args.images:,}" if args.images else "all"
+    lines = [
+        "## Sweep efficiency and memory",
+        "",
+        f"Command: `{command}`. Dataset {args.dataset}, {images} training images less a fifth held out for "
+        f"validation, the default study's space (conf/sweep/default.yaml), {args.precision}, trials of up to "
+        f"{args.max_epochs} epochs; each tuner's study had {args.minutes:g} minutes of wall clock on this machine's "
+        f"{os.cpu_count()} cores, start-up included. Plot: [{args.plot}]({args.plot}).",
+        "",
+        f"| tuner | time to first reach {args.target:.0%} val_accuracy | best val_accuracy | trials started "
+        "| trials finished | study wall, s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for study in studies:
+        reached = f"{study['reached'] / 60:.1f} min" if study["reached"] is not None else "not within the budget"
+        lines.append(
+            f"| {study['tuner']} | {reached} | {study['best']:.4f} | {study['trials']} | {study['finished']} "
+            f"| {study['wall']:.0f} |"
+        )
+    per_trial = mem["per_trial"]
+    lines += [
+        "",
+        f"Memory over a {args.memory_trials}-trial random study ({args.memory_images} images, 1 epoch a trial):",
+    ]
+    if len(per_trial) >= 3:
+        settled, last = per_trial[1], per_trial[-1]  # the first trial includes TensorFlow's one-time set-up
+        growth = (last - settled) / (len(per_trial) - 2)
+        flat = last - settled < 0.05 * settled
+        lines.append(
+            f"resident memory {per_trial[0]:.0f} MB after trial 1, {settled:.0f} MB after trial 2, {last:.0f} MB after "
+            f"trial {len(per_trial)}; {growth:+.1f} MB per trial from trial 2 on; peak {mem['peak']:.0f} MB "
+            f"({'flat' if flat else 'GROWING'}: {'under' if flat else 'over'} 5% growth after the first trial)."
+        )
+        lines.append("")
+        lines.append("RSS after each trial, MB: " + ", ".join(f"{value:.0f}" for value in per_trial))
+    else:
+        lines.append(f"only {len(per_trial)} trials finished; no trend to report (peak {mem['peak']:.0f} MB).")
+    write_section(ROOT / args.output, "sweep", "\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

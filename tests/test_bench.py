@@ -1,0 +1,70 @@
+"""The benchmarks' short modes, on synthetic KMNIST-format files, so the scripts cannot rot. No timing is asserted."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cnnlab.data import catalog
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def synthetic_kmnist(tmp_path, arrays) -> dict:
+    folder = tmp_path / "kmnist"
+    folder.mkdir()
+    for name, file in catalog.KMNIST_FILES.items():
+        np.savez_compressed(folder / file, arr_0=arrays[name])
+    env = {**os.environ, "CNNLAB_DATA": str(tmp_path / "cache")}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return {"args": ["--short", "--dataset", "kmnist", "--local-dir", str(folder)], "env": env}
+
+
+def run(script: str, extra: list[str], env: dict) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, f"benchmarks/{script}", *extra], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return result
+
+
+def test_training_benchmark_short_mode_writes_its_section(tmp_path, synthetic_kmnist):
+    output = tmp_path / "BENCHMARKS.md"
+    output.write_text("# Benchmarks\n\n<!-- section: sweep -->\nkept as it was\n<!-- end of section: sweep -->\n")
+    run("run.py", [*synthetic_kmnist["args"], "--output", str(output)], synthetic_kmnist["env"])
+
+    text = output.read_text()
+    assert "kept as it was" in text  # another benchmark's section survives
+    rows = re.findall(r"^\| simple \| (.+?) \| (\d+) \(", text, flags=re.M)
+    assert [path for path, _ in rows] == [
+        "plain Keras script",
+        "cnnlab float32",
+        "cnnlab bf16",
+        "cnnlab float32 + XLA",
+    ]
+    assert all(int(samples) > 0 for _, samples in rows)
+    assert re.search(r"- simple: float32 \d+\.\d+x the plain script", text)
+    assert re.search(r"`python -m cnnlab.run --help`: \d+\.\d+ s", text)
+
+
+def test_sweep_benchmark_short_mode_reports_both_tuners_and_memory(tmp_path, synthetic_kmnist):
+    output, figure = tmp_path / "BENCHMARKS.md", tmp_path / "sweep.png"
+    run(
+        "sweep.py", [*synthetic_kmnist["args"], "--output", str(output), "--plot", str(figure)], synthetic_kmnist["env"]
+    )
+
+    text = output.read_text()
+    tuners = re.findall(r"^\| (random|hyperband) \| .+? \| (\d\.\d{4}) \| (\d+) \| (\d+) \|", text, flags=re.M)
+    assert [t[0] for t in tuners] == ["random", "hyperband"]
+    assert all(int(finished) >= 1 and float(best) > 0 for _, best, _, finished in tuners)
+    per_trial = re.search(r"RSS after each trial, MB: (.+)", text).group(1).split(", ")
+    assert len(per_trial) == 3 and all(float(v) > 100 for v in per_trial)
+    assert figure.stat().st_size > 10_000
