@@ -209,7 +209,7 @@ def write_report(args: argparse.Namespace, studies: list[dict], mem: dict) -> No
         "",
         f"Command: `{command}`. Dataset {args.dataset}, {images} training images less a fifth held out for "
         f"validation, the default study's space (conf/sweep/default.yaml), {args.precision}, trials of up to "
-        f"{args.max_epochs} epochs; each tuner's study had {args.minutes:g} minutes of wall clock on this machine's "
+        f"{args.max_epochs} epochs; each tuner's study had {args.minutes:g} min of wall clock on this machine's "
         f"{os.cpu_count()} cores, start-up included. Plot: [{args.plot}]({args.plot}).",
         "",
         f"| tuner | time to first reach {args.target:.0%} val_accuracy | best val_accuracy | trials started "
@@ -230,11 +230,11 @@ def write_report(args: argparse.Namespace, studies: list[dict], mem: dict) -> No
     if len(per_trial) >= 3:
         settled, last = per_trial[1], per_trial[-1]  # the first trial includes TensorFlow's one-time set-up
         growth = (last - settled) / (len(per_trial) - 2)
-        flat = last - settled < 0.05 * settled
+        share = 100 * (last - settled) / settled
         lines.append(
             f"resident memory {per_trial[0]:.0f} MB after trial 1, {settled:.0f} MB after trial 2, {last:.0f} MB after "
-            f"trial {len(per_trial)}; {growth:+.1f} MB per trial from trial 2 on; peak {mem['peak']:.0f} MB "
-            f"({'flat' if flat else 'GROWING'}: {'under' if flat else 'over'} 5% growth after the first trial)."
+            f"trial {len(per_trial)}: {share:+.1f}% after the first trial ({growth:+.1f} MB per trial), peak "
+            f"{mem['peak']:.0f} MB; {'flat' if share < 5 else 'GROWING'} (flat: under 5% growth after the first trial)."
         )
         lines.append("")
         lines.append("RSS after each trial, MB: " + ", ".join(f"{value:.0f}" for value in per_trial))
