@@ -106,6 +106,8 @@ def efficiency(store: str, study: dict, target: float) -> dict:
     for seconds, value in points:
         best = max(best, value)
         curve.append((seconds, best))
+    if curve:
+        curve.append((study["wall"], best))  # the best so far holds until the study ends
     reached = next((seconds for seconds, value in points if value >= target), None)
     finished = sum(run.info.status == "FINISHED" for run in runs)
     return {**study, "curve": curve, "best": best, "reached": reached, "trials": len(runs), "finished": finished}
