@@ -49,9 +49,14 @@ class EpochTimer(keras.callbacks.Callback):
 
 
 class MlflowEpochLogger(keras.callbacks.Callback):
-    """Logs every epoch's metrics with step = epoch (1-based, as Keras prints them)."""
+    """Logs every epoch's metrics with step = epoch (1-based, as Keras prints them) to the active run.
+
+    With no active run it logs nothing: mlflow.log_metrics would otherwise open a run of its own and leave it open.
+    """
 
     def on_epoch_end(self, epoch, logs=None):
+        if mlflow.active_run() is None:
+            return
         metrics = {key: float(value) for key, value in (logs or {}).items() if math.isfinite(float(value))}
         if metrics:
             mlflow.log_metrics(metrics, step=epoch + 1)

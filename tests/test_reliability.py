@@ -55,7 +55,14 @@ def test_signal_mid_epoch_ends_the_run_killed(tmp_path, arrays, signum, code):
     folder = kmnist_folder(tmp_path, arrays, copies=40)  # 9,600 images: epochs long enough to land a signal in one
     command, env = cli(tmp_path, folder, "trainer.epochs=50", "trainer.verbose=2", "trainer.steps_per_execution=1")
     process = subprocess.Popen(
-        command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command,
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # A shell's background job inherits SIGINT ignored, and Python then keeps ignoring it: act as a terminal would.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     for line in process.stdout:  # wait for the first finished epoch, then signal during the second
         if "val_accuracy" in line:

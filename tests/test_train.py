@@ -175,3 +175,4 @@ def test_one_pass_scores_equal_keras_evaluate(tiny_run_overrides, overrides):
     for name, value in expected.items():
         assert scores[name] == pytest.approx(float(value), rel=1e-5, abs=1e-6), name
     assert probabilities.shape == (len(data.splits.test), 10)
+    assert mlflow.active_run() is None  # fit() outside a run logs nothing and leaves no run open
