@@ -136,3 +136,14 @@ def sweep_overrides(tmp_path, idx_dir, pin_mnist) -> list[str]:
         "sweep.max_epochs=1",
         SPACE,
     ]
+
+
+def kmnist_folder(tmp_path, arrays, copies: int = 1):
+    """KMNIST-format npz files (no pinned hashes), usable by subprocesses without patching the catalog."""
+    from cnnlab.data import catalog
+
+    folder = tmp_path / "kmnist"
+    folder.mkdir(exist_ok=True)
+    for name, file in catalog.KMNIST_FILES.items():
+        np.savez_compressed(folder / file, arr_0=np.concatenate([arrays[name]] * copies))
+    return folder

@@ -8,10 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from cnnlab.data import catalog
+from tests.conftest import kmnist_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -19,10 +18,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def synthetic_kmnist(tmp_path, arrays) -> dict:
-    folder = tmp_path / "kmnist"
-    folder.mkdir()
-    for name, file in catalog.KMNIST_FILES.items():
-        np.savez_compressed(folder / file, arr_0=arrays[name])
+    folder = kmnist_folder(tmp_path, arrays)
     env = {**os.environ, "CNNLAB_DATA": str(tmp_path / "cache")}
     env.pop("MLFLOW_TRACKING_URI", None)
     return {"args": ["--short", "--dataset", "kmnist", "--local-dir", str(folder)], "env": env}

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.test_reliability import kmnist_folder
+from tests.conftest import kmnist_folder
 
 pytestmark = pytest.mark.chaos
 OUTPUT = Path(__file__).resolve().parents[1] / "test-output" / "reliability"

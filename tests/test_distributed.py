@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import free_port
-from tests.test_reliability import kmnist_folder
+from tests.conftest import free_port, kmnist_folder
 
 pytestmark = pytest.mark.slow
 

@@ -16,8 +16,7 @@ import uuid
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import free_port
-from tests.test_reliability import kmnist_folder
+from tests.conftest import free_port, kmnist_folder
 
 POSTGRES = os.environ.get("CNNLAB_TEST_POSTGRES")
 pytestmark = [

@@ -9,25 +9,29 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
 from cnnlab.config import ConfigError
-from tests.conftest import compose_config, sweep_config
+from tests.conftest import compose_config, kmnist_folder, sweep_config
 
 pytestmark = pytest.mark.slow
 
 
-def kmnist_folder(tmp_path, arrays, copies: int = 1):
-    """KMNIST-format npz files (no pinned hashes), usable by subprocesses without patching the catalog."""
-    from cnnlab.data import catalog
+def start(command, env, cwd) -> subprocess.Popen:
+    """A cnnlab process with its output captured, SIGINT handled as a terminal would deliver it.
 
-    folder = tmp_path / "kmnist"
-    folder.mkdir(exist_ok=True)
-    for name, file in catalog.KMNIST_FILES.items():
-        np.savez_compressed(folder / file, arr_0=np.concatenate([arrays[name]] * copies))
-    return folder
+    A shell's background job inherits SIGINT ignored, and Python then keeps ignoring it.
+    """
+    return subprocess.Popen(
+        command,
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 def cli(tmp_path, folder, *extra):
@@ -54,16 +58,7 @@ def cli(tmp_path, folder, *extra):
 def test_signal_mid_epoch_ends_the_run_killed(tmp_path, arrays, signum, code):
     folder = kmnist_folder(tmp_path, arrays, copies=40)  # 9,600 images: epochs long enough to land a signal in one
     command, env = cli(tmp_path, folder, "trainer.epochs=50", "trainer.verbose=2", "trainer.steps_per_execution=1")
-    process = subprocess.Popen(
-        command,
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        # A shell's background job inherits SIGINT ignored, and Python then keeps ignoring it: act as a terminal would.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    process = start(command, env, tmp_path)
     for line in process.stdout:  # wait for the first finished epoch, then signal during the second
         if "val_accuracy" in line:
             break
@@ -84,16 +79,7 @@ def test_four_concurrent_runs_into_one_new_experiment(tmp_path, arrays):
     processes = []
     for seed in range(4):
         command, env = cli(tmp_path, folder, "trainer.epochs=1", f"seed={seed}")
-        processes.append(
-            subprocess.Popen(
-                command,
-                env=env,
-                cwd=tmp_path,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-        )
+        processes.append(start(command, env, tmp_path))
     outputs = [p.communicate(timeout=300) for p in processes]
     for process, (_stdout, stderr) in zip(processes, outputs, strict=True):
         assert process.returncode == 0, stderr[-3000:]
