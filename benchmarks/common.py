@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 from pathlib import Path
 
 HEADER = "# Benchmarks\n\nEach section below was written by the command it names, on this machine.\n"
@@ -34,3 +36,9 @@ def dataset_overrides(args: argparse.Namespace) -> list[str]:
     if args.local_dir:
         overrides += [f"dataset.local_dir={args.local_dir}", "dataset.sources=[local]"]
     return overrides
+
+
+def command_line(target: str) -> str:
+    """How this section was made: the make target, and the script's arguments when it was given any."""
+    arguments = sys.argv[1:]
+    return target + (f"  # python benchmarks/{Path(sys.argv[0]).name} {shlex.join(arguments)}" if arguments else "")

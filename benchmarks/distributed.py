@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import write_section
+from common import command_line, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYOUTS = ((1, 2), (2, 1))  # (workers, threads per worker)
@@ -74,9 +74,7 @@ def main() -> None:
                 f"{network}: {workers} worker(s) x {threads} thread(s): {wall:.0f} s, {rows[-1][-1]:.0f} trials/hour",
                 flush=True,
             )
-    command = "make bench-distributed" + (
-        "" if not sys.argv[1:] else "  # python benchmarks/distributed.py " + shlex.join(sys.argv[1:])
-    )
+    command = command_line("make bench-distributed")
     lines = [
         "## Distributed sweeps: trials per hour",
         "",

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import add_dataset_arguments, dataset_overrides, write_section
+from common import add_dataset_arguments, command_line, dataset_overrides, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 NETWORKS = ("simple", "pooled", "dropout", "deep")
@@ -164,12 +164,12 @@ def main() -> None:
     dataset = dataset_overrides(args)
     workdir = tempfile.mkdtemp(prefix="cnnlab-bench-")
     store = f"sqlite:///{workdir}/bench.db"
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        arrays = load_arrays(compose("config", overrides=dataset).dataset)  # verified, cached on first use
     data = Path(workdir) / "plain.npz"  # the plain script reads the very same images
-    np.savez(data, x_train=arrays.x_train[: args.images], y_train=arrays.y_train[: args.images])
     peaks = {}
     if args.networks:
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            arrays = load_arrays(compose("config", overrides=dataset).dataset)  # verified, cached on first use
+        np.savez(data, x_train=arrays.x_train[: args.images], y_train=arrays.y_train[: args.images])
         peaks = {"float32": matmul_peak("float32"), "bf16": matmul_peak("bf16")}
         print(f"matmul peak: float32 {peaks['float32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s", flush=True)
 
@@ -254,10 +254,6 @@ def main() -> None:
     write_end_to_end(args, full, help_s, reject_s)
 
 
-def command_line() -> str:
-    return "make bench" + ("" if sys.argv[1:] == [] else "  # python benchmarks/run.py " + shlex.join(sys.argv[1:]))
-
-
 def write_report(args, rows, peaks) -> None:
     import keras
     import tensorflow as tf
@@ -270,7 +266,7 @@ def write_report(args, rows, peaks) -> None:
         ),
         platform.processor(),
     )
-    command = command_line()
+    command = command_line("make bench")
     lines = [
         "## Training speed: cnnlab against the tutorials' plain Keras script",
         "",
@@ -340,7 +336,7 @@ def write_end_to_end(args, full, help_s, reject_s) -> None:
     lines = [
         "## End to end: overhead beyond training, and start-up",
         "",
-        f"Command: `{command_line()}` (this section alone: `python benchmarks/run.py --networks`).",
+        f"Command: `{command_line('make bench')}` (this section alone: `python benchmarks/run.py --networks`).",
         "",
     ]
     if full:

@@ -24,7 +24,7 @@ import threading
 import time
 from pathlib import Path
 
-from common import add_dataset_arguments, dataset_overrides, write_section
+from common import add_dataset_arguments, command_line, dataset_overrides, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -202,9 +202,7 @@ def main() -> None:
 
 
 def write_report(args: argparse.Namespace, studies: list[dict], mem: dict) -> None:
-    command = "make bench-sweep" + (
-        "" if not sys.argv[1:] else "  # python benchmarks/sweep.py " + shlex.join(sys.argv[1:])
-    )
+    command = command_line("make bench-sweep")
     images = f"{args.images:,}" if args.images else "all"
     lines = [
         "## Sweep efficiency and memory",

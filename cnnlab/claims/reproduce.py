@@ -53,15 +53,20 @@ def fingerprint(cfg: Any, data_hashes: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
 
+def override_key(override: str) -> str:
+    """``+trainer.precision=bf16`` -> ``trainer.precision``."""
+    return override.partition("=")[0].lstrip("+~")
+
+
 def claim_overrides(overrides: list[str]) -> list[str]:
-    return [o for o in overrides if o.partition("=")[0].lstrip("+~") not in OWN_KEYS]
+    return [o for o in overrides if override_key(o) not in OWN_KEYS]
 
 
 def precision_variants(cfg: Any, passthrough: list[str]) -> list[list[str]]:
     """The overrides that make each precision's variant of a claim: ``[[]]`` when ``precisions`` is not set."""
     if not cfg.precisions:
         return [[]]
-    if any(o.partition("=")[0].lstrip("+~") == "trainer.precision" for o in passthrough):
+    if any(override_key(o) == "trainer.precision" for o in passthrough):
         raise ValueError("give the precision either as precisions=[...] or as trainer.precision=..., not both")
     return [[f"trainer.precision={option(precision)}"] for precision in cfg.precisions]
 
