@@ -6,9 +6,12 @@
    MLflow: the timestamp of the first per-epoch val_accuracy at or above the target, counted from the moment the
    process was started (start-up included).
 2. Memory over a --memory-trials study of short trials: the study process's resident memory, sampled from /proc
-   four times a second and read at each trial's end (MLflow end times). Flat means no growth from trial to trial.
+   four times a second and read at each trial's end (MLflow end times). Flat means no growth from trial to trial:
+   the least-squares slope over the trials after the first (which carries TensorFlow's one-time set-up), projected
+   over the whole study, stays under 5% of the memory after trial 2.
 
-Writes its section of BENCHMARKS.md and benchmarks/sweep.png (best validation accuracy so far against time).
+Each part writes its own section of BENCHMARKS.md and its plot (--part runs one of them): benchmarks/sweep.png (best
+validation accuracy so far against time) and benchmarks/sweep_memory.png (memory after each trial).
 """
 
 from __future__ import annotations
@@ -126,12 +129,40 @@ def memory(store: str, study: dict) -> dict:
     return {**study, "per_trial": per_trial, "peak": peak}
 
 
-def plot(results: list[dict], target: float, path: Path) -> None:
+def growth_per_trial(per_trial: list[float]) -> float:
+    """Least-squares slope of memory against trial number over the trials after the first, MB per trial."""
+    import numpy as np
+
+    values = np.asarray(per_trial[1:], dtype=float)
+    return float(np.polyfit(np.arange(len(values)), values, 1)[0])
+
+
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot_memory(mem: dict, path: Path) -> None:
+    plt = pyplot()
+    figure, axis = plt.subplots(figsize=(6.5, 3.4))
+    trials = range(1, len(mem["per_trial"]) + 1)
+    axis.plot(trials, mem["per_trial"], marker="o", ms=3)
+    axis.set_ylim(0, max(mem["per_trial"], default=1) * 1.15)
+    axis.set_xlabel("trial")
+    axis.set_ylabel("resident memory at its end, MB")
+    axis.set_title(f"Memory over a {len(mem['per_trial'])}-trial study")
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def plot(results: list[dict], target: float, path: Path) -> None:
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(6.5, 3.8))
     for result in results:
         if result["curve"]:
@@ -160,6 +191,8 @@ def main() -> None:
     parser.add_argument("--memory-images", type=int, default=3000)
     parser.add_argument("--output", default="BENCHMARKS.md")
     parser.add_argument("--plot", default="benchmarks/sweep.png")
+    parser.add_argument("--memory-plot", default="benchmarks/sweep_memory.png")
+    parser.add_argument("--part", choices=["all", "efficiency", "memory"], default="all", help="run one part only")
     add_dataset_arguments(parser)
     parser.add_argument("--short", action="store_true", help="a check that it still runs (CI, under a minute)")
     args = parser.parse_args()
@@ -168,13 +201,22 @@ def main() -> None:
         args.memory_trials, args.memory_images = 3, 400
     workdir = Path(tempfile.mkdtemp(prefix="cnnlab-bench-sweep-"))
     store = f"sqlite:///{workdir}/bench.db"
-    data = dataset_overrides(args)
-    holdout = max(100, (args.images or 60000) // 5)
+    if args.part in ("all", "efficiency"):
+        studies = efficiency_part(args, workdir, store)
+        plot(studies, args.target, ROOT / args.plot)
+        write_efficiency(args, studies)
+    if args.part in ("all", "memory"):
+        mem = memory_part(args, workdir, store)
+        plot_memory(mem, ROOT / args.memory_plot)
+        write_memory(args, mem)
 
+
+def efficiency_part(args: argparse.Namespace, workdir: Path, store: str) -> list[dict]:
+    holdout = max(100, (args.images or 60000) // 5)
     studies = []
     for tuner in ("random", "hyperband"):
         overrides = [
-            *data,
+            *dataset_overrides(args),
             f"dataset.subset={args.images if args.images else 'null'}",
             f"trainer.holdout_size={holdout}",
             f"trainer.precision={args.precision}",
@@ -186,9 +228,12 @@ def main() -> None:
         study = run_study(f"efficiency-{tuner}", overrides, workdir, args.minutes * 60)
         studies.append({**efficiency(store, study, args.target), "tuner": tuner})
         print(f"{tuner}: best {studies[-1]['best']:.4f}, reached {studies[-1]['reached']}", flush=True)
+    return studies
 
-    memory_overrides = [
-        *data,
+
+def memory_part(args: argparse.Namespace, workdir: Path, store: str) -> dict:
+    overrides = [
+        *dataset_overrides(args),
         f"dataset.subset={args.memory_images}",
         f"trainer.holdout_size={max(100, args.memory_images // 5)}",
         "tuner=random",
@@ -196,20 +241,17 @@ def main() -> None:
         f"sweep.max_trials={args.memory_trials}",
     ]
     print(f"memory: {args.memory_trials} trials ...", flush=True)
-    mem = memory(store, run_study("memory", memory_overrides, workdir, 3600))
-    plot(studies, args.target, ROOT / args.plot)
-    write_report(args, studies, mem)
+    return memory(store, run_study("memory", overrides, workdir, 3600))
 
 
-def write_report(args: argparse.Namespace, studies: list[dict], mem: dict) -> None:
-    command = command_line("make bench-sweep")
+def write_efficiency(args: argparse.Namespace, studies: list[dict]) -> None:
     images = f"{args.images:,}" if args.images else "all"
     lines = [
-        "## Sweep efficiency and memory",
+        "## Sweep efficiency",
         "",
-        f"Command: `{command}`. Dataset {args.dataset}, {images} training images less a fifth held out for "
-        f"validation, the default study's space (conf/sweep/default.yaml), {args.precision}, trials of up to "
-        f"{args.max_epochs} epochs; each tuner's study had {args.minutes:g} min of wall clock on this machine's "
+        f"Command: `{command_line('make bench-sweep')}`. Dataset {args.dataset}, {images} training images less a fifth "
+        f"held out for validation, the default study's space (conf/sweep/default.yaml), {args.precision}, trials of up "
+        f"to {args.max_epochs} epochs; each tuner's study had {args.minutes:g} min of wall clock on this machine's "
         f"{os.cpu_count()} cores, start-up included. Plot: [{args.plot}]({args.plot}).",
         "",
         f"| tuner | time to first reach {args.target:.0%} val_accuracy | best val_accuracy | trials started "
@@ -222,25 +264,35 @@ def write_report(args: argparse.Namespace, studies: list[dict], mem: dict) -> No
             f"| {study['tuner']} | {reached} | {study['best']:.4f} | {study['trials']} | {study['finished']} "
             f"| {study['wall']:.0f} |"
         )
+    write_section(ROOT / args.output, "sweep", "\n".join(lines))
+    print("\n".join(lines))
+
+
+def write_memory(args: argparse.Namespace, mem: dict) -> None:
     per_trial = mem["per_trial"]
-    lines += [
+    lines = [
+        "## Sweep memory",
         "",
-        f"Memory over a {args.memory_trials}-trial random study ({args.memory_images} images, 1 epoch a trial):",
+        f"Command: `{command_line('make bench-sweep')}`. A {args.memory_trials}-trial random study of the default "
+        f"study's space ({args.dataset}, {args.memory_images} images, 1 epoch a trial, every model logged to MLflow), "
+        f"one process; its resident memory read at each trial's end. Plot: [{args.memory_plot}]({args.memory_plot}).",
+        "",
     ]
     if len(per_trial) >= 3:
-        settled, last = per_trial[1], per_trial[-1]  # the first trial includes TensorFlow's one-time set-up
-        growth = (last - settled) / (len(per_trial) - 2)
-        share = 100 * (last - settled) / settled
-        lines.append(
-            f"resident memory {per_trial[0]:.0f} MB after trial 1, {settled:.0f} MB after trial 2, {last:.0f} MB after "
-            f"trial {len(per_trial)}: {share:+.1f}% after the first trial ({growth:+.1f} MB per trial), peak "
-            f"{mem['peak']:.0f} MB; {'flat' if share < 5 else 'GROWING'} (flat: under 5% growth after the first trial)."
-        )
-        lines.append("")
-        lines.append("RSS after each trial, MB: " + ", ".join(f"{value:.0f}" for value in per_trial))
+        settled = per_trial[1]  # the first trial includes TensorFlow's one-time set-up
+        slope = growth_per_trial(per_trial)
+        projected = 100 * slope * (len(per_trial) - 2) / settled
+        verdict = "flat" if projected < 5 else "GROWING"
+        lines += [
+            f"- {per_trial[0]:.0f} MB after trial 1, {settled:.0f} MB after trial 2, {per_trial[-1]:.0f} MB after "
+            f"trial {len(per_trial)}, peak {mem['peak']:.0f} MB.",
+            f"- Trend over trials 2-{len(per_trial)}: {slope:+.1f} MB per trial, {projected:+.1f}% over the study: "
+            f"{verdict} (flat: under 5%).",
+            "- RSS after each trial, MB: " + ", ".join(f"{value:.0f}" for value in per_trial),
+        ]
     else:
-        lines.append(f"only {len(per_trial)} trials finished; no trend to report (peak {mem['peak']:.0f} MB).")
-    write_section(ROOT / args.output, "sweep", "\n".join(lines))
+        lines.append(f"Only {len(per_trial)} trials finished; no trend to report (peak {mem['peak']:.0f} MB).")
+    write_section(ROOT / args.output, "sweep-memory", "\n".join(lines))
     print("\n".join(lines))
 
 

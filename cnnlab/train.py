@@ -7,11 +7,13 @@ Hydra: pass any OmegaConf config with the schema of :mod:`cnnlab.config`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,17 +122,40 @@ def fit(
     verbose = cfg.trainer.verbose
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
-    history = model.fit(
-        data.pipeline(cfg, "train", shuffle=True),
-        validation_data=data.pipeline(cfg, "validation"),
-        epochs=epochs or cfg.trainer.epochs,
-        initial_epoch=initial_epoch,
-        callbacks=callbacks,
-        verbose=verbose,
-        shuffle=False,  # the tf.data pipeline already reshuffles every epoch
-    )
+    with released_gradient_registrations():
+        history = model.fit(
+            data.pipeline(cfg, "train", shuffle=True),
+            validation_data=data.pipeline(cfg, "validation"),
+            epochs=epochs or cfg.trainer.epochs,
+            initial_epoch=initial_epoch,
+            callbacks=callbacks,
+            verbose=verbose,
+            shuffle=False,  # the tf.data pipeline already reshuffles every epoch
+        )
     nan_guard.raise_if_diverged()
     return history
+
+
+@contextlib.contextmanager
+def released_gradient_registrations() -> Iterator[None]:
+    """Forgets the gradient functions TensorFlow registers globally while tracing a train step.
+
+    Tracing Keras' train step registers ``CustomGradient-N`` gradients (tf.distribute's all-reduce of the
+    gradients) in TensorFlow's process-wide gradient registry, and each one holds the whole traced graph:
+    tensorflow/tensorflow#97697. A sweep or reproduction that trains many models in one process grew by
+    ~15 MB a trial because of it. Gradients are taken while tracing, so once fit() returns nothing looks
+    these entries up again; a model fitted again afterwards reuses its traced step or registers anew.
+    """
+    from tensorflow.python.framework import ops
+
+    registry = getattr(getattr(ops, "_gradient_registry", None), "_registry", None)
+    before = set(registry) if isinstance(registry, dict) else None
+    try:
+        yield
+    finally:
+        if before is not None:
+            for name in [name for name in registry if name not in before and name.startswith("CustomGradient-")]:
+                del registry[name]
 
 
 def model_summary(model: Any) -> str:
@@ -161,6 +186,9 @@ def train(
 
     from cnnlab import plots, tracking
 
+    # Reproductions and finalists train many models in one process: start each from Keras' blank global state,
+    # as keras-tuner does before every trial, and before seeding so that the seed holds.
+    keras.backend.clear_session()
     seed_everything(cfg.seed, cfg.trainer.deterministic)
     data = data or prepare_data(cfg)
     model = build_compiled_model(cfg)

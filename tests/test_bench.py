@@ -52,10 +52,9 @@ def test_training_benchmark_short_mode_writes_its_section(tmp_path, synthetic_km
 
 
 def test_sweep_benchmark_short_mode_reports_both_tuners_and_memory(tmp_path, synthetic_kmnist):
-    output, figure = tmp_path / "BENCHMARKS.md", tmp_path / "sweep.png"
-    run(
-        "sweep.py", [*synthetic_kmnist["args"], "--output", str(output), "--plot", str(figure)], synthetic_kmnist["env"]
-    )
+    output, figure, memory_figure = tmp_path / "BENCHMARKS.md", tmp_path / "sweep.png", tmp_path / "memory.png"
+    arguments = ["--output", str(output), "--plot", str(figure), "--memory-plot", str(memory_figure)]
+    run("sweep.py", [*synthetic_kmnist["args"], *arguments], synthetic_kmnist["env"])
 
     text = output.read_text()
     tuners = re.findall(r"^\| (random|hyperband) \| .+? \| (\d\.\d{4}) \| (\d+) \| (\d+) \|", text, flags=re.M)
@@ -63,4 +62,15 @@ def test_sweep_benchmark_short_mode_reports_both_tuners_and_memory(tmp_path, syn
     assert all(int(finished) >= 1 and float(best) > 0 for _, best, _, finished in tuners)
     per_trial = re.search(r"RSS after each trial, MB: (.+)", text).group(1).split(", ")
     assert len(per_trial) == 3 and all(float(v) > 100 for v in per_trial)
-    assert figure.stat().st_size > 10_000
+    assert re.search(
+        r"Trend over trials 2-3: [+-]\d+\.\d MB per trial, [+-]\d+\.\d% over the study: (flat|GROWING)", text
+    )
+    assert figure.stat().st_size > 10_000 and memory_figure.stat().st_size > 10_000
+
+    # One part alone rewrites its own section and leaves the other's.
+    sections = re.findall(r"<!-- section: ([\w-]+) -->", text)
+    assert sections == ["sweep", "sweep-memory"]
+    efficiency = text.split("<!-- section: sweep -->")[1].split("<!-- end of section: sweep -->")[0]
+    run("sweep.py", [*synthetic_kmnist["args"], *arguments, "--part", "memory"], synthetic_kmnist["env"])
+    assert output.read_text().count("## Sweep memory") == 1
+    assert efficiency in output.read_text()
