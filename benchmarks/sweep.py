@@ -152,6 +152,7 @@ def plot_memory(mem: dict, path: Path) -> None:
     trials = range(1, len(mem["per_trial"]) + 1)
     axis.plot(trials, mem["per_trial"], marker="o", ms=3)
     axis.set_ylim(0, max(mem["per_trial"], default=1) * 1.15)
+    axis.xaxis.get_major_locator().set_params(integer=True)
     axis.set_xlabel("trial")
     axis.set_ylabel("resident memory at its end, MB")
     axis.set_title(f"Memory over a {len(mem['per_trial'])}-trial study")
