@@ -57,16 +57,25 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[s
 
 
 def image_grid(images: np.ndarray, titles: list[str], title: str, columns: int = 5) -> plt.Figure:
-    """Images (N, 28, 28) in a grid with a caption each, as the tutorials plot their first 25 images."""
-    rows = max(1, -(-len(images) // columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(2.0 * columns, 2.25 * rows), squeeze=False)
-    for axis in axes.flat:
-        axis.axis("off")
-    for axis, image, caption in zip(axes.flat, images, titles, strict=False):
-        axis.imshow(np.squeeze(image), cmap="binary")
-        axis.set_title(plot_label_text(caption), fontsize=8)
+    """Images (N, 28, 28) in a grid with a caption each, as the tutorials plot their first 25 images.
+
+    Drawn as one mosaic in one axes: a subplot per image made every run pay ~0.5 s for its preview.
+    """
+    images = np.asarray([np.squeeze(image) for image in images])
+    count, height, width = len(images), images.shape[1], images.shape[2]
+    rows = max(1, -(-count // columns))
+    gap, caption = width // 4, height // 2  # pixels between images, and above each for its caption
+    cell_height, cell_width = height + caption, width + gap
+    mosaic = np.zeros((rows * cell_height, columns * cell_width - gap), dtype=images.dtype)
+    figure, axis = plt.subplots(figsize=(2.0 * columns, 2.25 * rows + 0.4))
+    for index, (image, text) in enumerate(zip(images, titles, strict=False)):
+        top, left = (index // columns) * cell_height + caption, (index % columns) * cell_width
+        mosaic[top : top + height, left : left + width] = image
+        axis.text(left + width / 2, top - 1.5, plot_label_text(text), ha="center", va="bottom", fontsize=8)
+    axis.imshow(mosaic, cmap="binary", interpolation="nearest")
+    axis.axis("off")
     figure.suptitle(title)
-    figure.tight_layout()
+    figure.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - 0.5 / (2.25 * rows + 0.4))
     return figure
 
 
