@@ -283,12 +283,14 @@ def write_memory(args: argparse.Namespace, mem: dict) -> None:
         settled = per_trial[1]  # the first trial includes TensorFlow's one-time set-up
         slope = growth_per_trial(per_trial)
         projected = 100 * slope * (len(per_trial) - 2) / settled
+        half = len(per_trial) // 2
         verdict = "flat" if projected < 5 else "GROWING"
         lines += [
             f"- {per_trial[0]:.0f} MB after trial 1, {settled:.0f} MB after trial 2, {per_trial[-1]:.0f} MB after "
             f"trial {len(per_trial)}, peak {mem['peak']:.0f} MB.",
             f"- Trend over trials 2-{len(per_trial)}: {slope:+.1f} MB per trial, {projected:+.1f}% over the study: "
-            f"{verdict} (flat: under 5%).",
+            f"{verdict} (flat: under 5%). Over the second half alone (trials {half + 1}-{len(per_trial)}): "
+            f"{growth_per_trial(per_trial[half - 1 :]):+.1f} MB per trial.",
             "- RSS after each trial, MB: " + ", ".join(f"{value:.0f}" for value in per_trial),
         ]
     else:
