@@ -48,7 +48,8 @@ def test_training_benchmark_short_mode_writes_its_section(tmp_path, synthetic_km
     ]
     assert all(int(samples) > 0 for _, samples in rows)
     assert re.search(r"- simple: float32 \d+\.\d+x the plain script", text)
-    verdict = r"XLA runs at \d+\.\d+x cnnlab float32 without it \(per repeat: \d+\.\d+\): (faster|slower|no consistent"
+    verdict = r"XLA runs at \d+\.\d+x cnnlab float32 without it \(per repeat: \d+\.\d+\): "
+    verdict += "(faster|slower|no consistent difference)"
     assert re.search(verdict, text)
     assert re.search(r"`python -m cnnlab.run --help`: \d+\.\d+ s", text)
 
