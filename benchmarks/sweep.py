@@ -129,12 +129,11 @@ def memory(store: str, study: dict) -> dict:
     return {**study, "per_trial": per_trial, "peak": peak}
 
 
-def growth_per_trial(per_trial: list[float]) -> float:
-    """Least-squares slope of memory against trial number over the trials after the first, MB per trial."""
+def growth_per_trial(memory_mb: list[float]) -> float:
+    """Least-squares slope of memory against trial number over consecutive trials, MB per trial."""
     import numpy as np
 
-    values = np.asarray(per_trial[1:], dtype=float)
-    return float(np.polyfit(np.arange(len(values)), values, 1)[0])
+    return float(np.polyfit(np.arange(len(memory_mb)), np.asarray(memory_mb, dtype=float), 1)[0])
 
 
 def pyplot():
@@ -281,7 +280,7 @@ def write_memory(args: argparse.Namespace, mem: dict) -> None:
     ]
     if len(per_trial) >= 3:
         settled = per_trial[1]  # the first trial includes TensorFlow's one-time set-up
-        slope = growth_per_trial(per_trial)
+        slope = growth_per_trial(per_trial[1:])
         projected = 100 * slope * (len(per_trial) - 2) / settled
         half = len(per_trial) // 2
         verdict = "flat" if projected < 5 else "GROWING"
@@ -290,7 +289,7 @@ def write_memory(args: argparse.Namespace, mem: dict) -> None:
             f"trial {len(per_trial)}, peak {mem['peak']:.0f} MB.",
             f"- Trend over trials 2-{len(per_trial)}: {slope:+.1f} MB per trial, {projected:+.1f}% over the study: "
             f"{verdict} (flat: under 5%). Over the second half alone (trials {half + 1}-{len(per_trial)}): "
-            f"{growth_per_trial(per_trial[half - 1 :]):+.1f} MB per trial.",
+            f"{growth_per_trial(per_trial[half:]):+.1f} MB per trial.",
             "- RSS after each trial, MB: " + ", ".join(f"{value:.0f}" for value in per_trial),
         ]
     else:
