@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -14,6 +15,30 @@ from tests.conftest import kmnist_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
+
+
+def load_benchmark(name: str):
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # the scripts import their shared helpers as `common`
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    return module
+
+
+def test_memory_verdict_calls_steady_growth_growing_and_a_one_off_rise_flat():
+    verdict = load_benchmark("sweep").memory_verdict
+    leak = [900.0] + [1000.0 + 4 * trial for trial in range(19)]  # +4 MB every trial: +7.2% over the study
+    assert not verdict(leak)["flat"]
+    assert verdict(leak)["growth"] == pytest.approx(4)
+
+    one_off = [900.0] + [1000.0] * 9 + [1050.0] * 10  # one +50 MB rise at trial 11, flat either side
+    result = verdict(one_off)
+    assert result["flat"] and result["growth"] == 0
+    assert (result["largest_rise"], result["largest_rise_trial"]) == (50, 11)
+    assert result["trend"] > 3  # the least-squares trend alone would call it growing (+3.9 MB a trial, +7.1%)
 
 
 @pytest.fixture
@@ -45,9 +70,10 @@ def test_training_benchmark_short_mode_writes_its_section(tmp_path, synthetic_km
         "cnnlab float32",
         "cnnlab bf16",
         "cnnlab float32 + XLA",
+        "float32 step alone (bound)",
     ]
     assert all(int(samples) > 0 for _, samples in rows)
-    assert re.search(r"- simple: float32 \d+\.\d+x the plain script", text)
+    assert re.search(r"- simple: float32 \d+\.\d+x the plain script .+ float32 step alone runs at \d+\.\d+x", text)
     verdict = r"XLA runs at \d+\.\d+x cnnlab float32 without it \(per repeat: \d+\.\d+\): "
     verdict += "(faster|slower|no consistent difference)"
     assert re.search(verdict, text)
@@ -65,9 +91,8 @@ def test_sweep_benchmark_short_mode_reports_both_tuners_and_memory(tmp_path, syn
     assert all(int(finished) >= 1 and float(best) > 0 for _, best, _, finished in tuners)
     per_trial = re.search(r"RSS after each trial, MB: (.+)", text).group(1).split(", ")
     assert len(per_trial) == 3 and all(float(v) > 100 for v in per_trial)
-    assert re.search(
-        r"Trend over trials 2-3: [+-]\d+\.\d MB per trial, [+-]\d+\.\d% over the study: (flat|GROWING)", text
-    )
+    growth = r"Growth per trial over trials 2-3 .+: [+-]\d+\.\d MB, [+-]\d+\.\d% over the study: (flat|GROWING)"
+    assert re.search(growth, text)
     assert figure.stat().st_size > 10_000 and memory_figure.stat().st_size > 10_000
 
     # One part alone rewrites its own section and leaves the other's.

@@ -1,0 +1,67 @@
+"""The speed of cnnlab's training step alone: the bound on what any input pipeline or loop change can reach.
+
+Builds and compiles the network through cnnlab (the one model builder, the same compile as a run) and fits it on a
+single batch already in memory, repeated, so no epoch pays for reading, scaling, shuffling or batching images. The
+math per step is the training run's. Prints one JSON line like benchmarks/plain_keras.py.
+"""
+
+import argparse
+import json
+import os
+import resource
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--network", required=True)
+    parser.add_argument("--images", type=int, required=True, help="images an epoch stands for (steps x batch)")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("overrides", nargs="*", help="cnnlab config overrides, e.g. trainer.precision=bf16")
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
+
+    from hydra import compose, initialize_config_dir
+
+    from cnnlab.config import option, register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[f"model={args.network}", *args.overrides])
+
+    import numpy as np
+    import tensorflow as tf
+
+    from cnnlab import train
+    from cnnlab.callbacks import EpochTimer
+
+    train.seed_everything(cfg.seed, cfg.trainer.deterministic)
+    model = train.build_compiled_model(cfg)
+    batch_size = cfg.trainer.batch_size
+    images = np.random.default_rng(0).random((batch_size, 28, 28, 1), dtype=np.float32)
+    classes = np.arange(batch_size) % len(cfg.dataset.classes)
+    one_hot = option(cfg.trainer.loss) == "categorical_crossentropy"
+    labels = np.eye(len(cfg.dataset.classes), dtype=np.float32)[classes] if one_hot else classes
+    steps = args.images // batch_size
+    one_batch = tf.data.Dataset.from_tensors((images, labels)).repeat(steps)
+
+    timer = EpochTimer()  # the timer a cnnlab run logs its epoch_seconds with
+    model.fit(one_batch, epochs=args.epochs, verbose=0, callbacks=[timer])
+    print(
+        json.dumps(
+            {
+                "epoch_seconds": timer.seconds,
+                "images": steps * batch_size,
+                "num_params": model.count_params(),
+                "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
