@@ -42,7 +42,7 @@ def main() -> None:
     train.seed_everything(cfg.seed, cfg.trainer.deterministic)
     model = train.build_compiled_model(cfg)
     batch_size = cfg.trainer.batch_size
-    images = np.random.default_rng(0).random((batch_size, 28, 28, 1), dtype=np.float32)
+    images = np.random.default_rng(0).random((batch_size, *model.input_shape[1:]), dtype=np.float32)
     classes = np.arange(batch_size) % len(cfg.dataset.classes)
     one_hot = option(cfg.trainer.loss) == "categorical_crossentropy"
     labels = np.eye(len(cfg.dataset.classes), dtype=np.float32)[classes] if one_hot else classes
