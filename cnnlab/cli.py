@@ -28,6 +28,24 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
     sys.exit(code)
 
 
+def exit_without_teardown() -> None:
+    """Ends a finished command at once: exit handlers run and output is flushed, then the process exits.
+
+    Once TensorFlow is loaded, the interpreter's own teardown (module clean-up, TensorFlow's thread pools and
+    static destructors) takes ~2 s on 2 cores and records nothing: every run is already closed in MLflow by
+    then. Only for successful ends; errors leave through ``sys.exit`` as usual.
+    """
+    import atexit
+
+    if "tensorflow" not in sys.modules:
+        return
+    atexit._run_exitfuncs()  # MLflow's and Hydra's handlers, as a normal exit would run them
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def guarded(action: Any) -> Any:
     """Runs ``action()``, turning bad input, divergence and signals into one clear line and the right exit code."""
     from cnnlab.data import DataError

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from cnnlab.cli import run_entry
+from cnnlab.cli import exit_without_teardown, run_entry
 from cnnlab.config import register_configs
 
 register_configs()
@@ -18,3 +18,4 @@ def main(cfg: DictConfig) -> float:
 
 if __name__ == "__main__":
     main()
+    exit_without_teardown()

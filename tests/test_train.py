@@ -149,6 +149,9 @@ def test_cli_end_to_end_prints_summary(tmp_path, arrays):
     run = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"]).get_run(run_id)
     assert run.info.status == "FINISHED"
     assert not (tmp_path / "mlruns").exists()  # MLFLOW_TRACKING_URI won over tracking.uri
+    # The command skips the interpreter's teardown after success; Hydra's log file must still be complete.
+    logs = list(tmp_path.glob("outputs/*/*/*.log"))
+    assert len(logs) == 1 and f"MLflow run {run_id}" in logs[0].read_text()
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from cnnlab.allocator import pin_mmap_threshold
 from cnnlab.config import option
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ def reproduce(cfg: Any, overrides: list[str], compose: Any) -> tuple[str, list[C
     from cnnlab import tracking, train
     from cnnlab.data import DataError
 
+    pin_mmap_threshold()  # every seed of every claim trains in this one process
     passthrough = claim_overrides(overrides)
     variants = precision_variants(cfg, passthrough)
     tracking_cfg = OmegaConf.merge(cfg.tracking, {"experiment": EXPERIMENT})

@@ -8,6 +8,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from cnnlab.allocator import pin_mmap_threshold
 from cnnlab.config import validate
 from cnnlab.tuning.space import check_space
 
@@ -23,6 +24,7 @@ def run_sweep(cfg: Any, overrides: list[str] | None = None) -> dict[str, Any]:
     validate(cfg)
     check_space(cfg)
     started = time.perf_counter()
+    pin_mmap_threshold()  # a study trains many differently shaped models in this one process
 
     from cnnlab import tracking, train
     from cnnlab.tuning import distributed

@@ -1,0 +1,33 @@
+"""Native memory for processes that train many models one after another (sweeps, reproductions)."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+
+log = logging.getLogger(__name__)
+
+M_MMAP_THRESHOLD = -3  # glibc's <malloc.h>
+MMAP_THRESHOLD_BYTES = 128 * 1024  # glibc's own starting value
+
+
+def pin_mmap_threshold() -> bool:
+    """Keeps glibc from raising its mmap threshold, so freed tensor buffers go back to the system.
+
+    glibc raises the threshold each time a large mmapped block is freed, after which blocks of that size come from
+    the heap, whose top is rarely given back. A study builds models of many shapes, so the heap's high-water mark
+    kept climbing by ~3 MB a trial with no Python object alive (benchmarks/sweep.py --part memory); with the
+    threshold pinned, large buffers are mapped and unmapped and the curve flattens. Returns False where the C
+    library is not glibc (nothing to do there).
+    """
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError, TypeError):
+        return False
+    pinned = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
+    if not pinned:
+        log.debug("mallopt(M_MMAP_THRESHOLD) refused; memory may grow across trials")
+    return pinned
