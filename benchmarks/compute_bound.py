@@ -47,7 +47,9 @@ def main() -> None:
     one_hot = option(cfg.trainer.loss) == "categorical_crossentropy"
     labels = np.eye(len(cfg.dataset.classes), dtype=np.float32)[classes] if one_hot else classes
     steps = args.images // batch_size
-    one_batch = tf.data.Dataset.from_tensors((images, labels)).repeat(steps)
+    options = tf.data.Options()
+    options.autotune.enabled = False  # as cnnlab's pipeline: no autotuning thread for dropped iterators to wait on
+    one_batch = tf.data.Dataset.from_tensors((images, labels)).repeat(steps).with_options(options)
 
     timer = EpochTimer()  # the timer a cnnlab run logs its epoch_seconds with
     model.fit(one_batch, epochs=args.epochs, verbose=0, callbacks=[timer])

@@ -218,3 +218,20 @@ def test_subset_trims_training_only(arrays):
     assert (len(splits.train), len(splits.test)) == (50, 80)
     with pytest.raises(ConfigError, match="holdout_size"):
         make_splits(loaded, "holdout", holdout_size=240, subset=None)
+
+
+def test_pipeline_scales_like_the_tutorials_and_never_autotunes(arrays):
+    """Same numbers as ``x.astype("float32") / 255``, with tf.data's autotuning off.
+
+    Autotuning's model thread made every dropped iterator (one per epoch, the last when fit() returns) wait out its
+    sleep: up to ~20 s per epoch here. The pipeline's options are what keeps that thread from starting.
+    """
+    from cnnlab.data.pipeline import make_dataset
+
+    x, y = arrays["x_train"][:70], arrays["y_train"][:70]
+    dataset = make_dataset(x, y, batch_size=32, scale_pixels=True)
+    images = np.concatenate([batch.numpy() for batch, _ in dataset])
+    labels = np.concatenate([batch.numpy() for _, batch in dataset])
+    np.testing.assert_array_equal(images, x.reshape(-1, 28, 28, 1).astype("float32") / 255)
+    np.testing.assert_array_equal(labels, y)
+    assert dataset.options().autotune.enabled is False
