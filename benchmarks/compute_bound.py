@@ -38,6 +38,7 @@ def main() -> None:
 
     from cnnlab import train
     from cnnlab.callbacks import EpochTimer
+    from cnnlab.data.pipeline import without_autotuning
 
     train.seed_everything(cfg.seed, cfg.trainer.deterministic)
     model = train.build_compiled_model(cfg)
@@ -47,9 +48,8 @@ def main() -> None:
     one_hot = option(cfg.trainer.loss) == "categorical_crossentropy"
     labels = np.eye(len(cfg.dataset.classes), dtype=np.float32)[classes] if one_hot else classes
     steps = args.images // batch_size
-    options = tf.data.Options()
-    options.autotune.enabled = False  # as cnnlab's pipeline: no autotuning thread for dropped iterators to wait on
-    one_batch = tf.data.Dataset.from_tensors((images, labels)).repeat(steps).with_options(options)
+    # As cnnlab's pipeline: no autotuning thread for dropped iterators to wait on.
+    one_batch = without_autotuning(tf.data.Dataset.from_tensors((images, labels)).repeat(steps))
 
     timer = EpochTimer()  # the timer a cnnlab run logs its epoch_seconds with
     model.fit(one_batch, epochs=args.epochs, verbose=0, callbacks=[timer])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 
 log = logging.getLogger(__name__)
@@ -17,15 +16,13 @@ def pin_mmap_threshold() -> bool:
 
     glibc raises the threshold each time a large mmapped block is freed, after which blocks of that size come from
     the heap, whose top is rarely given back. A study builds models of many shapes, so the heap's high-water mark
-    kept climbing by ~3 MB a trial with no Python object alive (benchmarks/sweep.py --part memory); with the
-    threshold pinned, large buffers are mapped and unmapped and the curve flattens. Returns False where the C
-    library is not glibc (nothing to do there).
+    climbed by ~3 MB a trial with no Python object alive (benchmarks/sweep.py --part memory). With the threshold
+    pinned, large buffers are unmapped when freed (tests/test_allocator.py); the study's trend fell to ~1 MB a
+    trial in one A/B here, within that benchmark's noise. Returns False where the C library has no mallopt.
     """
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError, TypeError):
+        mallopt = ctypes.CDLL(None).mallopt  # the C library this process runs on
+    except (OSError, AttributeError):
         return False
     pinned = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
     if not pinned:
