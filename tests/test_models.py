@@ -70,3 +70,57 @@ def test_bad_block_lists(blocks, message):
     typed = [OmegaConf.merge(OmegaConf.structured(Block), block) for block in blocks]
     with pytest.raises(ConfigError, match=message):
         check_blocks(typed, (28, 28, 1), 10)
+
+
+@pytest.mark.parametrize("rate", [0.25, 0.5, 0.3, 0.05])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_cheap_dropout_mask_keeps_the_rate_and_scale(rate, dtype):
+    import keras
+    import numpy as np
+
+    from cnnlab.models.dropout import mask_bits, with_cheap_mask
+
+    layer = with_cheap_mask(keras.layers.Dropout(rate, dtype=dtype, seed=1))
+    ones = np.ones((64, 3001), dtype="float32")  # an odd count per row: a draw that does not fill its last word
+    out = keras.ops.convert_to_numpy(keras.ops.cast(layer(ones, training=True), "float32"))
+    dropped = np.mean(out == 0)
+    # 192,064 units: the dropped fraction's standard error is below 0.0012, so 5 of them is a generous margin.
+    assert abs(dropped - rate) < 5 * np.sqrt(rate * (1 - rate) / out.size)
+    assert np.allclose(out[out != 0], 1 / (1 - rate), rtol=1e-2 if dtype == "bfloat16" else 1e-6)
+    assert mask_bits(rate) == (8 if rate in (0.25, 0.5) else 16)
+    # A fresh draw per call (the seed generator advances), nothing at inference.
+    assert not np.array_equal(out, keras.ops.convert_to_numpy(keras.ops.cast(layer(ones, training=True), "float32")))
+    assert np.array_equal(keras.ops.convert_to_numpy(layer(ones, training=False)), ones)
+
+
+def test_cheap_dropout_gradient_follows_the_mask():
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from cnnlab.models.dropout import with_cheap_mask
+
+    layer = with_cheap_mask(keras.layers.Dropout(0.5, seed=3))
+    inputs = tf.ones((8, 100))
+    with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        outputs = layer(inputs, training=True)
+        total = tf.reduce_sum(outputs)
+    gradient = tape.gradient(total, inputs).numpy()
+    assert np.array_equal(gradient, outputs.numpy())  # d(x * mask * 2)/dx = mask * 2 = the output for ones
+
+
+def test_saved_dropout_network_loads_as_plain_keras(tmp_path):
+    import keras
+    import numpy as np
+
+    from cnnlab.models.builder import build_model
+
+    model = build_model(compose_config("model=dropout").model, num_classes=10)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    dropouts = [layer for layer in loaded.layers if isinstance(layer, keras.layers.Dropout)]
+    assert len(dropouts) == 4 and all(type(layer) is keras.layers.Dropout for layer in dropouts)
+    images = np.random.default_rng(0).random((4, 28, 28, 1), dtype=np.float32)
+    assert np.allclose(loaded.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-6)

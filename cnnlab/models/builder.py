@@ -8,6 +8,7 @@ import keras
 from keras import layers
 
 from cnnlab.config import option
+from cnnlab.models.dropout import with_cheap_mask
 from cnnlab.models.shapes import check_blocks
 
 INPUT_SHAPE = (28, 28, 1)
@@ -36,7 +37,7 @@ def build_model(model_cfg: Any, num_classes: int, precision: str = "float32") ->
         elif kind == "pool":
             stack.append(layers.MaxPooling2D(block.pool_size, dtype=dtype))
         elif kind == "dropout":
-            stack.append(layers.Dropout(block.rate, dtype=dtype))
+            stack.append(with_cheap_mask(layers.Dropout(block.rate, dtype=dtype)))
         elif kind == "flatten":
             stack.append(layers.Flatten(dtype=dtype))
         elif kind == "dense":
