@@ -16,6 +16,7 @@ from __future__ import annotations
 import types
 from typing import Any
 
+import tensorflow as tf
 from keras import layers
 
 
@@ -33,8 +34,6 @@ def mask_bits(rate: float) -> int:
 def _call_with_cheap_mask(layer: layers.Dropout, inputs: Any, training: bool = False) -> Any:
     if not training or not 0 < layer.rate < 1 or layer.noise_shape is not None:
         return layers.Dropout.call(layer, inputs, training=training)
-    import tensorflow as tf
-
     bits = mask_bits(layer.rate)
     per_word = 32 // bits
     count = tf.size(inputs)
