@@ -37,14 +37,18 @@ class ClaimResult:
 
 
 def fingerprint(cfg: Any, data_hashes: dict[str, str]) -> str:
-    """Same data, same protocol (config minus seed and tracking), same libraries -> same fingerprint."""
+    """Same data, same protocol, same libraries -> same fingerprint.
+
+    Left out: the seed, where runs are tracked, and the ``claim`` block (the claimed number and its tolerance
+    judge a run; they do not change how it trains, so changing them must not retrain anything).
+    """
     import keras
     import tensorflow as tf
 
     import cnnlab
 
     container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    for key in ("seed", "tracking"):
+    for key in ("seed", "tracking", "claim"):
         container.pop(key, None)
     payload = {
         "data": data_hashes,
