@@ -7,20 +7,14 @@ import shlex
 import sys
 from pathlib import Path
 
+from cnnlab import documents
+
 HEADER = "# Benchmarks\n\nEach section below was written by the command it names, on this machine.\n"
 
 
 def write_section(path: Path, name: str, text: str) -> None:
-    """Replaces section ``name`` of ``path`` (or appends it), leaving the other benchmarks' sections as they are."""
-    begin, end = f"<!-- section: {name} -->", f"<!-- end of section: {name} -->"
-    block = f"{begin}\n{text.strip()}\n{end}"
-    current = path.read_text() if path.exists() else HEADER
-    if begin in current and end in current:
-        head, rest = current.split(begin, 1)
-        updated = head + block + rest.split(end, 1)[1]
-    else:
-        updated = current.rstrip() + "\n\n" + block + "\n"
-    path.write_text(updated)
+    """Replaces section ``name`` of BENCHMARKS.md-like ``path``, leaving the other benchmarks' sections as they are."""
+    documents.write_section(path, name, text, HEADER)
 
 
 def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:

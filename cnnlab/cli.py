@@ -164,11 +164,11 @@ def reproduce_entry(cfg: Any) -> None:
     from hydra import compose
 
     from cnnlab.claims.reproduce import claim_overrides, precision_variants
+    from cnnlab.config import seeds_design
 
     given = overrides()
     try:
-        if cfg.seeds < 1:
-            raise ConfigError(f"seeds: must be >= 1, got {cfg.seeds}")
+        seeds_design(cfg)
         try:
             variants = precision_variants(cfg, claim_overrides(given))
         except ValueError as error:
@@ -184,68 +184,17 @@ def reproduce_entry(cfg: Any) -> None:
                 validate(claim_cfg)
     except ConfigError as error:
         fail(str(error))
+    from cnnlab.claims.report import write_reproduction_md
     from cnnlab.claims.reproduce import reproduce
 
+    def on_report(report: Any, results: list[Any], parent_id: str) -> None:
+        if cfg.report_path:
+            write_reproduction_md(Path(cfg.report_path), report, parent_id, results, list(cfg.claims))
+
     parent_id, results, report = guarded(
-        lambda: reproduce(cfg, given, lambda extra: compose("config", overrides=extra))
+        lambda: reproduce(cfg, given, lambda extra: compose("config", overrides=extra), on_report)
     )
     print("\n" + report["markdown"] + "\n")
     print(f"  parent run {parent_id} (experiment cnnlab-reproductions): report.html, report.md, claims.csv")
     if cfg.report_path:
-        write_reproduction_md(cfg.report_path, report, parent_id, results)
         print(f"  wrote {cfg.report_path}")
-
-
-def write_reproduction_md(path: str, report: Any, parent_id: str, results: list[Any]) -> None:
-    import platform
-
-    import keras
-    import tensorflow as tf
-
-    from cnnlab.config import ReproduceConfig
-
-    left_out = [name for name in ReproduceConfig().claims if name not in {r.name for r in results}]
-    not_run = (
-        "\n## Claims not in this run\n\n"
-        + "\n".join(
-            f"- **{name}**: not run here; `make reproduce` runs every claim and skips the pairs above."
-            for name in left_out
-        )
-        + "\n"
-        if left_out
-        else ""
-    )
-    precision_section = (
-        "\n## Other precisions against float32, on the same seeds\n\n"
-        "Each seed trained in both precisions; the difference is the other precision's accuracy minus float32's, "
-        "with a 95% t-interval over the paired seeds. Speed lives in BENCHMARKS.md.\n\n"
-        + report["precision_markdown"]
-        + "\n"
-        if report.get("precision_markdown")
-        else ""
-    )
-    notes = "\n".join(
-        f"- **{r.name}**: {r.claim.get('source', '')}. {r.claim.get('notes', '')}"
-        + (f" *Data unavailable here: {r.unavailable}*" if r.unavailable else "")
-        for r in {r.name: r for r in results}.values()  # one note per claim, whatever its precisions
-    )
-    body = f"""# Reproduction of the tutorials' claims
-
-Produced by a real run on this machine ({platform.machine()}, {os.cpu_count()} CPU cores, TensorFlow {tf.__version__},
-Keras {keras.__version__}) with:
-
-    {report["command"]}
-
-MLflow parent run: `{parent_id}` (experiment `cnnlab-reproductions`; `make ui` to browse, with report.html).
-
-{report["markdown"]}
-{precision_section}{not_run}
-Verdicts (see README): *reproduced* when the 95% t-interval over seeds reaches the claim or lies above it;
-*not reproduced* when the whole interval lies below the claim by more than the split's binomial sampling error;
-*inconclusive* with fewer than 3 seeds, missing data, or an interval below the claim but within that error.
-
-## What each text leaves out, and what was chosen
-
-{notes}
-"""
-    Path(path).write_text(body)

@@ -134,6 +134,25 @@ class TrackingConfig:
 
 
 @dataclass
+class ClaimTarget:
+    metric: str = MISSING  # a metric every run logs: test_accuracy, accuracy, val_accuracy, ...
+    value: float | None = MISSING  # the published number as a fraction (0.9137); null: the source gives none
+    split: str = ""  # which images the number is measured on, in the source's words
+
+
+@dataclass
+class ClaimConfig:
+    """What an experiment reproduces: the source's numbers and how close counts as the same."""
+
+    source: str = ""
+    notes: str = ""  # what the text leaves out, and what was chosen
+    # How far below the published number the protocol's mean may sit and still reproduce it, in the metric's units
+    # (0.005 = half a percentage point); see README, "Reproducing the claims", for why half a point.
+    tolerance: float = 0.005
+    targets: list[ClaimTarget] = field(default_factory=list)
+
+
+@dataclass
 class Config:
     seed: int = 0
     dataset: DatasetConfig = MISSING
@@ -141,7 +160,7 @@ class Config:
     optimizer: OptimizerConfig = MISSING
     trainer: TrainerConfig = MISSING
     tracking: TrackingConfig = MISSING
-    claim: Any = None  # what an experiment reproduces; see conf/experiment/
+    claim: ClaimConfig | None = None  # what an experiment reproduces; see conf/experiment/
 
 
 class ParamType(Enum):
@@ -248,7 +267,11 @@ class UseConfig(Config):
 class ReproduceConfig(Config):
     """`cnnlab.reproduce`: which claims (conf/experiment names), over how many seeds."""
 
-    seeds: int = 3
+    # auto: look after every seed from min_seeds on and stop a claim once its verdict is decided (or at max_seeds);
+    # a number N: exactly N seeds and one look at the end.
+    seeds: str = "auto"
+    min_seeds: int = 3
+    max_seeds: int = 10
     claims: list[str] = field(
         default_factory=lambda: ["mnist_simple", "mnist_pooled", "fashion_deep", "mnist_dropout", "kmnist"]
     )
@@ -295,6 +318,20 @@ def register_configs() -> None:
 
 class ConfigError(ValueError):
     """A config that composes but cannot be trained: names the key and what is valid."""
+
+
+def seeds_design(cfg: Any) -> tuple[int, int, bool]:
+    """``(min_seeds, max_seeds, sequential)`` from reproduce's ``seeds``, ``min_seeds`` and ``max_seeds``."""
+    seeds = str(cfg.seeds).strip()
+    if seeds == "auto":
+        if cfg.min_seeds < 2:
+            raise ConfigError(f"min_seeds: must be >= 2 (a spread needs two seeds), got {cfg.min_seeds}")
+        if cfg.max_seeds < cfg.min_seeds:
+            raise ConfigError(f"max_seeds: must be >= min_seeds ({cfg.min_seeds}), got {cfg.max_seeds}")
+        return cfg.min_seeds, cfg.max_seeds, True
+    if not seeds.isdigit() or int(seeds) < 1:
+        raise ConfigError(f"seeds: 'auto' or a whole number >= 1, got {cfg.seeds!r}")
+    return int(seeds), int(seeds), False
 
 
 KNOWN_ACTIVATIONS = {"relu", "linear", "softmax", "sigmoid", "tanh", "elu", "selu", "gelu", "swish", "silu"}
@@ -344,6 +381,13 @@ def validate(cfg: Any) -> None:
     need(opt.learning_rate > 0, "optimizer.learning_rate", f"must be > 0, got {opt.learning_rate}")
     if opt.momentum is not None:
         need(0 <= opt.momentum < 1, "optimizer.momentum", f"must be in [0, 1), got {opt.momentum}")
+    if cfg.get("claim") is not None:
+        tolerance = cfg.claim.tolerance
+        need(
+            0 < tolerance < 0.1,
+            "claim.tolerance",
+            f"must be in (0, 0.1) in the metric's units (0.005 = half a point), got {tolerance}",
+        )
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
     check_blocks(cfg.model.blocks, input_shape=(28, 28, 1), num_classes=len(cfg.dataset.classes))

@@ -6,41 +6,45 @@ import base64
 import html
 import io
 import math
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from cnnlab import plots
 from cnnlab.claims.stats import t_interval
-from cnnlab.claims.verdict import judge
 
 
 def claims_table(results: list[Any]) -> pd.DataFrame:
+    """One row per claimed number: its verdict, what the verdict rests on, and the claim read as one run."""
     rows = []
     for result in results:
-        claim = result.claim or {}
-        for target in claim.get("targets", []):
-            metric = target["metric"]
-            values = [run.data.metrics[metric] for run in result.runs if metric in run.data.metrics]
-            verdict = judge(values, target["value"], result.split_sizes.get(metric, 0))
-            interval = verdict.interval
-            minutes = sum(run.data.metrics.get("total_seconds", 0.0) for run in result.runs) / 60
+        minutes = sum(run.data.metrics.get("total_seconds", 0.0) for run in result.runs) / 60
+        for target, verdict in result.verdicts():
+            bounds, single = verdict.bounds, verdict.single_run
             rows.append(
                 {
                     "claim": result.name,
                     "precision": result.precision,
-                    "metric": metric,
+                    "metric": target["metric"],
                     "split": target.get("split", ""),
                     "claimed": target["value"],
-                    "mean": interval.mean if interval else math.nan,
-                    "std": interval.std if interval else math.nan,
-                    "ci95_low": interval.low if interval else math.nan,
-                    "ci95_high": interval.high if interval else math.nan,
-                    "sampling_se": verdict.sampling_se if verdict.sampling_se is not None else math.nan,
+                    "tolerance": result.tolerance,
+                    "mean": bounds.mean if bounds else math.nan,
+                    "std": bounds.std if bounds else math.nan,
+                    "bound_low": bounds.low if bounds else math.nan,
+                    "bound_high": bounds.high if bounds else math.nan,
+                    "alpha": verdict.alpha,
                     "verdict": verdict.status if not result.unavailable else "inconclusive (data unavailable here)",
-                    "seeds": len(values),
-                    "minutes": minutes,
+                    "seeds": verdict.seeds,
+                    "seeds_run": len(result.runs),
                     "why": result.unavailable or verdict.why,
+                    "single_run_low": single.low if single else math.nan,
+                    "single_run_high": single.high if single else math.nan,
+                    "p_single_run_reaches": verdict.p_single_run_reaches,
+                    "seeds_reaching": verdict.seeds_reaching,
+                    "sampling_se": verdict.sampling_se if verdict.sampling_se is not None else math.nan,
+                    "minutes": minutes,
                 }
             )
     return pd.DataFrame(rows)
@@ -50,27 +54,63 @@ def _percent(value: Any) -> str:
     return "" if value is None or (isinstance(value, float) and not math.isfinite(value)) else f"{100 * value:.2f}%"
 
 
+def _bound(value: float) -> str:
+    return _percent(value) if math.isfinite(value) else "unbounded"
+
+
 def readable(table: pd.DataFrame) -> pd.DataFrame:
-    """The columns people read: claimed, mean ± half-width [low, high], verdict."""
-    shown = pd.DataFrame(
+    """The verdicts, each with what it rests on: the margin, the mean's one-sided bounds at their level, seeds."""
+    return pd.DataFrame(
         {
             "claim": table["claim"],
             "precision": table["precision"],
             "metric": table["metric"],
             "claimed": table["claimed"].map(_percent),
-            "measured (95% CI)": [
-                f"{_percent(m)} ± {100 * (h - m):.2f} [{_percent(lo)}, {_percent(h)}]"
-                if math.isfinite(h)
-                else _percent(m)
-                for m, lo, h in zip(table["mean"], table["ci95_low"], table["ci95_high"], strict=True)
+            "reproduced if mean >=": [
+                _percent(c - t) if c is not None and math.isfinite(c) else ""
+                for c, t in zip(table["claimed"], table["tolerance"], strict=True)
             ],
-            "sampling SE": table["sampling_se"].map(lambda v: "" if not math.isfinite(v) else f"{100 * v:.2f} pt"),
+            "mean ± sd": [
+                f"{_percent(m)} ± {100 * s:.2f}" if math.isfinite(s) else _percent(m)
+                for m, s in zip(table["mean"], table["std"], strict=True)
+            ],
+            "one-sided bounds of the mean": [
+                f"[{_bound(lo)}, {_bound(hi)}] at {100 * (1 - a):.2f}%" if math.isfinite(m) else ""
+                for lo, hi, a, m in zip(
+                    table["bound_low"], table["bound_high"], table["alpha"], table["mean"], strict=True
+                )
+            ],
             "verdict": table["verdict"],
-            "seeds": table["seeds"],
+            "seeds (of run)": [f"{n} ({r})" for n, r in zip(table["seeds"], table["seeds_run"], strict=True)],
             "minutes": table["minutes"].map(lambda v: f"{v:.1f}"),
         }
     )
-    return shown
+
+
+def readable_single_run(table: pd.DataFrame) -> pd.DataFrame:
+    """The tutorial's number read as what it is, one run: where one run lands and how often it reaches it."""
+    claimed = table[table["claimed"].notna() & table["mean"].notna()]
+    return pd.DataFrame(
+        {
+            "claim": claimed["claim"],
+            "precision": claimed["precision"],
+            "metric": claimed["metric"],
+            "claimed": claimed["claimed"].map(_percent),
+            "one run, 95% prediction interval": [
+                f"[{_bound(lo)}, {_bound(hi)}]"
+                for lo, hi in zip(claimed["single_run_low"], claimed["single_run_high"], strict=True)
+            ],
+            "P(one run >= claimed)": claimed["p_single_run_reaches"].map(
+                lambda p: f"{100 * p:.0f}%" if math.isfinite(p) else ""
+            ),
+            "seeds reaching it": [
+                f"{k} of {n}" for k, n in zip(claimed["seeds_reaching"], claimed["seeds"], strict=True)
+            ],
+            "test-split sampling SE": claimed["sampling_se"].map(
+                lambda v: "" if not math.isfinite(v) else f"{100 * v:.2f} pt"
+            ),
+        }
+    )
 
 
 def _by_seed(runs: list[Any], metric: str) -> dict[str, float]:
@@ -191,6 +231,8 @@ def to_html(table: pd.DataFrame, pairs: pd.DataFrame, figures: dict[str, Any], h
         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}</style></head><body>"
         f"<h1>cnnlab reproduction</h1><p>{html.escape(header)}</p>"
         f"{readable(table).to_html(index=False, escape=True)}"
+        "<h2>The claim as one run</h2>"
+        f"{readable_single_run(table).to_html(index=False, escape=True)}"
         + (
             "<h2>Other precisions against float32, paired by seed</h2>"
             + readable_pairs(pairs).to_html(index=False, escape=True)
@@ -199,3 +241,77 @@ def to_html(table: pd.DataFrame, pairs: pd.DataFrame, figures: dict[str, Any], h
         )
         + f"{images}</body></html>"
     )
+
+
+REPRODUCTION_HEADER = (
+    "# Reproduction of the tutorials' claims\n\nEach section below was written by the command it names, on the "
+    "machine it names.\n"
+)
+
+
+def write_reproduction_md(
+    path: Path, report: dict[str, Any], parent_id: str, results: list[Any], claims: list[str]
+) -> None:
+    """Writes the reproduction's section of REPRODUCTION.md (other sections, e.g. harness fidelity, stay)."""
+    import platform
+
+    import keras
+    import tensorflow as tf
+
+    from cnnlab import documents
+    from cnnlab.machine import cpu_description
+
+    done = {r.name for r in results}
+    not_run = "".join(f"\n- **{name}**: not run yet." for name in claims if name not in done)
+    pending = [r.label for r in results if r.needs_more_seeds()]
+    status = (
+        f"**In progress**: {', '.join(pending)} still take seeds; rerun the command to resume."
+        if pending
+        else "Complete: every claim is decided or has its last seed."
+    )
+    precision_section = (
+        "\n### Other precisions against float32, on the same seeds\n\n"
+        "Each seed trained in both precisions; the difference is the other precision's accuracy minus float32's, "
+        "with a 95% t-interval over the paired seeds. Speed lives in BENCHMARKS.md.\n\n"
+        + report["precision_markdown"]
+        + "\n"
+        if report.get("precision_markdown")
+        else ""
+    )
+    notes = "\n".join(
+        f"- **{r.name}**: {(r.claim or {}).get('source', '')}. {(r.claim or {}).get('notes', '')}"
+        + (f" *Data unavailable here: {r.unavailable}*" if r.unavailable else "")
+        for r in {r.name: r for r in results}.values()  # one note per claim, whatever its precisions
+    )
+    design = results[0].design if results else None
+    design_text = (
+        f"seeds {design.min_seeds} to {design.max_seeds}, a look after each (`seeds=auto`)"
+        if design and design.sequential
+        else f"{design.max_seeds} seeds, one look"
+        if design
+        else ""
+    )
+    body = f"""## Claims: verdicts
+
+Command: `{report["command"]}`
+
+Machine: {cpu_description()}; Python {platform.python_version()}, TensorFlow {tf.__version__}, Keras
+{keras.__version__}. MLflow parent run `{parent_id}` (experiment `cnnlab-reproductions`; `make ui`, its
+report.html). Design: {design_text}, each claim held to within its tolerance (0.5 points). {status}
+
+{report["markdown"]}
+{precision_section}{not_run}
+
+How to read it (README, "Reproducing the claims"): *reproduced* when the mean's one-sided lower bound is at least
+claimed - tolerance (*exceeds* when it is above claimed + tolerance), *not reproduced* when the one-sided upper
+bound is below claimed - tolerance, *inconclusive* otherwise. Each look spends part of a 5% error budget (the level
+is beside each bound), so however many looks a claim took, a protocol whose mean sits at claimed - tolerance is
+called reproduced at most 5% of the time. "seeds (of run)": the seeds the verdict rests on, and how many were run
+(more when a claim's other number was still open). The second table reads the tutorial's number as what it is, one
+run: where one more run falls, and how often one run reaches the number.
+
+### What each text leaves out, and what was chosen
+
+{notes}
+"""
+    documents.write_section(path, "claims", body, REPRODUCTION_HEADER)

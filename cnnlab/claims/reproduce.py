@@ -1,4 +1,11 @@
-"""reproduce(cfg): every claim x seed as a child run of one parent run, skipping pairs already done, then verdicts."""
+"""reproduce(cfg): claims x seeds as child runs of one parent run, seeds added only while a verdict is open.
+
+Each claim variant first gets ``min_seeds`` seeds; then, round by round, one more seed goes to every claim whose
+verdict is still undecided, until each is decided or has ``max_seeds`` (``seeds=auto``). ``seeds=N`` trains
+exactly N. A rerun of the same command reattaches the parent run, marks children its dead process left RUNNING
+as KILLED and skips every (claim, seed) already FINISHED with the same fingerprint. The report (MLflow parent
+artifacts, and ``report_path``) is refreshed after every round, so a long reproduction shows where it stands.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +18,15 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from cnnlab.allocator import pin_mmap_threshold
-from cnnlab.config import option
+from cnnlab.claims.stats import Design
+from cnnlab.claims.verdict import DEFAULT_TOLERANCE, NO_CLAIM, Verdict, judge
+from cnnlab.config import option, seeds_design
 
 log = logging.getLogger(__name__)
 
 EXPERIMENT = "cnnlab-reproductions"
 # reproduce's own options; every other override reaches each claim
-OWN_KEYS = ("seeds", "claims", "report_path", "precisions")
+OWN_KEYS = ("seeds", "min_seeds", "max_seeds", "claims", "report_path", "precisions")
 
 
 @dataclass
@@ -25,10 +34,44 @@ class ClaimResult:
     name: str
     claim: Any
     precision: str = "float32"
-    runs: list[Any] = field(default_factory=list)  # FINISHED MLflow runs, one per seed
+    runs: list[Any] = field(default_factory=list)  # FINISHED MLflow runs, in seed order 0, 1, 2, ...
     split_sizes: dict[str, int] = field(default_factory=dict)
     unavailable: str | None = None
     skipped: int = 0
+    design: Design = field(default_factory=lambda: Design(3, 10))
+
+    @property
+    def tolerance(self) -> float:
+        return (self.claim or {}).get("tolerance", DEFAULT_TOLERANCE)
+
+    def values(self, metric: str) -> list[float]:
+        return [run.data.metrics[metric] for run in self.runs if metric in run.data.metrics]
+
+    def verdicts(self) -> list[tuple[Any, Verdict]]:
+        """Each claimed number with its verdict from the seeds so far, under this reproduction's design."""
+        return [
+            (
+                target,
+                judge(
+                    self.values(target["metric"]),
+                    target["value"],
+                    self.design,
+                    self.tolerance,
+                    self.split_sizes.get(target["metric"], 0),
+                ),
+            )
+            for target in (self.claim or {}).get("targets", [])
+        ]
+
+    def needs_more_seeds(self) -> bool:
+        """True while a seed below min_seeds is missing, or some target is undecided and max_seeds not reached."""
+        if self.unavailable:
+            return False
+        if len(self.runs) < self.design.min_seeds:
+            return True
+        if len(self.runs) >= self.design.max_seeds:
+            return False
+        return any(not verdict.decided and verdict.status != NO_CLAIM for _, verdict in self.verdicts())
 
     @property
     def label(self) -> str:
@@ -76,8 +119,13 @@ def precision_variants(cfg: Any, passthrough: list[str]) -> list[list[str]]:
     return [[f"trainer.precision={option(precision)}"] for precision in cfg.precisions]
 
 
-def reproduce(cfg: Any, overrides: list[str], compose: Any) -> tuple[str, list[ClaimResult]]:
-    """Runs or resumes the reproduction; ``compose(overrides)`` composes a run config (Hydra's compose API)."""
+def reproduce(
+    cfg: Any, overrides: list[str], compose: Any, on_report: Any = None
+) -> tuple[str, list[ClaimResult], dict[str, Any]]:
+    """Runs or resumes the reproduction; ``compose(overrides)`` composes a run config (Hydra's compose API).
+
+    ``on_report(report, results, parent_id)`` is called after every round with the refreshed report.
+    """
     from mlflow.tracking import MlflowClient
 
     from cnnlab import tracking, train
@@ -86,10 +134,12 @@ def reproduce(cfg: Any, overrides: list[str], compose: Any) -> tuple[str, list[C
     pin_mmap_threshold()  # every seed of every claim trains in this one process
     passthrough = claim_overrides(overrides)
     variants = precision_variants(cfg, passthrough)
+    min_seeds, max_seeds, sequential = seeds_design(cfg)
+    design = Design(min_seeds, max_seeds) if sequential else Design.fixed(max_seeds)
     tracking_cfg = OmegaConf.merge(cfg.tracking, {"experiment": EXPERIMENT})
     experiment_id = tracking.configure(tracking_cfg)
     client = MlflowClient()
-    identity = [list(cfg.claims), cfg.seeds, passthrough]
+    identity = [list(cfg.claims), [min_seeds, max_seeds, sequential], passthrough]
     if cfg.precisions:
         identity.append([option(p) for p in cfg.precisions])
     key = hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
@@ -100,25 +150,39 @@ def reproduce(cfg: Any, overrides: list[str], compose: Any) -> tuple[str, list[C
     if parents:
         parent_id = parents[0].info.run_id
         print(f"[reproduce] resuming parent run {parent_id}", flush=True)
+        tracking.mark_killed(
+            client,
+            [experiment_id],
+            f"tags.mlflow.parentRunId = '{parent_id}'",
+            "process died mid-seed; the seed is trained again",
+        )
     else:
         run = client.create_run(experiment_id, run_name="reproduction", tags={"cnnlab.reproduction": key})
         parent_id = run.info.run_id
+        seeds_text = f"{min_seeds} to {max_seeds} seeds (auto)" if sequential else f"{max_seeds} seeds"
         client.set_tag(
             parent_id,
             "mlflow.note.content",
-            f"Reproduction of {list(cfg.claims)} over {cfg.seeds} seeds.\n\nRerun: `{command}`",
+            f"Reproduction of {list(cfg.claims)} over {seeds_text}.\n\nRerun: `{command}`",
         )
         print(f"[reproduce] new parent run {parent_id}", flush=True)
 
-    results = []
+    results: list[ClaimResult] = []
+    report: dict[str, Any] = {}
     with tracking.tracked_run(experiment_id, "", {}, "", run_id=parent_id):
+        prepared = []
         for name in cfg.claims:
             data = None
             for variant in variants:
                 run_overrides = [f"experiment={name}", *passthrough, *variant]
                 claim_cfg = compose(run_overrides)
                 claim_cfg.tracking.experiment = EXPERIMENT
-                result = ClaimResult(name=name, claim=claim_cfg.claim, precision=option(claim_cfg.trainer.precision))
+                result = ClaimResult(
+                    name=name,
+                    claim=OmegaConf.to_container(claim_cfg.claim) if claim_cfg.claim is not None else None,
+                    precision=option(claim_cfg.trainer.precision),
+                    design=design,
+                )
                 results.append(result)
                 try:
                     data = data or train.prepare_data(claim_cfg)  # every variant shares the claim's data
@@ -126,61 +190,77 @@ def reproduce(cfg: Any, overrides: list[str], compose: Any) -> tuple[str, list[C
                     result.unavailable = str(error).splitlines()[0]
                     print(f"[reproduce] {name}: data unavailable here, no verdict ({result.unavailable})", flush=True)
                     break
-                run_seeds(result, claim_cfg, run_overrides, data, cfg.seeds, parent_id, experiment_id, client)
-        report = log_report(results, parent_id, command, client)
+                result.split_sizes = split_sizes(data)
+                prepared.append((result, claim_cfg, run_overrides, data, fingerprint(claim_cfg, data.arrays.sha256)))
+        for seed in range(max_seeds):
+            trained = False
+            for result, claim_cfg, run_overrides, data, print_ in prepared:
+                if len(result.runs) != seed or not result.needs_more_seeds():
+                    continue
+                run_seed(result, claim_cfg, run_overrides, data, seed, print_, parent_id, experiment_id, client)
+                trained = True
+                if len(result.runs) >= design.min_seeds:
+                    for target, verdict in result.verdicts():
+                        print(f"[reproduce] {result.label} {target['metric']}: {verdict.status} ({verdict.why})")
+            if trained or seed == 0:
+                report = log_report(results, parent_id, command, client)
+                if on_report is not None:
+                    on_report(report, results, parent_id)
     return parent_id, results, report
 
 
-def run_seeds(
-    result: ClaimResult,
-    claim_cfg: Any,
-    run_overrides: list[str],
-    data: Any,
-    seeds: int,
-    parent_id: str,
-    experiment_id: str,
-    client: Any,
-) -> None:
-    """Trains each seed of one claim variant as a child run, skipping seeds FINISHED with the same fingerprint."""
-    from cnnlab import train
-
+def split_sizes(data: Any) -> dict[str, int]:
     splits = data.splits
-    result.split_sizes = {
+    return {
         "test_accuracy": len(splits.test),
         "accuracy": len(splits.train),
         "val_accuracy": len(splits.validation) if splits.validation else 0,
     }
-    print_ = fingerprint(claim_cfg, data.arrays.sha256)
+
+
+def run_seed(
+    result: ClaimResult,
+    claim_cfg: Any,
+    run_overrides: list[str],
+    data: Any,
+    seed: int,
+    print_: str,
+    parent_id: str,
+    experiment_id: str,
+    client: Any,
+) -> None:
+    """Trains one seed of one claim variant as a child run, or reuses it if FINISHED with the same fingerprint."""
+    from cnnlab import train
+
     label = result.label
-    for seed in range(seeds):
-        done = client.search_runs(
-            [experiment_id],
-            filter_string=(
-                f"tags.`cnnlab.claim` = '{result.name}' and tags.`cnnlab.seed` = '{seed}' and "
-                f"tags.`cnnlab.fingerprint` = '{print_}' and attributes.status = 'FINISHED'"
-            ),
-            max_results=1,
-        )
-        if done:
-            print(f"[reproduce] {label} seed {seed}: already FINISHED ({done[0].info.run_id}), skipped", flush=True)
-            result.runs.append(done[0])
-            result.skipped += 1
-            continue
-        print(f"[reproduce] {label} seed {seed}: training ({claim_cfg.trainer.epochs} epochs)", flush=True)
-        seed_cfg = OmegaConf.merge(claim_cfg, {"seed": seed, "tracking": {"run_name": f"{label}-s{seed}"}})
-        outcome = train.train(
-            seed_cfg,
-            [*run_overrides, f"seed={seed}"],
-            parent_run_id=parent_id,
-            extra_tags={
-                "cnnlab.claim": result.name,
-                "cnnlab.seed": str(seed),
-                "cnnlab.precision": result.precision,
-                "cnnlab.fingerprint": print_,
-            },
-            data=data,
-        )
-        result.runs.append(client.get_run(outcome.run_id))
+    done = client.search_runs(
+        [experiment_id],
+        filter_string=(
+            f"tags.`cnnlab.claim` = '{result.name}' and tags.`cnnlab.seed` = '{seed}' and "
+            f"tags.`cnnlab.fingerprint` = '{print_}' and attributes.status = 'FINISHED'"
+        ),
+        max_results=1,
+    )
+    if done:
+        print(f"[reproduce] {label} seed {seed}: already FINISHED ({done[0].info.run_id}), skipped", flush=True)
+        result.runs.append(done[0])
+        result.skipped += 1
+        return
+    print(f"[reproduce] {label} seed {seed}: training ({claim_cfg.trainer.epochs} epochs)", flush=True)
+    seed_cfg = OmegaConf.merge(claim_cfg, {"seed": seed, "tracking": {"run_name": f"{label}-s{seed}"}})
+    outcome = train.train(
+        seed_cfg,
+        [*run_overrides, f"seed={seed}"],
+        parent_run_id=parent_id,
+        extra_tags={
+            "cnnlab.claim": result.name,
+            "cnnlab.seed": str(seed),
+            "cnnlab.precision": result.precision,
+            "cnnlab.fingerprint": print_,
+        },
+        data=data,
+    )
+    result.runs.append(client.get_run(outcome.run_id))
 
 
 def log_report(results: list[ClaimResult], parent_id: str, command: str, client: Any) -> dict[str, Any]:
@@ -194,7 +274,11 @@ def log_report(results: list[ClaimResult], parent_id: str, command: str, client:
     figures = {f"{r.label}: learning curves": report.learning_curves_figure(r, client) for r in results if r.runs}
     figures["accuracy per seed"] = report.distribution_figure(table, results)
     header = f"Parent MLflow run {parent_id}. Command: {command}"
-    markdown = report.to_markdown(report.readable(table))
+    markdown = (
+        report.to_markdown(report.readable(table))
+        + "\n\nThe claim as one run (the seeds each verdict rests on):\n\n"
+        + report.to_markdown(report.readable_single_run(table))
+    )
     precision_markdown = report.to_markdown(report.readable_pairs(pairs)) if len(pairs) else ""
     mlflow.log_text(table.to_csv(index=False), "claims.csv")
     if len(pairs):

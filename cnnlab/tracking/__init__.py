@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import shlex
 import signal
@@ -18,6 +19,8 @@ from omegaconf import OmegaConf
 
 import cnnlab
 from cnnlab.errors import Terminated
+
+log = logging.getLogger(__name__)
 
 REASON_TAG = "cnnlab.status_reason"
 # MLflow 3's UI opens an experiment in its GenAI view unless told it holds model training.
@@ -178,6 +181,21 @@ def tracked_run(
     finally:
         with contextlib.suppress(ValueError):
             signal.signal(signal.SIGTERM, previous_term)
+
+
+def mark_killed(client: Any, experiment_ids: list[str], filter_string: str, reason: str) -> list[Any]:
+    """Ends every run matching ``filter_string`` that is still RUNNING as KILLED, with ``reason`` in its tag.
+
+    For runs whose process died without closing them (``kill -9``, a lost host): the one place sweeps, their
+    distributed workers and reproductions clean up before they run the same work again. The caller's filter must
+    only match runs that no live process owns (its own study's or reproduction's children).
+    """
+    stale = client.search_runs(experiment_ids, filter_string=f"{filter_string} and attributes.status = 'RUNNING'")
+    for run in stale:
+        client.set_tag(run.info.run_id, REASON_TAG, reason)
+        client.set_terminated(run.info.run_id, "KILLED")
+        log.warning("marked %s (%s) KILLED: %s", run.info.run_name, run.info.run_id, reason)
+    return stale
 
 
 def _end(run: Any, status: str, reason: str) -> None:

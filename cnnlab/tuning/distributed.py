@@ -153,14 +153,14 @@ def launch(cfg: Any, overrides: list[str], study: Any) -> None:
 
 
 def _mark_worker_runs_killed(client: Any, study: Any, worker: str) -> None:
-    from cnnlab.tracking import REASON_TAG
+    from cnnlab.tracking import mark_killed
 
-    for run in client.search_runs(
+    mark_killed(
+        client,
         [study.experiment_id],
-        filter_string=f"tags.`cnnlab.tuner_id` = '{worker}' and attributes.status = 'RUNNING'",
-    ):
-        client.set_tag(run.info.run_id, REASON_TAG, f"worker {worker} died mid-trial; the trial is retried")
-        client.set_terminated(run.info.run_id, "KILLED")
+        f"tags.`cnnlab.tuner_id` = '{worker}'",
+        f"worker {worker} died mid-trial; the trial is retried",
+    )
 
 
 def _stop_all(processes: dict[str, subprocess.Popen]) -> None:

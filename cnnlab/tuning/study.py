@@ -109,15 +109,12 @@ class Study:
 
     def mark_stale_trials_killed(self) -> None:
         """Child runs left RUNNING by a killed process end KILLED; keras-tuner reruns their trials."""
-        client = MlflowClient()
-        stale = client.search_runs(
+        tracking.mark_killed(
+            MlflowClient(),
             [self.experiment_id],
-            filter_string=f"tags.mlflow.parentRunId = '{self.parent_run_id}' and attributes.status = 'RUNNING'",
+            f"tags.mlflow.parentRunId = '{self.parent_run_id}'",
+            "process died mid-trial; the trial is run again",
         )
-        for run in stale:
-            client.set_tag(run.info.run_id, tracking.REASON_TAG, "process died mid-trial; the trial is run again")
-            client.set_terminated(run.info.run_id, "KILLED")
-            log.warning("marked %s (%s) KILLED: its process died mid-trial", run.info.run_name, run.info.run_id)
 
     def report_progress(self, oracle: Any, trial: Any) -> None:
         trials = getattr(oracle, "trials", None)  # a distributed worker's oracle client only answers RPCs
