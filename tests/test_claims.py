@@ -18,7 +18,7 @@ from cnnlab.claims.stats import (
     seeds_to_decide,
     t_interval,
 )
-from cnnlab.claims.verdict import EXCEEDS, INCONCLUSIVE, NO_CLAIM, NOT_REPRODUCED, REPRODUCED, judge
+from cnnlab.claims.verdict import EXCEEDS, INCONCLUSIVE, NO_CLAIM, REPRODUCED, judge
 
 CLAIMED, SD, TOLERANCE = 0.9, 0.003, 0.005  # the case: sd 0.3 points, tolerance 0.5 points
 AUTO = Design(3, 10)
