@@ -1,7 +1,8 @@
 """The baseline: each tutorial network trained the way the tutorials write it (float32 numpy arrays into model.fit).
 
 Written out by hand on purpose, as a reader of the tutorials would: it is what cnnlab is measured against.
-Prints one JSON line: samples per second per epoch, seconds per epoch, and the parameter count.
+Prints one JSON line: samples per second per epoch, seconds per epoch, the parameter count and, when the npz holds
+a test split, the test accuracy (the fidelity comparison in benchmarks/fidelity.py reads it).
 """
 
 import argparse
@@ -89,19 +90,28 @@ def main():
     parser.add_argument("--images", type=int, required=True)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--raw-pixels", action="store_true", help="feed 0-255 pixels, as the 97.57%% tutorial does")
     args = parser.parse_args()
-    keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(args.seed)
+    scale = 1.0 if args.raw_pixels else 255.0
     with np.load(args.data, allow_pickle=False) as data:
         x_train, y_train = data["x_train"][: args.images], data["y_train"][: args.images]
-    x_train = x_train.reshape(-1, 28, 28, 1).astype("float32") / 255
+        x_test, y_test = (data["x_test"], data["y_test"]) if "x_test" in data else (None, None)
+    x_train = x_train.reshape(-1, 28, 28, 1).astype("float32") / scale
     y_train = keras.utils.to_categorical(y_train, 10)
     model = keras.Sequential([keras.Input((28, 28, 1)), *network(args.network)])
     model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
     times = EpochTimes()
     model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs, verbose=0, callbacks=[times])
+    scores = {}
+    if x_test is not None:
+        x_test = x_test.reshape(-1, 28, 28, 1).astype("float32") / scale
+        _, scores["test_accuracy"] = model.evaluate(x_test, keras.utils.to_categorical(y_test, 10), verbose=0)
     print(
         json.dumps(
             {
+                **scores,
                 "epoch_seconds": times.seconds,
                 "images": len(x_train),
                 "num_params": model.count_params(),

@@ -265,10 +265,25 @@ def test_interrupted_reproduction_resumes_and_skips_finished_pairs(reproduce_set
 def test_report_renders_html_with_figures(reproduce_setup, tmp_path):
     from mlflow.tracking import MlflowClient
 
+    from cnnlab.claims.report import write_reproduction_md
     from cnnlab.claims.reproduce import reproduce
 
     cfg, overrides, compose = reproduce_setup
-    parent_id, results, report = reproduce(cfg, overrides, compose)
+    document = tmp_path / "REPRODUCTION.md"
+    document.write_text("# Reproduction\n\n<!-- section: fidelity -->\nkept\n<!-- end of section: fidelity -->\n")
+    rounds = []
+
+    def on_report(report, results, parent_id):
+        rounds.append(len(results[0].runs))
+        write_reproduction_md(document, report, parent_id, results, ["mnist_simple", "mnist_pooled", "kmnist"])
+
+    parent_id, results, report = reproduce(cfg, overrides, compose, on_report)
+    assert rounds == [1, 2]  # the report is refreshed after every round of seeds
+    text = document.read_text()
+    assert "kept" in text and "<!-- section: claims -->" in text  # another command's section stays
+    assert "Machine: " in text and "flags:" in text and "Complete:" in text
+    assert "- **kmnist**: not run yet." in text
+    print(text)
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
     artifacts = {a.path for a in client.list_artifacts(parent_id)}
     assert {"claims.csv", "report.md", "report.html"} <= artifacts

@@ -283,6 +283,8 @@ def write_reproduction_md(
         + (f" *Data unavailable here: {r.unavailable}*" if r.unavailable else "")
         for r in {r.name: r for r in results}.values()  # one note per claim, whatever its precisions
     )
+    tolerances = sorted({r.tolerance for r in results if r.claim})
+    tolerance_text = " or ".join(f"{100 * t:g}" for t in tolerances) or "no"
     design = results[0].design if results else None
     design_text = (
         f"seeds {design.min_seeds} to {design.max_seeds}, a look after each (`seeds=auto`)"
@@ -297,7 +299,7 @@ Command: `{report["command"]}`
 
 Machine: {cpu_description()}; Python {platform.python_version()}, TensorFlow {tf.__version__}, Keras
 {keras.__version__}. MLflow parent run `{parent_id}` (experiment `cnnlab-reproductions`; `make ui`, its
-report.html). Design: {design_text}, each claim held to within its tolerance (0.5 points). {status}
+report.html). Design: {design_text}; each claim held to within its tolerance ({tolerance_text} points). {status}
 
 {report["markdown"]}
 {precision_section}{not_run}

@@ -1,0 +1,201 @@
+"""Harness fidelity: does cnnlab change a tutorial's outcome? cnnlab's seeds against the tutorial written plainly.
+
+For each claim, cnnlab's float32 reproduction runs (``python -m cnnlab.reproduce seeds=N claims=[...]``, run here for
+any seed not yet FINISHED) are compared with ``benchmarks/plain_keras.py`` trained on the same verified images with
+the claim's protocol (network, epochs, batch size, pixel scaling) on seeds 0..N-1. The seeds cannot be paired (the
+two programs draw their randomness differently), so the report gives the difference of means with Welch's 95%
+interval, and calls the harness *equivalent* when that whole interval lies within +-tolerance (the claim's own).
+Each plain run is logged to MLflow (experiment ``cnnlab-fidelity``), so a rerun skips what is done.
+
+    python benchmarks/fidelity.py                       # mnist_simple and fashion_deep, 5 seeds: REPRODUCTION.md
+    python benchmarks/fidelity.py --claims mnist_simple --seeds 6
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENT = "cnnlab-fidelity"
+
+
+def compose_claim(name: str, extra: list[str]):
+    from hydra import compose, initialize_config_dir
+
+    from cnnlab.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose("config", overrides=[f"experiment={name}", *extra])
+
+
+def cnnlab_values(name: str, seeds: int, extra: list[str]) -> list[float]:
+    """cnnlab's test accuracy per seed, from the reproduction's FINISHED runs (trained here where missing)."""
+    from mlflow.tracking import MlflowClient
+
+    from cnnlab import tracking
+    from cnnlab.claims.reproduce import EXPERIMENT as REPRODUCTIONS
+    from cnnlab.claims.reproduce import fingerprint
+    from cnnlab.data import load_arrays
+
+    command = [sys.executable, "-m", "cnnlab.reproduce", f"seeds={seeds}", f"claims=[{name}]", *extra]
+    print(f"[fidelity] {name}: cnnlab seeds via {shlex.join(command[1:])}", flush=True)
+    subprocess.run(command, check=True, cwd=ROOT)
+    cfg = compose_claim(name, extra)
+    cfg.tracking.experiment = REPRODUCTIONS
+    experiment_id = tracking.configure(cfg.tracking)
+    print_ = fingerprint(cfg, load_arrays(cfg.dataset).sha256)
+    client = MlflowClient()
+    values = []
+    for seed in range(seeds):
+        (run,) = client.search_runs(
+            [experiment_id],
+            filter_string=(
+                f"tags.`cnnlab.claim` = '{name}' and tags.`cnnlab.seed` = '{seed}' and "
+                f"tags.`cnnlab.fingerprint` = '{print_}' and attributes.status = 'FINISHED'"
+            ),
+            max_results=1,
+        )
+        values.append(run.data.metrics["test_accuracy"])
+    return values
+
+
+def plain_values(name: str, seeds: int, extra: list[str]) -> list[float]:
+    """The plain script's test accuracy per seed on the same images and protocol, each logged as an MLflow run."""
+    import mlflow
+    import numpy as np
+
+    from cnnlab import tracking
+    from cnnlab.config import option
+    from cnnlab.data import load_arrays
+
+    cfg = compose_claim(name, extra)
+    if option(cfg.trainer.loss) != "categorical_crossentropy" or option(cfg.optimizer.name) != "adam":
+        raise SystemExit(f"{name}: the plain script trains Adam with categorical cross-entropy only")
+    cfg.tracking.experiment = EXPERIMENT
+    experiment_id = tracking.configure(cfg.tracking)
+    arrays = load_arrays(cfg.dataset)
+    protocol = {
+        "network": cfg.model.name,
+        "epochs": cfg.trainer.epochs,
+        "batch_size": cfg.trainer.batch_size,
+        "raw_pixels": not cfg.dataset.scale_pixels,
+        "data": arrays.sha256["x_train"][:16],
+    }
+    key = json.dumps(protocol, sort_keys=True)
+    client = mlflow.MlflowClient()
+    values = []
+    with tempfile.TemporaryDirectory(prefix="cnnlab-fidelity-") as workdir:
+        data = Path(workdir) / "data.npz"
+        np.savez(data, x_train=arrays.x_train, y_train=arrays.y_train, x_test=arrays.x_test, y_test=arrays.y_test)
+        for seed in range(seeds):
+            done = client.search_runs(
+                [experiment_id],
+                filter_string=(
+                    f"tags.`cnnlab.claim` = '{name}' and tags.`cnnlab.seed` = '{seed}' and "
+                    f"tags.`fidelity.protocol` = '{key}' and attributes.status = 'FINISHED'"
+                ),
+                max_results=1,
+            )
+            if done:
+                values.append(done[0].data.metrics["test_accuracy"])
+                continue
+            command = [
+                sys.executable,
+                str(ROOT / "benchmarks" / "plain_keras.py"),
+                f"--network={protocol['network']}",
+                f"--data={data}",
+                f"--images={len(arrays.x_train)}",
+                f"--epochs={protocol['epochs']}",
+                f"--batch-size={protocol['batch_size']}",
+                f"--seed={seed}",
+                *(["--raw-pixels"] if protocol["raw_pixels"] else []),
+            ]
+            print(f"[fidelity] {name}: plain script, seed {seed}", flush=True)
+            output = subprocess.run(command, check=True, capture_output=True, text=True, env=os.environ).stdout
+            measured = json.loads(output.strip().splitlines()[-1])
+            with mlflow.start_run(
+                experiment_id=experiment_id,
+                run_name=f"plain-{name}-s{seed}",
+                tags={"cnnlab.claim": name, "cnnlab.seed": str(seed), "fidelity.protocol": key},
+            ):
+                mlflow.log_params({**protocol, "seed": seed, "script": "benchmarks/plain_keras.py"})
+                mlflow.log_metric("test_accuracy", measured["test_accuracy"])
+                mlflow.log_metric("seconds_per_epoch", sum(measured["epoch_seconds"]) / len(measured["epoch_seconds"]))
+            values.append(measured["test_accuracy"])
+    return values
+
+
+def compare(cnnlab: list[float], plain: list[float], tolerance: float) -> dict[str, float | str]:
+    """Difference of means (cnnlab - plain) with Welch's 95% interval, and the equivalence reading of it."""
+    from scipy import stats
+
+    test = stats.ttest_ind(cnnlab, plain, equal_var=False)
+    interval = test.confidence_interval(0.95)
+    difference = sum(cnnlab) / len(cnnlab) - sum(plain) / len(plain)
+    if -tolerance <= interval.low and interval.high <= tolerance:
+        reading = f"equivalent: the whole interval is within +-{100 * tolerance:.1f} pt"
+    elif interval.low > tolerance or interval.high < -tolerance:
+        reading = f"different: the whole interval is beyond +-{100 * tolerance:.1f} pt"
+    else:
+        reading = f"not shown equivalent: the interval reaches past +-{100 * tolerance:.1f} pt"
+    return {"difference": difference, "low": float(interval.low), "high": float(interval.high), "reading": reading}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--claims", nargs="+", default=["mnist_simple", "fashion_deep"])
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--output", default="REPRODUCTION.md")
+    parser.add_argument("overrides", nargs="*", help="cnnlab overrides for both sides, e.g. dataset.local_dir=...")
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
+    from cnnlab import documents
+    from cnnlab.claims.report import REPRODUCTION_HEADER
+    from cnnlab.machine import cpu_description
+
+    rows = []
+    for name in args.claims:
+        cnnlab = cnnlab_values(name, args.seeds, args.overrides)
+        plain = plain_values(name, args.seeds, args.overrides)
+        tolerance = compose_claim(name, args.overrides).claim.tolerance
+        result = compare(cnnlab, plain, tolerance)
+        rows.append((name, cnnlab, plain, result))
+        print(f"[fidelity] {name}: {result}", flush=True)
+
+    def pct(values: list[float]) -> str:
+        return ", ".join(f"{100 * v:.2f}" for v in values)
+
+    command = "python benchmarks/fidelity.py" + (f" {shlex.join(sys.argv[1:])}" if sys.argv[1:] else "")
+    lines = [
+        "## Harness fidelity: cnnlab against the tutorial written plainly",
+        "",
+        f"Command: `{command}`. Machine: {cpu_description()}.",
+        "",
+        "Each claim's protocol trained by cnnlab (its reproduction runs, float32) and by `benchmarks/plain_keras.py`, "
+        "the tutorial's code written plainly (float32 numpy arrays into `model.fit`), on the same verified images, "
+        f"seeds 0-{args.seeds - 1} each. Seeds are not paired (the programs draw randomness differently): the "
+        "difference is cnnlab's mean minus the plain script's, with Welch's 95% interval; *equivalent* when the "
+        "whole interval lies within the claim's tolerance.",
+        "",
+        "| claim | cnnlab test accuracy per seed, % | plain script, % | difference, points (95% CI) | reading |",
+        "|---|---|---|---|---|",
+    ]
+    for name, cnnlab, plain, result in rows:
+        lines.append(
+            f"| {name} | {pct(cnnlab)} | {pct(plain)} | {100 * result['difference']:+.2f} "
+            f"[{100 * result['low']:+.2f}, {100 * result['high']:+.2f}] | {result['reading']} |"
+        )
+    documents.write_section(ROOT / args.output, "fidelity", "\n".join(lines), REPRODUCTION_HEADER)
+    print(f"[fidelity] wrote its section of {args.output}")
+
+
+if __name__ == "__main__":
+    main()
