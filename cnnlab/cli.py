@@ -159,6 +159,24 @@ def register_entry(cfg: Any) -> None:
     print(f"evaluate it: python -m cnnlab.evaluate model_uri=models:/{cfg.name}@{cfg.alias}")
 
 
+def verify_entry(cfg: Any) -> None:
+    """Reruns a logged run and prints how its new histories compare with the logged ones."""
+    import re
+
+    if not re.fullmatch(r"[0-9a-f]{32}", cfg.run_id):
+        fail(f"run_id: an MLflow run id is 32 hexadecimal characters, got {cfg.run_id!r}")
+    from cnnlab.verification import VerificationRefused, verify
+
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or cfg.tracking_uri
+    try:
+        result = guarded(lambda: verify(cfg.run_id, uri))
+    except VerificationRefused as error:
+        fail(str(error))
+    compared = ", ".join(f"{metric} ({epochs} epochs)" for metric, epochs in result.compared.items())
+    print(f"\n  verified run   {result.run_id}\n  compared       {compared}\n  result         {result.outcome}")
+    print(f"  rerun logged   {result.rerun_id} (experiment cnnlab-verifications)\n")
+
+
 def reproduce_entry(cfg: Any) -> None:
     """Validates every claim's config first (fast), then runs or resumes the reproduction and prints the table."""
     from hydra import compose

@@ -307,6 +307,14 @@ class CompareConfig:
     plot_path: str = "compare.png"
 
 
+@dataclass
+class VerifyConfig:
+    """`cnnlab.verify`: a logged run to train again from what MLflow holds."""
+
+    run_id: str = MISSING
+    tracking_uri: str = "sqlite:///mlruns/mlflow.db"  # MLFLOW_TRACKING_URI in the environment wins
+
+
 def register_configs() -> None:
     store = ConfigStore.instance()
     store.store(name="cnnlab_schema", node=Config)
@@ -314,6 +322,7 @@ def register_configs() -> None:
     store.store(name="cnnlab_use_schema", node=UseConfig)
     store.store(name="cnnlab_reproduce_schema", node=ReproduceConfig)
     store.store(name="compare_config", node=CompareConfig)
+    store.store(name="verify_config", node=VerifyConfig)
 
 
 class ConfigError(ValueError):

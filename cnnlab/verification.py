@@ -1,0 +1,127 @@
+"""verify(run_id): retrain a logged run from what MLflow holds and compare the new histories with the logged ones.
+
+"Every run can be rerun" becomes a checked fact: the run's config.yaml (its resolved config, seed included), its
+data hashes and its library versions are all MLflow holds, and all this uses. Before any training, the data found
+here must hash to what the run logged and the libraries must be the versions it ran with; otherwise the answer is
+"refused", naming what differs, since a difference would prove nothing. The rerun is logged as its own run in
+``cnnlab-verifications``, tagged with the run it verifies.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+log = logging.getLogger(__name__)
+
+EXPERIMENT = "cnnlab-verifications"
+HISTORIES = ("loss", "accuracy", "val_loss", "val_accuracy")
+# What changes the numbers a run produces; the MLflow and Python versions do not enter training.
+VERSION_TAGS = ("version.cnnlab", "version.tensorflow", "version.keras")
+
+
+class VerificationRefused(ValueError):
+    """The run cannot be verified here: it is missing, or its data or library versions differ."""
+
+
+@dataclass
+class Verification:
+    run_id: str
+    rerun_id: str
+    outcome: str  # "identical", or "within <x> from epoch <k>"
+    max_difference: float
+    first_epoch_differing: int | None
+    compared: dict[str, int]  # metric -> epochs compared
+
+
+def compare_histories(logged: dict[str, list[float]], rerun: dict[str, list[float]]) -> tuple[str, float, int | None]:
+    """``identical`` when every epoch's value is equal; else ``within x from epoch k`` (largest gap, first epoch)."""
+    largest, first = 0.0, None
+    for metric, before in logged.items():
+        after = rerun.get(metric, [])
+        if len(after) != len(before):
+            raise VerificationRefused(f"{metric}: the rerun has {len(after)} epochs, the run logged {len(before)}")
+        for epoch, (a, b) in enumerate(zip(before, after, strict=True), start=1):
+            if a != b:
+                largest = max(largest, abs(a - b))
+                first = epoch if first is None else min(first, epoch)
+    if first is None:
+        return "identical", 0.0, None
+    return f"within {largest:.3g} from epoch {first}", largest, first
+
+
+def verify(run_id: str, tracking_uri: str) -> Verification:
+    """Reruns ``run_id`` and compares; raises VerificationRefused before training when it cannot be a fair rerun."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from cnnlab import tracking, train
+    from cnnlab.config import Config, validate
+    from cnnlab.data import load_arrays
+
+    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri.removeprefix("sqlite:///")).exists():
+        raise VerificationRefused(f"tracking_uri: no MLflow store at {tracking_uri} (run from where the run was made)")
+    mlflow.set_tracking_uri(tracking_uri)
+    client = mlflow.MlflowClient()
+    try:
+        run = client.get_run(run_id)
+    except MlflowException as error:
+        raise VerificationRefused(f"run_id: no run {run_id!r} in {tracking_uri}") from error
+    try:
+        logged_config = OmegaConf.create(mlflow.artifacts.load_text(f"runs:/{run_id}/config.yaml"))
+    except Exception as error:
+        raise VerificationRefused(f"run {run_id} has no config.yaml artifact: not a cnnlab training run") from error
+    cfg = OmegaConf.merge(OmegaConf.structured(Config), logged_config)
+    validate(cfg)
+    tags = run.data.tags
+    current = tracking.versions()
+    differ = [
+        f"{tag.removeprefix('version.')} {tags.get(tag)} logged, {current[tag]} here"
+        for tag in VERSION_TAGS
+        if tags.get(tag) != current[tag]
+    ]
+    arrays = load_arrays(cfg.dataset)
+    differ += [
+        f"data {key} hashes to {digest[:12]}... here, {tags.get(f'data.sha256.{key}', 'nothing')[:12]}... logged"
+        for key, digest in sorted(arrays.sha256.items())
+        if tags.get(f"data.sha256.{key}") != digest
+    ]
+    if differ:
+        raise VerificationRefused("refused: data or library versions differ (" + "; ".join(differ) + ")")
+    logged = {
+        metric: [point.value for point in sorted(client.get_metric_history(run_id, metric), key=lambda p: p.step)]
+        for metric in HISTORIES
+        if metric in run.data.metrics
+    }
+    if not logged:
+        raise VerificationRefused(f"run {run_id} logged no per-epoch history ({', '.join(HISTORIES)})")
+    if tags.get("git.commit") != tracking.git_state().get("git.commit"):
+        log.warning(
+            "cnnlab's code is at another commit than the run's (%s); the rerun uses today's", tags.get("git.commit")
+        )
+    rerun_cfg = OmegaConf.merge(
+        cfg,
+        {
+            "tracking": {
+                "uri": tracking_uri,
+                "experiment": EXPERIMENT,
+                "run_name": f"verify-{run.info.run_name}",
+                "log_model": False,
+            }
+        },
+    )
+    overrides = tags.get("hydra.overrides", "").split()
+    result = train.train(rerun_cfg, overrides, extra_tags={"cnnlab.verifies": run_id}, data=None)
+    outcome, largest, first = compare_histories(logged, {m: result.history.get(m, []) for m in logged})
+    client.set_tag(result.run_id, "cnnlab.verification", outcome)
+    return Verification(
+        run_id=run_id,
+        rerun_id=result.run_id,
+        outcome=outcome,
+        max_difference=largest,
+        first_epoch_differing=first,
+        compared={metric: len(values) for metric, values in logged.items()},
+    )

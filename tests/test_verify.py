@@ -1,0 +1,60 @@
+"""cnnlab.verify: a logged run retrained from what MLflow holds, its histories compared; refused when unfair."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from cnnlab.verification import VerificationRefused, compare_histories
+
+
+def test_histories_identical_or_within_a_gap_from_an_epoch():
+    logged = {"loss": [0.5, 0.4, 0.3], "accuracy": [0.8, 0.85, 0.9]}
+    assert compare_histories(logged, {k: list(v) for k, v in logged.items()}) == ("identical", 0.0, None)
+    rerun = {"loss": [0.5, 0.41, 0.3], "accuracy": [0.8, 0.85, 0.93]}
+    outcome, largest, first = compare_histories(logged, rerun)
+    assert outcome == "within 0.03 from epoch 2" and first == 2 and largest == pytest.approx(0.03)
+    with pytest.raises(VerificationRefused, match="loss: the rerun has 2 epochs, the run logged 3"):
+        compare_histories(logged, {"loss": [0.5, 0.4], "accuracy": [0.8, 0.85, 0.9]})
+
+
+def test_malformed_run_id_and_missing_store_are_refused_before_anything_is_made(tmp_path):
+    for arguments, message in (
+        (["run_id=../../etc"], "run_id: an MLflow run id is 32 hexadecimal characters"),
+        (["run_id=" + "a" * 32, f"tracking_uri=sqlite:///{tmp_path}/none.db"], "no MLflow store at"),
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "cnnlab.verify", *arguments], capture_output=True, text=True, cwd=tmp_path
+        )
+        assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
+        assert not (tmp_path / "none.db").exists() and not (tmp_path / "mlruns").exists()
+
+
+@pytest.mark.slow
+def test_a_tiny_run_verifies_identical_and_a_changed_library_is_refused(tiny_run_overrides, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from cnnlab.train import train
+    from cnnlab.verification import verify
+    from tests.conftest import compose_config
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    source = train(compose_config(*tiny_run_overrides, "trainer.epochs=2"), tiny_run_overrides)
+    result = verify(source.run_id, uri)
+    assert result.outcome == "identical"
+    assert result.compared == {"loss": 2, "accuracy": 2, "val_loss": 2, "val_accuracy": 2}
+    client = MlflowClient(uri)
+    rerun = client.get_run(result.rerun_id)
+    assert rerun.data.tags["cnnlab.verifies"] == source.run_id and rerun.info.status == "FINISHED"
+    assert rerun.data.tags["cnnlab.verification"] == "identical"
+
+    client.set_tag(source.run_id, "version.keras", "2.0.0")
+    client.set_tag(source.run_id, "data.sha256.x_train", "0" * 64)
+    runs_before = len(client.search_runs([rerun.info.experiment_id]))
+    with pytest.raises(VerificationRefused) as refused:
+        verify(source.run_id, uri)
+    assert "refused: data or library versions differ" in str(refused.value)
+    assert "keras 2.0.0 logged" in str(refused.value) and "data x_train" in str(refused.value)
+    assert len(client.search_runs([rerun.info.experiment_id])) == runs_before  # nothing trained or logged
