@@ -14,7 +14,7 @@ TRACKING_URI ?= $(or $(MLFLOW_TRACKING_URI),sqlite:///mlruns/mlflow.db)
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run sweep reproduce register bench bench-sweep bench-distributed test reliability lint format ui server clean
+.PHONY: help setup run sweep reproduce fidelity register bench bench-sweep bench-distributed test reliability lint format ui server clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -33,8 +33,11 @@ run: setup ## Train the Fashion-MNIST tutorial network (dataset=fashion model=de
 sweep: setup ## Run (or resume) the default keras-tuner study, ~10 min on 2 cores; ARGS="sweep=<study> tuner=hyperband ..."
 	$(PY) -m cnnlab.sweep $(ARGS)
 
-reproduce: setup ## Reproduce every tutorial claim over 3 seeds, writing REPRODUCTION.md; resumable (hours on 2 cores)
+reproduce: setup ## Reproduce every tutorial claim (seeds=auto: 3 to 10 seeds, until decided), writing REPRODUCTION.md; resumable (hours)
 	$(PY) -m cnnlab.reproduce report_path=REPRODUCTION.md $(ARGS)
+
+fidelity: setup ## cnnlab against the plain tutorial script, 5 seeds of mnist_simple and fashion_deep; REPRODUCTION.md (~1.5 h)
+	$(PY) benchmarks/fidelity.py $(ARGS)
 
 register: setup ## Register a logged model: make register ARGS="model_uri=runs:/<id>/model name=<name> [alias=champion]"
 	$(PY) -m cnnlab.register $(ARGS)
