@@ -102,3 +102,38 @@ def test_sweep_benchmark_short_mode_reports_both_tuners_and_memory(tmp_path, syn
     run("sweep.py", [*synthetic_kmnist["args"], *arguments, "--part", "memory"], synthetic_kmnist["env"])
     assert output.read_text().count("## Sweep memory") == 1
     assert efficiency in output.read_text()
+
+
+def test_fidelity_compares_cnnlab_seeds_with_the_plain_script_and_writes_its_section(tmp_path, synthetic_kmnist):
+    folder = synthetic_kmnist["args"][-1]
+    output = tmp_path / "REPRODUCTION.md"
+    output.write_text("# Reproduction\n\n<!-- section: claims -->\nkept\n<!-- end of section: claims -->\n")
+    overrides = [
+        "dataset=kmnist",
+        f"dataset.local_dir={folder}",
+        "dataset.sources=[local]",
+        "trainer.epochs=1",
+        "trainer.verbose=0",
+        "tracking.log_model=false",
+        f"tracking.uri=sqlite:///{tmp_path}/fidelity.db",
+    ]
+    arguments = ["--claims", "mnist_simple", "--seeds", "2", "--output", str(output), *overrides]
+    result = run("fidelity.py", arguments, synthetic_kmnist["env"])
+    assert result.stdout.count("plain script, seed") == 2
+    text = output.read_text()
+    assert "kept" in text and "<!-- section: fidelity -->" in text
+    row = next(line for line in text.splitlines() if line.startswith("| mnist_simple |"))
+    assert re.search(r"\| [+-]\d+\.\d\d \[[+-]\d+\.\d\d, [+-]\d+\.\d\d\] \| (equivalent|different|not shown)", row)
+    # a second run trains nothing: both sides are found in MLflow
+    again = run("fidelity.py", arguments, synthetic_kmnist["env"])
+    assert "plain script, seed" not in again.stdout and "training" not in again.stdout
+
+
+def test_fidelity_reading_of_the_interval():
+    compare = load_benchmark("fidelity").compare
+    same = compare([0.900, 0.901, 0.899, 0.900], [0.900, 0.899, 0.901, 0.900], tolerance=0.005)
+    assert same["reading"].startswith("equivalent") and same["low"] > -0.005
+    apart = compare([0.93, 0.931, 0.929], [0.90, 0.901, 0.899], tolerance=0.005)
+    assert apart["reading"].startswith("different") and apart["difference"] == pytest.approx(0.03)
+    noisy = compare([0.90, 0.92, 0.88], [0.90, 0.91, 0.89], tolerance=0.005)
+    assert noisy["reading"].startswith("not shown equivalent")
