@@ -87,6 +87,13 @@ def readable(table: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def reasons(table: pd.DataFrame) -> str:
+    """One line per verdict: what decided it, or what it lacks (for an open one, about how many seeds would do)."""
+    return "\n".join(
+        f"- {row.claim} ({row.precision}) {row.metric}: {row.verdict}: {row.why}" for row in table.itertuples()
+    )
+
+
 def readable_single_run(table: pd.DataFrame) -> pd.DataFrame:
     """The tutorial's number read as what it is, one run: where one run lands and how often it reaches it."""
     claimed = table[table["claimed"].notna() & table["mean"].notna()]
@@ -205,9 +212,19 @@ def distribution_figure(table: pd.DataFrame, results: list[Any]) -> Any:
         axis.scatter([index] * len(values), values, color="tab:blue", zorder=3)
         if target["value"] is not None:
             axis.hlines(target["value"], index - 0.3, index + 0.3, color="red", label="claimed" if index == 0 else None)
+            axis.hlines(
+                target["value"] - result.tolerance,
+                index - 0.3,
+                index + 0.3,
+                color="red",
+                linestyles="dashed",
+                label="claimed - tolerance" if index == 0 else None,
+            )
     axis.set_xticks(range(len(targets)), [f"{r.label}\n{t['metric']}" for r, t in targets], fontsize=7)
     axis.set_ylabel("accuracy per seed")
-    axis.set_title("measured accuracy per seed (dots) against the claim (red)")
+    axis.set_title("accuracy per seed (dots) against the claim (red) and claim - tolerance (dashed)")
+    if targets:
+        axis.legend(fontsize=7)
     axis.grid(alpha=0.3)
     figure.tight_layout()
     return figure
@@ -231,6 +248,9 @@ def to_html(table: pd.DataFrame, pairs: pd.DataFrame, figures: dict[str, Any], h
         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}</style></head><body>"
         f"<h1>cnnlab reproduction</h1><p>{html.escape(header)}</p>"
         f"{readable(table).to_html(index=False, escape=True)}"
+        + "<ul>"
+        + "".join(f"<li>{html.escape(line[2:])}</li>" for line in reasons(table).splitlines())
+        + "</ul>"
         "<h2>The claim as one run</h2>"
         f"{readable_single_run(table).to_html(index=False, escape=True)}"
         + (

@@ -276,6 +276,8 @@ def log_report(results: list[ClaimResult], parent_id: str, command: str, client:
     header = f"Parent MLflow run {parent_id}. Command: {command}"
     markdown = (
         report.to_markdown(report.readable(table))
+        + "\n\n"
+        + report.reasons(table)
         + "\n\nThe claim as one run (the seeds each verdict rests on):\n\n"
         + report.to_markdown(report.readable_single_run(table))
     )
