@@ -272,6 +272,8 @@ class ReproduceConfig(Config):
     seeds: str = "auto"
     min_seeds: int = 3
     max_seeds: int = 10
+    # Never None here, so that `claim.tolerance=0.01` parses; like every other override it reaches each claim.
+    claim: ClaimConfig = field(default_factory=ClaimConfig)
     claims: list[str] = field(
         default_factory=lambda: ["mnist_simple", "mnist_pooled", "fashion_deep", "mnist_dropout", "kmnist"]
     )
