@@ -66,7 +66,7 @@ def readable(table: pd.DataFrame) -> pd.DataFrame:
             "precision": table["precision"],
             "metric": table["metric"],
             "claimed": table["claimed"].map(_percent),
-            "reproduced if mean >=": [
+            "claimed - tolerance": [
                 _percent(c - t) if c is not None and math.isfinite(c) else ""
                 for c, t in zip(table["claimed"], table["tolerance"], strict=True)
             ],
