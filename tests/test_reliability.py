@@ -74,6 +74,34 @@ def test_signal_mid_epoch_ends_the_run_killed(tmp_path, arrays, signum, code):
     assert [p.step for p in client.get_metric_history(run.info.run_id, "val_accuracy")][0] == 1  # kept
 
 
+def test_kill_9_of_a_plain_run_is_marked_killed_by_the_next_command_on_this_host(tmp_path, arrays):
+    from cnnlab import tracking
+    from tests.conftest import compose_config
+
+    folder = kmnist_folder(tmp_path, arrays, copies=40)
+    command, env = cli(tmp_path, folder, "trainer.epochs=50", "trainer.verbose=2", "trainer.steps_per_execution=1")
+    process = start(command, env, tmp_path)
+    for line in process.stdout:
+        if "val_accuracy" in line:
+            break
+    process.kill()  # SIGKILL: no handler runs, the run stays RUNNING in the store
+    process.communicate(timeout=60)
+    client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+    experiment_id = client.get_experiment_by_name("cnnlab-kmnist").experiment_id
+    (run,) = client.search_runs([experiment_id])
+    assert run.info.status == "RUNNING" and run.data.tags["cnnlab.pid"] == str(process.pid)
+    # A RUNNING run of a live process on this host (this test's) and one of another host are left alone.
+    live = client.create_run(experiment_id, tags=tracking.process_tags())
+    elsewhere = client.create_run(experiment_id, tags={**tracking.process_tags(), "cnnlab.host": "another-host"})
+    with_store = compose_config(f"tracking.uri={env['MLFLOW_TRACKING_URI']}", "tracking.experiment=cnnlab-kmnist")
+    tracking.configure(with_store.tracking)  # what every command does first
+    run = client.get_run(run.info.run_id)
+    assert run.info.status == "KILLED"
+    assert run.data.tags["cnnlab.status_reason"].startswith("process died without closing the run")
+    assert client.get_run(live.info.run_id).info.status == "RUNNING"
+    assert client.get_run(elsewhere.info.run_id).info.status == "RUNNING"
+
+
 def test_four_concurrent_runs_into_one_new_experiment(tmp_path, arrays):
     folder = kmnist_folder(tmp_path, arrays)
     processes = []

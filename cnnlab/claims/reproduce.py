@@ -157,7 +157,9 @@ def reproduce(
             "process died mid-seed; the seed is trained again",
         )
     else:
-        run = client.create_run(experiment_id, run_name="reproduction", tags={"cnnlab.reproduction": key})
+        run = client.create_run(
+            experiment_id, run_name="reproduction", tags={"cnnlab.reproduction": key, **tracking.process_tags()}
+        )
         parent_id = run.info.run_id
         seeds_text = f"{min_seeds} to {max_seeds} seeds (auto)" if sequential else f"{max_seeds} seeds"
         client.set_tag(

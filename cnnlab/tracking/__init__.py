@@ -8,6 +8,7 @@ import logging
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -57,7 +58,9 @@ def configure(tracking_cfg: Any) -> str:
     uri = tracking_uri(tracking_cfg)
     mlflow.set_tracking_uri(uri)
     with sqlite_init_lock(uri):
-        return _experiment_id(tracking_cfg, uri)
+        experiment_id = _experiment_id(tracking_cfg, uri)
+    mark_dead_processes_killed(mlflow.MlflowClient(), experiment_id)
+    return experiment_id
 
 
 def _experiment_id(tracking_cfg: Any, uri: str) -> str:
@@ -152,6 +155,7 @@ def tracked_run(
 
     with contextlib.suppress(ValueError):  # not the main thread (e.g. a test runner's worker): keep the default
         signal.signal(signal.SIGTERM, on_sigterm)
+    tags = {**tags, **process_tags()}
     if run_id is not None:
         run = mlflow.start_run(run_id=run_id)
         mlflow.set_tags(tags)
@@ -183,19 +187,54 @@ def tracked_run(
             signal.signal(signal.SIGTERM, previous_term)
 
 
-def mark_killed(client: Any, experiment_ids: list[str], filter_string: str, reason: str) -> list[Any]:
-    """Ends every run matching ``filter_string`` that is still RUNNING as KILLED, with ``reason`` in its tag.
+def process_tags() -> dict[str, str]:
+    """Where this process runs: host, pid and start time, so a later command can tell whether it died."""
+    import psutil
 
-    For runs whose process died without closing them (``kill -9``, a lost host): the one place sweeps, their
-    distributed workers and reproductions clean up before they run the same work again. The caller's filter must
-    only match runs that no live process owns (its own study's or reproduction's children).
+    process = psutil.Process()
+    return {
+        "cnnlab.host": socket.gethostname(),
+        "cnnlab.pid": str(process.pid),
+        "cnnlab.process_start": f"{process.create_time():.3f}",
+    }
+
+
+def process_alive(run: Any) -> bool:
+    """Whether the process a run's tags name still runs (same pid and start time, so a reused pid does not count)."""
+    import psutil
+
+    tags = run.data.tags
+    try:
+        process = psutil.Process(int(tags["cnnlab.pid"]))
+        return abs(process.create_time() - float(tags["cnnlab.process_start"])) < 1.0
+    except (KeyError, ValueError, psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def mark_killed(client: Any, experiment_ids: list[str], filter_string: str, reason: str, keep: Any = None) -> list[Any]:
+    """Ends every run matching ``filter_string`` that is still RUNNING (and ``keep`` does not spare) as KILLED.
+
+    For runs whose process died without closing them (``kill -9``, a lost host): the one place runs, sweeps, their
+    distributed workers and reproductions clean up, with ``reason`` in the status tag.
     """
     stale = client.search_runs(experiment_ids, filter_string=f"{filter_string} and attributes.status = 'RUNNING'")
+    stale = [run for run in stale if keep is None or not keep(run)]
     for run in stale:
         client.set_tag(run.info.run_id, REASON_TAG, reason)
         client.set_terminated(run.info.run_id, "KILLED")
         log.warning("marked %s (%s) KILLED: %s", run.info.run_name, run.info.run_id, reason)
     return stale
+
+
+def mark_dead_processes_killed(client: Any, experiment_id: str) -> list[Any]:
+    """RUNNING runs of this host whose process is gone end KILLED; other hosts' runs are left alone."""
+    return mark_killed(
+        client,
+        [experiment_id],
+        f"tags.`cnnlab.host` = '{socket.gethostname()}'",
+        "process died without closing the run (found by a later command on the same host)",
+        keep=process_alive,
+    )
 
 
 def _end(run: Any, status: str, reason: str) -> None:

@@ -101,7 +101,9 @@ class Study:
         description = (
             f"Study {cfg.sweep.name!r}: {tuner} search, objective {cfg.sweep.objective}.\n\nRerun: `{command}`"
         )
-        run = MlflowClient().create_run(experiment_id, run_name=f"study-{cfg.sweep.name}", tags=tags)
+        run = MlflowClient().create_run(
+            experiment_id, run_name=f"study-{cfg.sweep.name}", tags={**tags, **tracking.process_tags()}
+        )
         MlflowClient().set_tag(run.info.run_id, "mlflow.note.content", description)
         folder.mkdir(parents=True, exist_ok=True)
         write_state(state_path, {"parent_run_id": run.info.run_id, "fingerprint": fingerprint})
