@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cnnlab.config import ConfigError, validate
+from cnnlab.config import ConfigError, name_problem, validate
 
 log = logging.getLogger("cnnlab")
 
@@ -192,6 +192,8 @@ def reproduce_entry(cfg: Any) -> None:
         except ValueError as error:
             raise ConfigError(f"precisions: {error}") from error
         for name in cfg.claims:
+            if problem := name_problem(name):
+                raise ConfigError(f"claims: {problem}")
             for variant in variants:
                 try:
                     claim_cfg = compose("config", overrides=[f"experiment={name}", *claim_overrides(given), *variant])

@@ -345,6 +345,24 @@ def seeds_design(cfg: Any) -> tuple[int, int, bool]:
     return int(seeds), int(seeds), False
 
 
+NAME_LIMIT = 100
+
+
+def name_problem(value: Any) -> str | None:
+    """Why ``value`` cannot name a study, experiment, claim or registered model (those become paths and MLflow
+    names and land in search filters), or None when it can."""
+    text = str(value)
+    if not text.strip() or text != text.strip():
+        return f"must be a non-empty name without leading or trailing spaces, got {text!r}"
+    if len(text) > NAME_LIMIT:
+        return f"must be at most {NAME_LIMIT} characters, got {len(text)}"
+    bad = sorted({c for c in text if c in "/\\'\"`" or ord(c) < 32 or ord(c) == 127})
+    if bad or ".." in text:
+        shown = ", ".join(repr(c) for c in bad) or "'..'"
+        return f"must not contain path separators, quotes, control characters or '..' (found {shown}), got {text!r}"
+    return None
+
+
 KNOWN_ACTIVATIONS = {"relu", "linear", "softmax", "sigmoid", "tanh", "elu", "selu", "gelu", "swish", "silu"}
 KNOWN_METRICS = {"accuracy", "auc"}
 
@@ -378,6 +396,12 @@ def validate(cfg: Any) -> None:
         "early stopping and checkpointing need a validation set; pick test, test_halves or holdout",
     )
     need(cfg.seed >= 0, "seed", f"must be >= 0, got {cfg.seed}")
+    names = {"tracking.experiment": cfg.tracking.experiment}
+    if cfg.get("sweep") is not None:
+        names["sweep.name"] = cfg.sweep.name
+    for key, value in names.items():
+        problem = name_problem(value)
+        need(problem is None, key, problem or "")
     subset = cfg.dataset.subset
     need(subset is None or subset >= 1, "dataset.subset", f"must be null or >= 1, got {subset}")
     need(len(cfg.dataset.classes) >= 2, "dataset.classes", "needs at least two class names")

@@ -173,11 +173,15 @@ def register(cfg: Any) -> Any:
     from mlflow.tracking import MlflowClient
 
     from cnnlab import tracking
-    from cnnlab.config import ConfigError
+    from cnnlab.config import ConfigError, name_problem
     from cnnlab.models.loading import source_run_id
 
     if not cfg.name:
         raise ConfigError("name: give the registered model a name, e.g. name=fashion-deep")
+    for key in ("name", "alias"):
+        problem = name_problem(cfg[key])
+        if problem:
+            raise ConfigError(f"{key}: {problem}")
     tracking.configure(cfg.tracking)
     run_id = source_run_id(cfg.model_uri)
     client = MlflowClient()

@@ -105,3 +105,28 @@ def test_config_path_never_imports_tensorflow():
     root = Path(__file__).resolve().parents[1]
     result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "module,override,expected",
+    [
+        ("cnnlab.sweep", "sweep.name=../../x", "sweep.name: must not contain path separators"),
+        ("cnnlab.sweep", 'sweep.name="a\'b"', "sweep.name: must not contain path separators, quotes"),
+        ("cnnlab.run", "tracking.experiment=team/../x", "tracking.experiment: must not contain"),
+        ("cnnlab.run", "tracking.experiment=" + "x" * 101, "tracking.experiment: must be at most 100 characters"),
+        ("cnnlab.reproduce", "claims=[../mnist_simple]", "claims: must not contain"),
+        ("cnnlab.register", "name=../evil", "name: must not contain"),
+    ],
+)
+def test_names_that_become_paths_or_mlflow_names_are_refused(tmp_path, module, override, expected):
+    extra = ["model_uri=runs:/" + "0" * 32 + "/model"] if module == "cnnlab.register" else []
+    result = subprocess.run(
+        [sys.executable, "-m", module, override, *extra, f"tracking.uri=sqlite:///{tmp_path}/mlruns/mlflow.db"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert expected in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "mlruns").exists() and not (tmp_path / "sweeps").exists()
+    assert not (tmp_path.parent.parent / "x").exists()
