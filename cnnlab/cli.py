@@ -18,9 +18,19 @@ EXIT_SIGTERM = 143
 
 
 def overrides() -> list[str]:
+    """The command line's Hydra overrides; refuses a ``tracking.uri`` that ``MLFLOW_TRACKING_URI`` would overrule."""
     from hydra.core.hydra_config import HydraConfig
 
-    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    given = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    environment = os.environ.get("MLFLOW_TRACKING_URI")
+    for override in given:
+        key, _, value = override.partition("=")
+        if key.lstrip("+~") in ("tracking.uri", "tracking_uri") and environment and value != environment:
+            fail(
+                f"{key}: {value} was given, but MLFLOW_TRACKING_URI={environment} is set, and MLflow's own variable "
+                f"decides the store; unset it (unset MLFLOW_TRACKING_URI) to use {value}, or drop {key}"
+            )
+    return given
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
@@ -167,6 +177,7 @@ def verify_entry(cfg: Any) -> None:
         fail(f"run_id: an MLflow run id is 32 hexadecimal characters, got {cfg.run_id!r}")
     from cnnlab.verification import VerificationRefused, verify
 
+    overrides()  # refuses a tracking_uri that MLFLOW_TRACKING_URI would overrule
     uri = os.environ.get("MLFLOW_TRACKING_URI") or cfg.tracking_uri
     try:
         result = guarded(lambda: verify(cfg.run_id, uri))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -130,3 +131,18 @@ def test_names_that_become_paths_or_mlflow_names_are_refused(tmp_path, module, o
     assert expected in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "mlruns").exists() and not (tmp_path / "sweeps").exists()
     assert not (tmp_path.parent.parent / "x").exists()
+
+
+def test_a_store_on_the_command_line_that_the_environment_would_overrule_is_refused(tmp_path):
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/env.db"}
+    result = subprocess.run(
+        [sys.executable, "-m", "cnnlab.run", f"tracking.uri=sqlite:///{tmp_path}/mine.db", "trainer.epochs=1"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"MLFLOW_TRACKING_URI=sqlite:///{tmp_path}/env.db is set" in result.stderr
+    assert "unset MLFLOW_TRACKING_URI" in result.stderr
+    assert not (tmp_path / "env.db").exists() and not (tmp_path / "mine.db").exists()

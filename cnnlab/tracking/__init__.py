@@ -53,9 +53,16 @@ def sqlite_init_lock(uri: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+_announced: set[str] = set()
+
+
 def configure(tracking_cfg: Any) -> str:
     """Points MLflow at the store and returns the experiment id, creating the experiment with local artifacts."""
     uri = tracking_uri(tracking_cfg)
+    if uri not in _announced:  # once per store and process: a reproduction configures before every seed
+        _announced.add(uri)
+        source = "MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI") else "tracking.uri"
+        log.info("MLflow store: %s (from %s)", uri, source)
     mlflow.set_tracking_uri(uri)
     with sqlite_init_lock(uri):
         experiment_id = _experiment_id(tracking_cfg, uri)
