@@ -131,6 +131,8 @@ class TrackingConfig:
     experiment: str = MISSING
     run_name: str | None = None
     log_model: bool = True
+    system_metrics: bool = True  # CPU, memory (and GPU where present) over time, MLflow's own system metrics logging
+    system_metrics_interval: float = 10.0  # seconds between samples
 
 
 @dataclass
@@ -396,6 +398,8 @@ def validate(cfg: Any) -> None:
         "early stopping and checkpointing need a validation set; pick test, test_halves or holdout",
     )
     need(cfg.seed >= 0, "seed", f"must be >= 0, got {cfg.seed}")
+    interval = cfg.tracking.system_metrics_interval
+    need(interval > 0, "tracking.system_metrics_interval", f"must be > 0 seconds, got {interval}")
     names = {"tracking.experiment": cfg.tracking.experiment}
     if cfg.get("sweep") is not None:
         names["sweep.name"] = cfg.sweep.name

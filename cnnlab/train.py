@@ -214,8 +214,18 @@ def train(
         f"Rerun: `{rerun}`"
     )
     run_name = default_run_name(cfg)
-    with tracking.tracked_run(experiment_id, run_name, tags, description, parent_run_id=parent_run_id) as run:
+    with tracking.tracked_run(
+        experiment_id,
+        run_name,
+        tags,
+        description,
+        parent_run_id=parent_run_id,
+        system_metrics_interval=tracking.system_metrics_interval(cfg.tracking),
+    ) as run:
         log.info("MLflow run %s (%s) in experiment %r", run.info.run_id, run_name, cfg.tracking.experiment)
+        tracking.log_datasets(data, cfg.dataset.name)
+        if tags["git.dirty"] == "true":
+            tracking.log_uncommitted_diff()
         params = tracking.flatten(cfg)
         params["num_params"] = str(num_params)
         mlflow.log_params(params)

@@ -79,6 +79,31 @@ def test_one_epoch_run_is_fully_tracked(tiny_run_overrides, client, arrays):
     np.testing.assert_allclose(np.asarray(pyfunc.predict(images)), probabilities, rtol=1e-5, atol=1e-6)
 
 
+def test_run_logs_its_datasets_system_metrics_and_uncommitted_diff(tiny_run_overrides, client, arrays, monkeypatch):
+    from cnnlab import tracking
+    from cnnlab.data.sources import sha256_of
+
+    monkeypatch.setattr(tracking, "git_state", lambda: {"git.commit": "abc", "git.dirty": "true"})
+    monkeypatch.setattr(
+        tracking, "log_uncommitted_diff", lambda: mlflow.log_text("diff --git a/x b/x", "uncommitted.diff")
+    )
+    cfg = compose_config(*tiny_run_overrides, "tracking.system_metrics_interval=0.2")
+    result = train(cfg, overrides=tiny_run_overrides)
+    run = client.get_run(result.run_id)
+    inputs = {i.tags[0].value: i.dataset for i in run.inputs.dataset_inputs}  # context tag -> dataset
+    assert set(inputs) == {"training", "validation", "test"}
+    assert inputs["training"].name == "mnist-train"
+    # a whole split's digest starts with its pinned SHA-256: findable by digest
+    assert inputs["test"].digest == sha256_of(arrays["x_test"])[:16] + sha256_of(arrays["y_test"])[:16]
+    assert inputs["training"].source_type == "local"
+    assert any(key.startswith("system/cpu_utilization") for key in run.data.metrics), sorted(run.data.metrics)
+    assert any(key.startswith("system/system_memory_usage") for key in run.data.metrics)
+    assert "uncommitted.diff" in {item.path for item in client.list_artifacts(result.run_id)}
+
+    quiet = train(compose_config(*tiny_run_overrides, "tracking.system_metrics=false", "seed=1"), tiny_run_overrides)
+    assert not any(key.startswith("system/") for key in client.get_run(quiet.run_id).data.metrics)
+
+
 def test_same_seed_same_numbers(tiny_run_overrides, client):
     first = train(compose_config(*tiny_run_overrides, "seed=3", "tracking.log_model=false"))
     second = train(compose_config(*tiny_run_overrides, "seed=3", "tracking.log_model=false"))

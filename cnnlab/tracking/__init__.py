@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -149,11 +150,13 @@ def tracked_run(
     description: str,
     parent_run_id: str | None = None,
     run_id: str | None = None,
+    system_metrics_interval: float | None = None,
 ) -> Iterator[Any]:
     """Opens a run and always closes it with the right status: FINISHED, FAILED (exception) or KILLED (signal).
 
     The reason goes into the ``cnnlab.status_reason`` tag so the UI shows why a run did not finish.
     ``parent_run_id`` nests the run (a sweep trial, a reproduction seed); ``run_id`` reattaches an existing run.
+    ``system_metrics_interval`` (seconds) turns on MLflow's system metrics for the run.
     """
     previous_term = signal.getsignal(signal.SIGTERM)
 
@@ -167,6 +170,8 @@ def tracked_run(
         run = mlflow.start_run(run_id=run_id)
         mlflow.set_tags(tags)
     else:
+        if system_metrics_interval is not None:
+            mlflow.set_system_metrics_sampling_interval(system_metrics_interval)
         run = mlflow.start_run(
             experiment_id=experiment_id,
             run_name=run_name,
@@ -174,6 +179,7 @@ def tracked_run(
             description=description,
             parent_run_id=parent_run_id,
             nested=parent_run_id is not None,
+            log_system_metrics=system_metrics_interval is not None,
         )
     try:
         yield run
@@ -242,6 +248,68 @@ def mark_dead_processes_killed(client: Any, experiment_id: str) -> list[Any]:
         "process died without closing the run (found by a later command on the same host)",
         keep=process_alive,
     )
+
+
+SPLIT_CONTEXTS = {"train": "training", "validation": "validation", "test": "test"}
+
+
+def dataset_source_uri(arrays: Any, dataset_name: str) -> str:
+    """Where the verified arrays came from, as a URI MLflow's dataset sources understand.
+
+    A download names its URL; everything else was verified into cnnlab's cache (a mirror's or a folder's files are
+    read once, then cached), so the source is the cached file that was actually read.
+    """
+    from cnnlab.data.sources import cache_dir
+
+    kind, _, rest = arrays.source.partition(" ")
+    if kind == "download":
+        return rest
+    if kind == "cache":
+        return Path(rest).resolve().as_uri()
+    return (cache_dir() / f"{dataset_name}.npz").resolve().as_uri()
+
+
+def system_metrics_interval(tracking_cfg: Any) -> float | None:
+    """The sampling interval for a run's system metrics, or None when ``tracking.system_metrics=false``."""
+    return tracking_cfg.system_metrics_interval if tracking_cfg.system_metrics else None
+
+
+def log_datasets(data: Any, dataset_name: str) -> None:
+    """Logs each split as an MLflow dataset input: name, digest, source and context (training/validation/test).
+
+    The digest joins the first 16 hex digits of the split's images' SHA-256 and of its labels': for a whole split
+    they are the pinned hashes' own, so runs on identical data are found by digest in the UI and in search.
+    """
+    from mlflow.data import from_numpy
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+
+    from cnnlab.data.sources import sha256_of
+
+    with warnings.catch_warnings():  # MLflow registers its local-file source under two schemes and says so
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
+        source = resolve_dataset_source(dataset_source_uri(data.arrays, dataset_name))
+    for split_name, context in SPLIT_CONTEXTS.items():
+        split = getattr(data.splits, split_name)
+        if split is None:
+            continue
+        digest = sha256_of(split.x)[:16] + sha256_of(split.y)[:16]
+        dataset = from_numpy(
+            split.x, source=source, targets=split.y, name=f"{dataset_name}-{split_name}", digest=digest
+        )
+        mlflow.log_input(dataset, context=context)
+
+
+def log_uncommitted_diff() -> None:
+    """A run made from a dirty tree logs ``git diff HEAD`` as ``uncommitted.diff``, so it can still be rerun."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        diff = subprocess.run(
+            ["git", "diff", "HEAD"], cwd=root, capture_output=True, text=True, check=True, timeout=30
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return
+    if diff:
+        mlflow.log_text(diff, "uncommitted.diff")
 
 
 def _end(run: Any, status: str, reason: str) -> None:

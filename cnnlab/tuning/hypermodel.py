@@ -91,8 +91,14 @@ class TrackedTunerMixin:
         description = f"Trial {trial.trial_id} of study {self.study.name!r}.\n\nRerun the study: `{self.study.command}`"
         run_name = f"trial-{int(trial.trial_id):03d}" if trial.trial_id.isdigit() else f"trial-{trial.trial_id}"
         with tracking.tracked_run(
-            self.study.experiment_id, run_name, tags, description, parent_run_id=self.study.parent_run_id
+            self.study.experiment_id,
+            run_name,
+            tags,
+            description,
+            parent_run_id=self.study.parent_run_id,
+            system_metrics_interval=tracking.system_metrics_interval(cfg.tracking),
         ):
+            tracking.log_datasets(self.hypermodel.data, cfg.dataset.name)
             mlflow.log_params({f"hp.{key}": str(value) for key, value in hp_values.items()})
             mlflow.log_params(tracking.flatten(cfg))
             mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
