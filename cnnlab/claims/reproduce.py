@@ -143,31 +143,11 @@ def reproduce(
     if cfg.precisions:
         identity.append([option(p) for p in cfg.precisions])
     key = hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
-    parents = client.search_runs(
-        [experiment_id], filter_string=f"tags.`cnnlab.reproduction` = '{key}'", order_by=["attributes.start_time DESC"]
-    )
     command = tracking.rerun_command("cnnlab.reproduce", overrides)
-    if parents:
-        parent_id = parents[0].info.run_id
-        print(f"[reproduce] resuming parent run {parent_id}", flush=True)
-        tracking.mark_killed(
-            client,
-            [experiment_id],
-            f"tags.mlflow.parentRunId = '{parent_id}'",
-            "process died mid-seed; the seed is trained again",
-        )
-    else:
-        run = client.create_run(
-            experiment_id, run_name="reproduction", tags={"cnnlab.reproduction": key, **tracking.process_tags()}
-        )
-        parent_id = run.info.run_id
-        seeds_text = f"{min_seeds} to {max_seeds} seeds (auto)" if sequential else f"{max_seeds} seeds"
-        client.set_tag(
-            parent_id,
-            "mlflow.note.content",
-            f"Reproduction of {list(cfg.claims)} over {seeds_text}.\n\nRerun: `{command}`",
-        )
-        print(f"[reproduce] new parent run {parent_id}", flush=True)
+    seeds_text = f"{min_seeds} to {max_seeds} seeds (auto)" if sequential else f"{max_seeds} seeds"
+    parent_id = open_parent(
+        client, experiment_id, key, f"Reproduction of {list(cfg.claims)} over {seeds_text}.\n\nRerun: `{command}`"
+    )
 
     results: list[ClaimResult] = []
     report: dict[str, Any] = {}
@@ -209,6 +189,32 @@ def reproduce(
                 if on_report is not None:
                     on_report(report, results, parent_id)
     return parent_id, results, report
+
+
+def open_parent(client: Any, experiment_id: str, key: str, description: str) -> str:
+    """The parent run of this reproduction: the one a same command made before (its dead children marked KILLED),
+    or a new one."""
+    from cnnlab import tracking
+
+    parents = client.search_runs(
+        [experiment_id], filter_string=f"tags.`cnnlab.reproduction` = '{key}'", order_by=["attributes.start_time DESC"]
+    )
+    if parents:
+        parent_id = parents[0].info.run_id
+        print(f"[reproduce] resuming parent run {parent_id}", flush=True)
+        tracking.mark_killed(
+            client,
+            [experiment_id],
+            f"tags.mlflow.parentRunId = '{parent_id}'",
+            "process died mid-seed; the seed is trained again",
+        )
+        return parent_id
+    run = client.create_run(
+        experiment_id, run_name="reproduction", tags={"cnnlab.reproduction": key, **tracking.process_tags()}
+    )
+    client.set_tag(run.info.run_id, "mlflow.note.content", description)
+    print(f"[reproduce] new parent run {run.info.run_id}", flush=True)
+    return run.info.run_id
 
 
 def split_sizes(data: Any) -> dict[str, int]:
