@@ -157,10 +157,6 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="cnnlab overrides for both sides, e.g. dataset.local_dir=...")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    from cnnlab import documents
-    from cnnlab.claims.report import REPRODUCTION_HEADER
-    from cnnlab.machine import cpu_description
-
     rows = []
     for name in args.claims:
         cnnlab = cnnlab_values(name, args.seeds, args.overrides)
@@ -169,6 +165,14 @@ def main() -> None:
         result = compare(cnnlab, plain, tolerance)
         rows.append((name, cnnlab, plain, result))
         print(f"[fidelity] {name}: {result}", flush=True)
+        pending = args.claims[len(rows) :]
+        write_report(args, rows, pending)  # after every claim: a stopped comparison keeps what it finished
+
+
+def write_report(args: argparse.Namespace, rows: list[tuple], pending: list[str]) -> None:
+    from cnnlab import documents
+    from cnnlab.claims.report import REPRODUCTION_HEADER
+    from cnnlab.machine import cpu_description
 
     def pct(values: list[float]) -> str:
         return ", ".join(f"{100 * v:.2f}" for v in values)
@@ -193,8 +197,10 @@ def main() -> None:
             f"| {name} | {pct(cnnlab)} | {pct(plain)} | {100 * result['difference']:+.2f} "
             f"[{100 * result['low']:+.2f}, {100 * result['high']:+.2f}] | {result['reading']} |"
         )
+    if pending:
+        lines += ["", f"Not compared yet: {', '.join(pending)} (rerun the command: finished runs are kept)."]
     documents.write_section(ROOT / args.output, "fidelity", "\n".join(lines), REPRODUCTION_HEADER)
-    print(f"[fidelity] wrote its section of {args.output}")
+    print(f"[fidelity] wrote its section of {args.output}", flush=True)
 
 
 if __name__ == "__main__":
