@@ -60,7 +60,6 @@ def verify(run_id: str, tracking_uri: str) -> Verification:
 
     from cnnlab import tracking, train
     from cnnlab.config import Config, validate
-    from cnnlab.data import load_arrays
 
     if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri.removeprefix("sqlite:///")).exists():
         raise VerificationRefused(f"tracking_uri: no MLflow store at {tracking_uri} (run from where the run was made)")
@@ -83,7 +82,8 @@ def verify(run_id: str, tracking_uri: str) -> Verification:
         for tag in VERSION_TAGS
         if tags.get(tag) != current[tag]
     ]
-    arrays = load_arrays(cfg.dataset)
+    data = train.prepare_data(cfg)  # loads and verifies once; the rerun trains on these very arrays
+    arrays = data.arrays
     differ += [
         f"data {key} hashes to {digest[:12]}... here, {tags.get(f'data.sha256.{key}', 'nothing')[:12]}... logged"
         for key, digest in sorted(arrays.sha256.items())
@@ -114,7 +114,7 @@ def verify(run_id: str, tracking_uri: str) -> Verification:
         },
     )
     overrides = tags.get("hydra.overrides", "").split()
-    result = train.train(rerun_cfg, overrides, extra_tags={"cnnlab.verifies": run_id}, data=None)
+    result = train.train(rerun_cfg, overrides, extra_tags={"cnnlab.verifies": run_id}, data=data)
     outcome, largest, first = compare_histories(logged, {m: result.history.get(m, []) for m in logged})
     client.set_tag(result.run_id, "cnnlab.verification", outcome)
     return Verification(
