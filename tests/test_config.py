@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from cnnlab.config import ConfigError, validate
+from cnnlab.config import NUMERIC_DOMAINS, ConfigError, validate
 from tests.conftest import CONF_DIR, compose_config
 
 GROUPS = {
@@ -146,3 +147,62 @@ def test_a_store_on_the_command_line_that_the_environment_would_overrule_is_refu
     assert f"MLFLOW_TRACKING_URI=sqlite:///{tmp_path}/env.db is set" in result.stderr
     assert "unset MLFLOW_TRACKING_URI" in result.stderr
     assert not (tmp_path / "env.db").exists() and not (tmp_path / "mine.db").exists()
+
+
+def _config_holding(key: str):
+    if key.startswith(("sweep.", "tuner.", "distributed.")):
+        return compose_config("tuner=hyperband", config_name="sweep_config")
+    if key.startswith("claim."):
+        return compose_config("experiment=fashion_deep")
+    optimizer = {"momentum": "sgd", "rho": "rmsprop"}.get(key.rpartition(".")[2], "adam")
+    return compose_config(f"optimizer={optimizer}", "trainer.early_stopping.enabled=true")
+
+
+@pytest.mark.parametrize("key", sorted(NUMERIC_DOMAINS))
+def test_every_numeric_domain_refuses_a_value_outside_it(key):
+    domain = NUMERIC_DOMAINS[key]
+    cfg = _config_holding(key)
+    OmegaConf.update(cfg, key, domain.outside, force_add=False)
+    with pytest.raises(ConfigError, match=re.escape(f"{key}: must be {domain.says}, got {domain.outside}")):
+        validate(cfg)
+
+
+def _numeric_leaves(node, prefix=""):
+    container = OmegaConf.to_container(node, resolve=True, enum_to_str=True) if OmegaConf.is_config(node) else node
+    items = container.items() if isinstance(container, dict) else enumerate(container)
+    for key, value in items:
+        path = f"{prefix}{key}"
+        if isinstance(value, dict | list):
+            yield from _numeric_leaves(value, path + ".")
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            yield path
+
+
+CHECKED_ELSEWHERE = ("model.blocks.", "sweep.space.", "claim.targets.")  # shapes, search space, published numbers
+
+
+def test_every_numeric_key_of_the_composed_configs_has_a_domain():
+    """A numeric key added later without a domain fails here, so the table cannot silently fall behind."""
+    configs = [
+        compose_config("experiment=kmnist"),
+        compose_config("tuner=bayesian", "tuner.num_initial_points=2", config_name="sweep_config"),
+        compose_config("sweep=dropout_rates", "distributed.threads_per_worker=1", config_name="sweep_config"),
+    ]
+    keys = {key for cfg in configs for key in _numeric_leaves(cfg)}
+    missing = sorted(k for k in keys if k not in NUMERIC_DOMAINS and not k.startswith(CHECKED_ELSEWHERE))
+    assert not missing, f"numeric keys without a domain in cnnlab.config.NUMERIC_DOMAINS: {missing}"
+    assert len(keys) > 25
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("sweep.objective=val_f1", "sweep.objective: 'val_f1' is not logged by a trial"),
+        ("trainer.early_stopping.monitor=val_auc", "trainer.early_stopping.monitor: 'val_auc' is not logged"),
+        ("dataset.local_dir=/nonexistent/folder", "dataset.local_dir: no such folder"),
+    ],
+)
+def test_metric_names_and_folders_are_checked_against_what_exists(override, message):
+    cfg = compose_config(override, "trainer.early_stopping.enabled=true", config_name="sweep_config")
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        validate(cfg)

@@ -23,14 +23,6 @@ def _kind(param: Any) -> str:
 
 def check_space(cfg: Any) -> None:
     """Raises ConfigError naming the first bad entry of ``cfg.sweep.space``."""
-    distributed = cfg.get("distributed")
-    if distributed is not None:
-        if distributed.workers < 0:
-            raise ConfigError(f"distributed.workers: must be >= 0, got {distributed.workers}")
-        if not 0 < distributed.oracle_port < 65536:
-            raise ConfigError(f"distributed.oracle_port: must be a port number, got {distributed.oracle_port}")
-        if distributed.threads_per_worker is not None and distributed.threads_per_worker < 1:
-            raise ConfigError("distributed.threads_per_worker: must be null or >= 1")
     space = cfg.sweep.space
     if not space:
         raise ConfigError("sweep.space is empty: list at least one {key, type, ...} entry to search")
