@@ -134,10 +134,24 @@ def _use_errors(action: Any) -> Any:
         fail(str(error))
 
 
+def _checked(cfg: Any) -> Any:
+    """A use command's own options in their domains, and its image files present, before anything loads."""
+    from cnnlab.config import check_domains
+
+    try:
+        check_domains(cfg)
+        missing = [image for image in cfg.get("images", []) if not Path(image).is_file()]
+        if missing:
+            raise ConfigError(f"images: no such file: {', '.join(missing)}")
+    except ConfigError as error:
+        fail(str(error))
+    return cfg
+
+
 def evaluate_entry(cfg: Any) -> None:
     from cnnlab.evaluation import evaluate
 
-    result = _use_errors(lambda: evaluate(cfg, overrides()))
+    result = _use_errors(lambda: evaluate(_checked(cfg), overrides()))
     print(f"\n  model           {cfg.model_uri}" + (f" (run {result.source_run_id})" if result.source_run_id else ""))
     print(f"  test accuracy   {result.metrics['test_accuracy']:.4f}   (test loss {result.metrics['test_loss']:.4f})\n")
     width = max(len(name) for name, _, _ in result.per_class)
@@ -150,7 +164,7 @@ def evaluate_entry(cfg: Any) -> None:
 def predict_entry(cfg: Any) -> None:
     from cnnlab.evaluation import predict
 
-    rows = _use_errors(lambda: predict(cfg, overrides()))
+    rows = _use_errors(lambda: predict(_checked(cfg), overrides()))
     import pandas as pd
 
     table = pd.DataFrame(rows)
@@ -164,7 +178,7 @@ def predict_entry(cfg: Any) -> None:
 def register_entry(cfg: Any) -> None:
     from cnnlab.evaluation import register
 
-    version = _use_errors(lambda: register(cfg))
+    version = _use_errors(lambda: register(_checked(cfg)))
     print(f"registered {cfg.model_uri} as {cfg.name} version {version.version}, alias @{cfg.alias}")
     print(f"evaluate it: python -m cnnlab.evaluate model_uri=models:/{cfg.name}@{cfg.alias}")
 

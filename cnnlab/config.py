@@ -336,9 +336,8 @@ class ConfigError(ValueError):
 def seeds_design(cfg: Any) -> tuple[int, int, bool]:
     """``(min_seeds, max_seeds, sequential)`` from reproduce's ``seeds``, ``min_seeds`` and ``max_seeds``."""
     seeds = str(cfg.seeds).strip()
+    check_domains(cfg)
     if seeds == "auto":
-        if cfg.min_seeds < 2:
-            raise ConfigError(f"min_seeds: must be >= 2 (a spread needs two seeds), got {cfg.min_seeds}")
         if cfg.max_seeds < cfg.min_seeds:
             raise ConfigError(f"max_seeds: must be >= min_seeds ({cfg.min_seeds}), got {cfg.max_seeds}")
         return cfg.min_seeds, cfg.max_seeds, True
@@ -430,7 +429,35 @@ NUMERIC_DOMAINS: dict[str, Domain] = {
     "distributed.oracle_port": between(1, 65535, high_included=True),
     "distributed.threads_per_worker": at_least(1),
     "distributed.max_restarts": at_least(0),
+    "worst": at_least(0),  # evaluate: worst mistakes shown
+    "samples": at_least(1),  # predict: test images shown
+    "limit": at_least(1),  # compare: rows
+    "min_seeds": at_least(2),  # reproduce: a spread needs two seeds
+    "max_seeds": at_least(2),
 }
+
+
+def domain_problems(cfg: Any) -> list[str]:
+    """``key: must be ...`` for every key of ``cfg`` outside its NUMERIC_DOMAINS entry."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+    problems = []
+    for key, domain in NUMERIC_DOMAINS.items():
+        try:
+            value = OmegaConf.select(cfg, key, default=None)
+        except (ConfigAttributeError, ConfigKeyError):  # a structured config that has no such key
+            continue
+        if value is not None and not domain.ok(value):
+            problems.append(f"{key}: must be {domain.says}, got {value}")
+    return problems
+
+
+def check_domains(cfg: Any) -> None:
+    """Raises ConfigError naming every numeric key outside its domain (the commands that do not train use this)."""
+    problems = domain_problems(cfg)
+    if problems:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
 
 
 def logged_metrics(cfg: Any) -> set[str]:
@@ -445,20 +472,14 @@ def validate(cfg: Any) -> None:
     """Checks ranges that the schema's types cannot, and the model's shapes, without importing TensorFlow."""
     from pathlib import Path
 
-    from omegaconf import OmegaConf
-
     from cnnlab.models.shapes import check_blocks
 
-    problems = []
+    problems = domain_problems(cfg)
 
     def need(ok: bool, key: str, message: str) -> None:
         if not ok:
             problems.append(f"{key}: {message}")
 
-    for key, domain in NUMERIC_DOMAINS.items():
-        value = OmegaConf.select(cfg, key, default=None)
-        if value is not None:
-            need(domain.ok(value), key, f"must be {domain.says}, got {value}")
     trainer = cfg.trainer
     for metric in trainer.metrics:
         need(

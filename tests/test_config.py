@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from cnnlab.config import NUMERIC_DOMAINS, ConfigError, validate
+from cnnlab.config import NUMERIC_DOMAINS, ConfigError, check_domains, validate
 from tests.conftest import CONF_DIR, compose_config
 
 GROUPS = {
@@ -150,6 +150,12 @@ def test_a_store_on_the_command_line_that_the_environment_would_overrule_is_refu
 
 
 def _config_holding(key: str):
+    if key == "limit":
+        return compose_config(config_name="compare_config")
+    if key in ("min_seeds", "max_seeds"):
+        return compose_config(config_name="reproduce_config")
+    if key in ("worst", "samples"):
+        return compose_config("model_uri=runs:/x/model", config_name="use_config")
     if key.startswith(("sweep.", "tuner.", "distributed.")):
         return compose_config("tuner=hyperband", config_name="sweep_config")
     if key.startswith("claim."):
@@ -164,7 +170,7 @@ def test_every_numeric_domain_refuses_a_value_outside_it(key):
     cfg = _config_holding(key)
     OmegaConf.update(cfg, key, domain.outside, force_add=False)
     with pytest.raises(ConfigError, match=re.escape(f"{key}: must be {domain.says}, got {domain.outside}")):
-        validate(cfg)
+        validate(cfg) if "trainer" in cfg else check_domains(cfg)
 
 
 def _numeric_leaves(node, prefix=""):
@@ -187,6 +193,9 @@ def test_every_numeric_key_of_the_composed_configs_has_a_domain():
         compose_config("experiment=kmnist"),
         compose_config("tuner=bayesian", "tuner.num_initial_points=2", config_name="sweep_config"),
         compose_config("sweep=dropout_rates", "distributed.threads_per_worker=1", config_name="sweep_config"),
+        compose_config("model_uri=runs:/x/model", config_name="use_config"),
+        compose_config(config_name="compare_config"),
+        compose_config(config_name="reproduce_config"),
     ]
     keys = {key for cfg in configs for key in _numeric_leaves(cfg)}
     missing = sorted(k for k in keys if k not in NUMERIC_DOMAINS and not k.startswith(CHECKED_ELSEWHERE))
@@ -206,3 +215,26 @@ def test_metric_names_and_folders_are_checked_against_what_exists(override, mess
     cfg = compose_config(override, "trainer.early_stopping.enabled=true", config_name="sweep_config")
     with pytest.raises(ConfigError, match=re.escape(message)):
         validate(cfg)
+
+
+@pytest.mark.parametrize(
+    "module,arguments,expected",
+    [
+        ("cnnlab.evaluate", ["model_uri=runs:/x/model", "worst=-1"], "worst: must be >= 0, got -1"),
+        ("cnnlab.predict", ["model_uri=runs:/x/model", "samples=0"], "samples: must be >= 1, got 0"),
+        ("cnnlab.predict", ["model_uri=runs:/x/model", "images=[nope.png]"], "images: no such file: nope.png"),
+        ("cnnlab.compare", ["limit=0"], "limit: must be >= 1, got 0"),
+    ],
+)
+def test_commands_that_do_not_train_check_their_options_first(tmp_path, module, arguments, expected):
+    result = subprocess.run(
+        [sys.executable, "-m", module, *arguments, f"tracking.uri=sqlite:///{tmp_path}/mlruns/mlflow.db"]
+        if module != "cnnlab.compare"
+        else [sys.executable, "-m", module, *arguments, f"tracking_uri=sqlite:///{tmp_path}/mlruns/mlflow.db"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert expected in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "mlruns").exists()
