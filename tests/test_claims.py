@@ -291,7 +291,9 @@ def test_report_renders_html_with_figures(reproduce_setup, tmp_path):
     artifacts = {a.path for a in client.list_artifacts(parent_id)}
     assert {"claims.csv", "report.md", "report.html"} <= artifacts
     page = Path(client.download_artifacts(parent_id, "report.html")).read_text()
-    assert page.count("data:image/png;base64,") == 3  # two claims' learning curves and the distribution
+    # two claims' learning curves, the distribution, and each claim's looks of the verdict
+    assert page.count("data:image/png;base64,") == 5
+    assert "mnist_simple: the verdict&#x27;s looks" in page or "mnist_simple: the verdict's looks" in page
     assert "mnist_pooled" in page
     children = client.search_runs([results[0].runs[0].info.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'")
     assert len(children) == 4

@@ -183,6 +183,44 @@ def to_markdown(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def looks_figure(result: Any) -> Any:
+    """Each look of the sequential verdict: the mean's one-sided bounds after n seeds against claim - tolerance.
+
+    A verdict is the first look where a bound clears the margin, so the picture shows why a claim stopped where it
+    did, or how far an open one is from stopping.
+    """
+    from cnnlab.claims.stats import one_sided_bounds
+
+    targets = [t for t in (result.claim or {}).get("targets", []) if t["value"] is not None]
+    figure, axes = plots.plt.subplots(1, max(1, len(targets)), figsize=(5.5 * max(1, len(targets)), 3.6), squeeze=False)
+    for axis, target in zip(axes[0], targets, strict=False):
+        values = result.values(target["metric"])
+        looks = [n for n in result.design.looks if n <= len(values)]
+        bounds = [one_sided_bounds(values[:n], result.design.alpha_at(n)) for n in looks]
+        axis.scatter(range(1, len(values) + 1), values, color="tab:blue", s=14, label="seed's value", zorder=3)
+        axis.plot(looks, [b.mean for b in bounds], "o-", color="black", label="mean")
+        axis.fill_between(
+            looks,
+            [b.low for b in bounds],
+            [b.high for b in bounds],
+            color="grey",
+            alpha=0.3,
+            label="one-sided bounds at each look",
+        )
+        axis.axhline(target["value"], color="red", lw=1, label="claimed")
+        axis.axhline(target["value"] - result.tolerance, color="red", ls="--", lw=1, label="claimed - tolerance")
+        spread = [*values, target["value"] - result.tolerance, target["value"]]
+        axis.set_ylim(min(spread) - 0.01, max(spread) + 0.01)  # unbounded early looks would flatten the rest
+        axis.set_xlabel("seeds")
+        axis.xaxis.set_major_locator(plots.plt.MaxNLocator(integer=True))
+        axis.set_ylabel(target["metric"])
+        axis.set_title(f"{result.label} {target['metric']}: the looks", fontsize=9)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=6)
+    figure.tight_layout()
+    return figure
+
+
 def learning_curves_figure(result: Any, client: Any) -> Any:
     figure, axis = plots.plt.subplots(figsize=(6, 3.6))
     for run in result.runs:

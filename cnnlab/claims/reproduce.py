@@ -281,6 +281,11 @@ def log_report(results: list[ClaimResult], parent_id: str, command: str, client:
     pairs = report.precision_table(results)
     figures = {f"{r.label}: learning curves": report.learning_curves_figure(r, client) for r in results if r.runs}
     figures["accuracy per seed"] = report.distribution_figure(table, results)
+    for result in results:
+        if len(result.runs) >= result.design.min_seeds and any(
+            t["value"] is not None for t in (result.claim or {}).get("targets", [])
+        ):
+            figures[f"{result.label}: the verdict's looks"] = report.looks_figure(result)
     header = f"Parent MLflow run {parent_id}. Command: {command}"
     markdown = (
         report.to_markdown(report.readable(table))
