@@ -84,6 +84,10 @@ def fingerprint(cfg: Any, data_hashes: dict[str, str]) -> str:
 
     Left out: the seed, where runs are tracked, and the ``claim`` block (the claimed number and its tolerance
     judge a run; they do not change how it trains, so changing them must not retrain anything).
+
+    Every other key is in, so adding a field to the run schema (even one whose default keeps today's behaviour)
+    changes every claim's fingerprint and retrains every seed: such a change should leave that field out here at
+    its default value, with the reason.
     """
     import keras
     import tensorflow as tf
