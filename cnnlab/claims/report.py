@@ -58,14 +58,21 @@ def _bound(value: float) -> str:
     return _percent(value) if math.isfinite(value) else "unbounded"
 
 
+def _which_number(table: pd.DataFrame) -> dict[str, Any]:
+    """The columns that say which claimed number a row is about."""
+    return {
+        "claim": table["claim"],
+        "precision": table["precision"],
+        "metric": table["metric"],
+        "claimed": table["claimed"].map(_percent),
+    }
+
+
 def readable(table: pd.DataFrame) -> pd.DataFrame:
     """The verdicts, each with what it rests on: the margin, the mean's one-sided bounds at their level, seeds."""
     return pd.DataFrame(
         {
-            "claim": table["claim"],
-            "precision": table["precision"],
-            "metric": table["metric"],
-            "claimed": table["claimed"].map(_percent),
+            **_which_number(table),
             "claimed - tolerance": [
                 _percent(c - t) if c is not None and math.isfinite(c) else ""
                 for c, t in zip(table["claimed"], table["tolerance"], strict=True)
@@ -99,10 +106,7 @@ def readable_single_run(table: pd.DataFrame) -> pd.DataFrame:
     claimed = table[table["claimed"].notna() & table["mean"].notna()]
     return pd.DataFrame(
         {
-            "claim": claimed["claim"],
-            "precision": claimed["precision"],
-            "metric": claimed["metric"],
-            "claimed": claimed["claimed"].map(_percent),
+            **_which_number(claimed),
             "one run, 95% prediction interval": [
                 f"[{_bound(lo)}, {_bound(hi)}]"
                 for lo, hi in zip(claimed["single_run_low"], claimed["single_run_high"], strict=True)
