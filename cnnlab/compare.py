@@ -13,14 +13,15 @@ register_configs()
 
 @hydra.main(version_base="1.3", config_path=None, config_name="compare_config")
 def main(cfg) -> None:
-    from cnnlab.comparison import plot, render, search
+    from cnnlab.comparison import check, plot, render, search
     from cnnlab.config import ConfigError, check_domains
 
     try:
         check_domains(cfg)
+        check(cfg)
+        table = search(cfg)
     except ConfigError as error:
         sys.exit(f"Error: {error}")
-    table = search(cfg)
     print(render(table, cfg.format.value))
     if cfg.plot_x and not table.empty:
         print(f"saved {plot(table, cfg.plot_x, cfg.sort_by, cfg.plot_path)}", file=sys.stderr)

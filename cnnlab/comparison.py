@@ -8,13 +8,32 @@ from typing import Any
 import pandas as pd
 
 
+def check(cfg: Any) -> None:
+    """The columns compare sorts and plots by must be ones it shows; checked before the store is opened."""
+    from cnnlab.config import ConfigError
+
+    shown = [*cfg.params, *cfg.metrics]
+    for key in ("sort_by", "plot_x"):
+        if cfg[key] is not None and cfg[key] not in shown:
+            raise ConfigError(
+                f"{key}: {cfg[key]!r} is not a shown column {shown}; add it to params=[...] or metrics=[...]"
+            )
+
+
 def search(cfg: Any) -> pd.DataFrame:
     """The runs matching the filters, one row each, with ``run``, ``experiment`` and the chosen columns."""
     import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from cnnlab.config import ConfigError
 
     mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI") or cfg.tracking_uri)
     if cfg.experiments:
         names = list(cfg.experiments)
+        known = {e.name for e in mlflow.search_experiments()}
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise ConfigError(f"experiments: no experiment named {unknown} in this store; there are {sorted(known)}")
     else:
         names = [e.name for e in mlflow.search_experiments() if e.name.startswith("cnnlab-")]
     clauses = []
@@ -28,7 +47,10 @@ def search(cfg: Any) -> pd.DataFrame:
         clauses.append(cfg.filter)
     if not names:
         return pd.DataFrame()
-    runs = mlflow.search_runs(experiment_names=names, filter_string=" and ".join(clauses), max_results=5000)
+    try:
+        runs = mlflow.search_runs(experiment_names=names, filter_string=" and ".join(clauses), max_results=5000)
+    except MlflowException as error:
+        raise ConfigError(f"filter: MLflow cannot read {' and '.join(clauses)!r}: {error.message}") from error
     if runs.empty:
         return runs
     experiments = {e.experiment_id: e.name for e in mlflow.search_experiments()}

@@ -52,3 +52,23 @@ def test_cli_csv_flag(store, tmp_path):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert lines[0].startswith("run,") and lines[1].startswith("mnist-simple-s0,")
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        ({"sort_by": "nope"}, "sort_by: 'nope' is not a shown column"),
+        ({"plot_x": "optimizer.beta_1"}, "plot_x: 'optimizer.beta_1' is not a shown column"),
+        ({"experiments": ["cnnlab-nope"]}, "experiments: no experiment named ['cnnlab-nope']"),
+        ({"filter": "metrics.test_accuracy >> 3"}, "filter: MLflow cannot read"),
+    ],
+)
+def test_bad_columns_experiments_and_filters_are_refused_by_name(store, overrides, message):
+    from cnnlab.comparison import check, search
+    from cnnlab.config import ConfigError
+
+    cfg = OmegaConf.merge(OmegaConf.structured(CompareConfig), {"tracking_uri": store, **overrides})
+    with pytest.raises(ConfigError) as refused:
+        check(cfg)
+        search(cfg)
+    assert message in str(refused.value)
