@@ -22,6 +22,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT = "cnnlab-fidelity"
 
@@ -36,22 +38,19 @@ def compose_claim(name: str, extra: list[str]):
         return compose("config", overrides=[f"experiment={name}", *extra])
 
 
-def cnnlab_values(name: str, seeds: int, extra: list[str]) -> list[float]:
+def cnnlab_values(name: str, cfg, arrays, seeds: int, extra: list[str]) -> list[float]:
     """cnnlab's test accuracy per seed, from the reproduction's FINISHED runs (trained here where missing)."""
     from mlflow.tracking import MlflowClient
 
     from cnnlab import tracking
     from cnnlab.claims.reproduce import EXPERIMENT as REPRODUCTIONS
     from cnnlab.claims.reproduce import fingerprint
-    from cnnlab.data import load_arrays
 
     command = [sys.executable, "-m", "cnnlab.reproduce", f"seeds={seeds}", f"claims=[{name}]", *extra]
     print(f"[fidelity] {name}: cnnlab seeds via {shlex.join(command[1:])}", flush=True)
     subprocess.run(command, check=True, cwd=ROOT)
-    cfg = compose_claim(name, extra)
-    cfg.tracking.experiment = REPRODUCTIONS
-    experiment_id = tracking.configure(cfg.tracking)
-    print_ = fingerprint(cfg, load_arrays(cfg.dataset).sha256)
+    experiment_id = tracking.configure(OmegaConf.merge(cfg.tracking, {"experiment": REPRODUCTIONS}))
+    print_ = fingerprint(cfg, arrays.sha256)
     client = MlflowClient()
     values = []
     for seed in range(seeds):
@@ -67,21 +66,17 @@ def cnnlab_values(name: str, seeds: int, extra: list[str]) -> list[float]:
     return values
 
 
-def plain_values(name: str, seeds: int, extra: list[str]) -> list[float]:
+def plain_values(name: str, cfg, arrays, seeds: int) -> list[float]:
     """The plain script's test accuracy per seed on the same images and protocol, each logged as an MLflow run."""
     import mlflow
     import numpy as np
 
     from cnnlab import tracking
     from cnnlab.config import option
-    from cnnlab.data import load_arrays
 
-    cfg = compose_claim(name, extra)
     if option(cfg.trainer.loss) != "categorical_crossentropy" or option(cfg.optimizer.name) != "adam":
         raise SystemExit(f"{name}: the plain script trains Adam with categorical cross-entropy only")
-    cfg.tracking.experiment = EXPERIMENT
-    experiment_id = tracking.configure(cfg.tracking)
-    arrays = load_arrays(cfg.dataset)
+    experiment_id = tracking.configure(OmegaConf.merge(cfg.tracking, {"experiment": EXPERIMENT}))
     protocol = {
         "network": cfg.model.name,
         "epochs": cfg.trainer.epochs,
@@ -159,9 +154,13 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     rows = []
     for name in args.claims:
-        cnnlab = cnnlab_values(name, args.seeds, args.overrides)
-        plain = plain_values(name, args.seeds, args.overrides)
-        tolerance = compose_claim(name, args.overrides).claim.tolerance
+        from cnnlab.data import load_arrays
+
+        cfg = compose_claim(name, args.overrides)
+        arrays = load_arrays(cfg.dataset)  # verified once; both sides' fingerprint and the plain script's npz
+        cnnlab = cnnlab_values(name, cfg, arrays, args.seeds, args.overrides)
+        plain = plain_values(name, cfg, arrays, args.seeds)
+        tolerance = cfg.claim.tolerance
         result = compare(cnnlab, plain, tolerance)
         rows.append((name, cnnlab, plain, result))
         print(f"[fidelity] {name}: {result}", flush=True)
