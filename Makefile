@@ -7,6 +7,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 5000
 SERVER_PORT ?= 5001
+SERVE_PORT ?= 5002
 # make server's backend: the project's SQLite store, or a team's database, e.g. postgresql://user:pw@host/mlflow
 BACKEND_URI ?= $(or $(CNNLAB_BACKEND_URI),sqlite:///mlruns/mlflow.db)
 # The standard MLflow variable wins, as it does for `cnnlab.run`.
@@ -14,7 +15,7 @@ TRACKING_URI ?= $(or $(MLFLOW_TRACKING_URI),sqlite:///mlruns/mlflow.db)
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run sweep reproduce fidelity register bench bench-sweep bench-distributed test reliability lint format ui server clean
+.PHONY: help setup run sweep reproduce fidelity register bench bench-sweep bench-distributed test reliability lint format ui server serve clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -42,7 +43,7 @@ fidelity: setup ## cnnlab against the plain tutorial script, 5 seeds of mnist_si
 register: setup ## Register a logged model: make register ARGS="model_uri=runs:/<id>/model name=<name> [alias=champion]"
 	$(PY) -m cnnlab.register $(ARGS)
 
-bench: setup ## Plain Keras vs cnnlab (float32, bf16) per network; writes BENCHMARKS.md (~30 min on 2 cores)
+bench: setup ## Plain Keras vs cnnlab (float32; bf16 where native) per network; writes BENCHMARKS.md (~30 min on 2 cores)
 	$(PY) benchmarks/run.py $(ARGS)
 
 bench-sweep: setup ## Hyperband vs random search to 92% val accuracy, memory over 20 trials; updates BENCHMARKS.md (~40 min)
@@ -67,15 +68,22 @@ format: setup ## Apply ruff's fixes and formatting
 
 ui: setup ## Browse runs in the MLflow UI on http://$(HOST):$(PORT) (HOST=, PORT= to change)
 	@mkdir -p mlruns
-	@echo "MLflow UI for $(TRACKING_URI) at http://$(HOST):$(PORT)  (Ctrl-C to stop)"
-	$(VENV)/bin/mlflow ui --backend-store-uri $(TRACKING_URI) --host $(HOST) --port $(PORT)
+	@echo "MLflow UI for $(TRACKING_URI): open http://$(HOST):$(PORT)/#/experiments?workflowType=machine_learning  (Ctrl-C to stop)"
+	@echo "(that link opens MLflow's model-training view; the browser keeps it once you pick 'Model training' in the switch at the top left)"
+	MLFLOW_DISABLE_TELEMETRY=$${MLFLOW_DISABLE_TELEMETRY:-true} $(VENV)/bin/mlflow ui --backend-store-uri $(TRACKING_URI) --host $(HOST) --port $(PORT)
 
 server: setup ## MLflow tracking server on http://$(HOST):$(SERVER_PORT) over BACKEND_URI (default: mlruns/mlflow.db)
 	@mkdir -p mlruns/artifacts
 	@echo "MLflow tracking server for $(BACKEND_URI) at http://$(HOST):$(SERVER_PORT)"
 	@echo "point runs and sweeps at it: export MLFLOW_TRACKING_URI=http://$(HOST):$(SERVER_PORT)"
-	$(VENV)/bin/mlflow server --backend-store-uri $(BACKEND_URI) --artifacts-destination mlruns/artifacts \
+	MLFLOW_DISABLE_TELEMETRY=$${MLFLOW_DISABLE_TELEMETRY:-true} $(VENV)/bin/mlflow server --backend-store-uri $(BACKEND_URI) --artifacts-destination mlruns/artifacts \
 		--host $(HOST) --port $(SERVER_PORT)
+
+serve: setup ## Serve a logged model over HTTP: make serve MODEL=runs:/<run id>/model (POST raw pixels to /invocations)
+	@test -n "$(MODEL)" || { echo "Error: MODEL: give the model, e.g. make serve MODEL=runs:/<run id>/model"; exit 1; }
+	@echo "serving $(MODEL) at http://$(HOST):$(SERVE_PORT)/invocations  (Ctrl-C to stop)"
+	PATH="$(abspath $(VENV))/bin:$$PATH" MLFLOW_TRACKING_URI=$(TRACKING_URI) $(VENV)/bin/mlflow models serve \
+		-m $(MODEL) --env-manager local --host $(HOST) --port $(SERVE_PORT)
 
 clean: ## Remove caches and Hydra outputs (keeps mlruns/ and sweeps/)
 	rm -rf outputs multirun .pytest_cache .ruff_cache

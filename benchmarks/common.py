@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import shlex
 import sys
 from pathlib import Path
 
-from cnnlab import documents
+from cnnlab import documents, machine
 
-HEADER = "# Benchmarks\n\nEach section below was written by the command it names, on this machine.\n"
+HEADER = (
+    "# Benchmarks\n\nEach section below was written by the command it names. Speed holds only for the kind of "
+    "machine it was measured on, so every benchmark keeps one section per machine kind (the CPU's widest vector "
+    "unit and whether it runs bfloat16 natively: `avx2`, `avx512`, `avx512_bf16`, `amx`), headed by the CPU, its "
+    "flags and the date; a rerun rewrites only its own kind's section.\n"
+)
 
 
 def write_section(path: Path, name: str, text: str) -> None:
-    """Replaces section ``name`` of BENCHMARKS.md-like ``path``, leaving the other benchmarks' sections as they are."""
-    documents.write_section(path, name, text, HEADER)
+    """Replaces this machine kind's section ``name`` of ``path``, leaving other benchmarks and kinds as they are."""
+    kind = machine.kind()
+    title, _, body = text.strip().partition("\n")
+    stamp = f"Machine kind `{kind}`: {machine.cpu_description()}; measured {datetime.date.today().isoformat()}."
+    documents.write_section(path, f"{name} / {kind}", f"{title} ({kind})\n\n{stamp}\n{body}", HEADER)
 
 
 def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:

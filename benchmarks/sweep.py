@@ -29,6 +29,8 @@ from pathlib import Path
 
 from common import add_dataset_arguments, command_line, dataset_overrides, write_section
 
+from cnnlab.machine import choose_precision
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -216,7 +218,9 @@ def main() -> None:
         "Fashion-MNIST within 12 epochs (the default study's deep network tops out just under 92%%)",
     )
     parser.add_argument("--max-epochs", type=int, default=12, help="epochs of a random trial; Hyperband's largest")
-    parser.add_argument("--precision", default="bf16", choices=["float32", "bf16"])
+    parser.add_argument(
+        "--precision", default="auto", choices=["auto", "float32", "bf16"], help="auto: bf16 only where native"
+    )
     parser.add_argument("--max-trials", type=int, default=1000, help="random search: stop after this many trials")
     parser.add_argument("--memory-trials", type=int, default=20)
     parser.add_argument("--memory-images", type=int, default=3000)
@@ -283,7 +287,7 @@ def write_efficiency(args: argparse.Namespace, studies: list[dict]) -> None:
         "",
         f"Command: `{command_line('make bench-sweep')}`. Dataset {args.dataset}, {images} training images less a fifth "
         f"held out for validation, the space of the `{args.space}` study (conf/sweep/{args.space}.yaml), "
-        f"{args.precision}, trials of up "
+        f"trainer.precision={args.precision} ({choose_precision(args.precision)[0]} here), trials of up "
         f"to {args.max_epochs} epochs; each tuner's study had {args.minutes:g} min of wall clock on this machine's "
         f"{os.cpu_count()} cores, start-up included. Plot: [{args.plot}]({args.plot}).",
         "",

@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from cnnlab.config import ConfigError, name_problem, validate
+from cnnlab.config import ConfigError
 
 log = logging.getLogger("cnnlab")
 
@@ -18,24 +19,80 @@ EXIT_SIGTERM = 143
 
 
 def overrides() -> list[str]:
-    """The command line's Hydra overrides; refuses a ``tracking.uri`` that ``MLFLOW_TRACKING_URI`` would overrule."""
+    """The command line's Hydra overrides (empty outside a Hydra run)."""
     from hydra.core.hydra_config import HydraConfig
 
-    given = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-    environment = os.environ.get("MLFLOW_TRACKING_URI")
-    for override in given:
-        key, _, value = override.partition("=")
-        if key.lstrip("+~") in ("tracking.uri", "tracking_uri") and environment and value != environment:
-            fail(
-                f"{key}: {value} was given, but MLFLOW_TRACKING_URI={environment} is set, and MLflow's own variable "
-                f"decides the store; unset it (unset MLFLOW_TRACKING_URI) to use {value}, or drop {key}"
-            )
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def checked(command: str, cfg: Any) -> list[str]:
+    """The overrides, after :func:`cnnlab.checks.check` (Hydra's callback ran it already; callers without Hydra's
+    launcher, the tests among them, get the same refusals here)."""
+    from cnnlab.checks import check
+
+    given = overrides()
+    try:
+        check(command, cfg, given)
+    except ConfigError as error:
+        fail(str(error))
     return given
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
     print(f"Error: {message}", file=sys.stderr)
     sys.exit(code)
+
+
+def launch(main: Any) -> None:
+    """Runs a ``@hydra.main`` function as a command: Hydra's composition errors (an unknown key or option, a wrong
+    type, a bad override) print as one ``Error:`` message without the stack-trace hint, and a finished command
+    exits at once (:func:`exit_without_teardown`)."""
+    import hydra._internal.utils as hydra_utils
+
+    hydra_utils.run_and_report = _report_config_errors(hydra_utils.run_and_report)
+    main()
+    exit_without_teardown()
+
+
+def _report_config_errors(hydra_run_and_report: Any) -> Any:
+    from hydra.errors import HydraException, OverrideParseException
+    from omegaconf.errors import OmegaConfBaseException
+
+    def run_and_report(func: Any) -> Any:
+        try:
+            return func()
+        except (HydraException, OmegaConfBaseException) as error:
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            message = str(error).strip()
+            if isinstance(error, OverrideParseException) and (bad := _unreadable_override()):
+                message = f"{bad}: not a valid override ({message})"
+            if isinstance(error.__cause__, OmegaConfBaseException):
+                message += "\n" + str(error.__cause__).strip()
+            fail(message + "\n(the groups, options and keys: add --help; every config: add --cfg job)")
+        except Exception as error:  # anything else: Hydra's own report, trimmed traceback and all
+            return hydra_run_and_report(partial(_reraise, error))
+
+    return run_and_report
+
+
+def _unreadable_override() -> str | None:
+    """The first command-line argument Hydra's override grammar cannot read, to name it in the message."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    for argument in sys.argv[1:]:
+        if argument.startswith("-"):
+            continue
+        try:
+            parser.parse_override(argument)
+        except Exception:
+            return argument
+    return None
+
+
+def _reraise(error: Exception) -> None:
+    raise error
 
 
 def exit_without_teardown() -> None:
@@ -77,7 +134,8 @@ def run_entry(cfg: Any) -> float:
     """Trains (train() validates before TensorFlow loads) and prints the summary."""
     from cnnlab.train import train
 
-    result = guarded(lambda: train(cfg, overrides()))
+    given = checked("run", cfg)
+    result = guarded(lambda: train(cfg, given))
     from cnnlab.tracking import tracking_uri
 
     uri = tracking_uri(cfg.tracking)
@@ -93,7 +151,8 @@ def run_entry(cfg: Any) -> float:
                 f"  data            {result.data_source}",
                 f"  MLflow run      {result.run_id} (experiment {cfg.tracking.experiment!r}, {uri})",
                 f"  open it         make ui   (or: mlflow ui --backend-store-uri {uri}), then "
-                f"http://127.0.0.1:5000/#/experiments/{result.experiment_id}/runs/{result.run_id}",
+                f"http://127.0.0.1:5000/#/experiments/{result.experiment_id}/runs/{result.run_id}"
+                "?workflowType=machine_learning",
                 "",
             ]
         )
@@ -105,7 +164,8 @@ def sweep_entry(cfg: Any) -> float | None:
     """Runs or resumes the study (run_sweep checks config and space before TensorFlow loads), prints the results."""
     from cnnlab.tuning.run import run_sweep
 
-    summary = guarded(lambda: run_sweep(cfg, overrides()))
+    given = checked("sweep", cfg)
+    summary = guarded(lambda: run_sweep(cfg, given))
     study = summary["study"]
     if "role" in summary:
         print(f"{summary['role']} done with study {study.name}")
@@ -134,24 +194,11 @@ def _use_errors(action: Any) -> Any:
         fail(str(error))
 
 
-def _checked(cfg: Any) -> Any:
-    """A use command's own options in their domains, and its image files present, before anything loads."""
-    from cnnlab.config import check_domains
-
-    try:
-        check_domains(cfg)
-        missing = [image for image in cfg.get("images", []) if not Path(image).is_file()]
-        if missing:
-            raise ConfigError(f"images: no such file: {', '.join(missing)}")
-    except ConfigError as error:
-        fail(str(error))
-    return cfg
-
-
 def evaluate_entry(cfg: Any) -> None:
     from cnnlab.evaluation import evaluate
 
-    result = _use_errors(lambda: evaluate(_checked(cfg), overrides()))
+    given = checked("evaluate", cfg)
+    result = _use_errors(lambda: evaluate(cfg, given))
     print(f"\n  model           {cfg.model_uri}" + (f" (run {result.source_run_id})" if result.source_run_id else ""))
     print(f"  test accuracy   {result.metrics['test_accuracy']:.4f}   (test loss {result.metrics['test_loss']:.4f})\n")
     width = max(len(name) for name, _, _ in result.per_class)
@@ -164,7 +211,8 @@ def evaluate_entry(cfg: Any) -> None:
 def predict_entry(cfg: Any) -> None:
     from cnnlab.evaluation import predict
 
-    rows = _use_errors(lambda: predict(_checked(cfg), overrides()))
+    given = checked("predict", cfg)
+    rows = _use_errors(lambda: predict(cfg, given))
     import pandas as pd
 
     table = pd.DataFrame(rows)
@@ -178,20 +226,17 @@ def predict_entry(cfg: Any) -> None:
 def register_entry(cfg: Any) -> None:
     from cnnlab.evaluation import register
 
-    version = _use_errors(lambda: register(_checked(cfg)))
+    checked("register", cfg)
+    version = _use_errors(lambda: register(cfg))
     print(f"registered {cfg.model_uri} as {cfg.name} version {version.version}, alias @{cfg.alias}")
     print(f"evaluate it: python -m cnnlab.evaluate model_uri=models:/{cfg.name}@{cfg.alias}")
 
 
 def verify_entry(cfg: Any) -> None:
     """Reruns a logged run and prints how its new histories compare with the logged ones."""
-    import re
-
-    if not re.fullmatch(r"[0-9a-f]{32}", cfg.run_id):
-        fail(f"run_id: an MLflow run id is 32 hexadecimal characters, got {cfg.run_id!r}")
     from cnnlab.verification import VerificationRefused, verify
 
-    overrides()  # refuses a tracking_uri that MLFLOW_TRACKING_URI would overrule
+    checked("verify", cfg)
     uri = os.environ.get("MLFLOW_TRACKING_URI") or cfg.tracking_uri
     try:
         result = guarded(lambda: verify(cfg.run_id, uri))
@@ -206,29 +251,7 @@ def reproduce_entry(cfg: Any) -> None:
     """Validates every claim's config first (fast), then runs or resumes the reproduction and prints the table."""
     from hydra import compose
 
-    from cnnlab.claims.reproduce import claim_overrides, precision_variants
-    from cnnlab.config import seeds_design
-
-    given = overrides()
-    try:
-        seeds_design(cfg)
-        try:
-            variants = precision_variants(cfg, claim_overrides(given))
-        except ValueError as error:
-            raise ConfigError(f"precisions: {error}") from error
-        for name in cfg.claims:
-            if problem := name_problem(name):
-                raise ConfigError(f"claims: {problem}")
-            for variant in variants:
-                try:
-                    claim_cfg = compose("config", overrides=[f"experiment={name}", *claim_overrides(given), *variant])
-                except Exception as error:  # Hydra's own errors: no such experiment, a bad override
-                    raise ConfigError(
-                        f"claims: {name!r} is not a usable conf/experiment/{name}.yaml ({error})"
-                    ) from error
-                validate(claim_cfg)
-    except ConfigError as error:
-        fail(str(error))
+    given = checked("reproduce", cfg)
     from cnnlab.claims.report import write_reproduction_md
     from cnnlab.claims.reproduce import reproduce
 

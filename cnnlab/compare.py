@@ -6,6 +6,7 @@ import sys
 
 import hydra
 
+from cnnlab.cli import checked, launch
 from cnnlab.config import register_configs
 
 register_configs()
@@ -13,12 +14,11 @@ register_configs()
 
 @hydra.main(version_base="1.3", config_path=None, config_name="compare_config")
 def main(cfg) -> None:
-    from cnnlab.comparison import check, plot, render, search
-    from cnnlab.config import ConfigError, check_domains
+    from cnnlab.comparison import plot, render, search
+    from cnnlab.config import ConfigError
 
+    checked("compare", cfg)
     try:
-        check_domains(cfg)
-        check(cfg)
         table = search(cfg)
     except ConfigError as error:
         sys.exit(f"Error: {error}")
@@ -30,4 +30,4 @@ def main(cfg) -> None:
 if __name__ == "__main__":
     # `--csv` and `--markdown` as the usual flags, mapped onto Hydra's override.
     sys.argv = [{"--csv": "format=csv", "--markdown": "format=markdown"}.get(arg, arg) for arg in sys.argv]
-    main()
+    launch(main)

@@ -8,18 +8,6 @@ from typing import Any
 import pandas as pd
 
 
-def check(cfg: Any) -> None:
-    """The columns compare sorts and plots by must be ones it shows; checked before the store is opened."""
-    from cnnlab.config import ConfigError
-
-    shown = [*cfg.params, *cfg.metrics]
-    for key in ("sort_by", "plot_x"):
-        if cfg[key] is not None and cfg[key] not in shown:
-            raise ConfigError(
-                f"{key}: {cfg[key]!r} is not a shown column {shown}; add it to params=[...] or metrics=[...]"
-            )
-
-
 def search(cfg: Any) -> pd.DataFrame:
     """The runs matching the filters, one row each, with ``run``, ``experiment`` and the chosen columns."""
     import mlflow
@@ -47,6 +35,11 @@ def search(cfg: Any) -> pd.DataFrame:
         clauses.append(cfg.filter)
     if not names:
         return pd.DataFrame()
+    from cnnlab.tracking import mark_dead_processes_killed
+
+    # A run whose process died must not show as RUNNING: the same clean-up every command does on opening.
+    ids = [e.experiment_id for e in mlflow.search_experiments() if e.name in names]
+    mark_dead_processes_killed(mlflow.MlflowClient(), *ids)
     try:
         runs = mlflow.search_runs(experiment_names=names, filter_string=" and ".join(clauses), max_results=5000)
     except MlflowException as error:

@@ -55,13 +55,15 @@ def evaluate(cfg: Any, overrides: list[str] | None = None) -> Evaluation:
 
     from cnnlab import plots, tracking, train
     from cnnlab.models.loading import load_model
+    from cnnlab.models.serving import trained_network
 
     tracking.configure(cfg.tracking)  # the store the model URI refers to
     loaded = load_model(cfg.model_uri)
     cfg = with_source_protocol(cfg, loaded.source_run_id, list(overrides or []))
     data = train.prepare_data(cfg)
     test = data.pipeline(cfg, "test")
-    scores, probabilities = train.score(loaded.model, cfg, test, data.splits.test.y)
+    # The training run's own input pipeline and network: the same math as the logged test accuracy.
+    scores, probabilities = train.score(trained_network(loaded.model), cfg, test, data.splits.test.y)
     metrics = {f"test_{key}": value for key, value in scores.items()}
     predicted = probabilities.argmax(axis=1)
     truth = data.splits.test.y.astype(int)
@@ -135,6 +137,7 @@ def predict(cfg: Any, overrides: list[str] | None = None) -> list[dict[str, Any]
     """Predicted class name and probability per image (the first ``samples`` test images, or ``images``)."""
     from cnnlab import tracking, train
     from cnnlab.models.loading import load_model
+    from cnnlab.models.serving import as_pixels, serving_model
 
     tracking.configure(cfg.tracking)
     loaded = load_model(cfg.model_uri)
@@ -148,10 +151,8 @@ def predict(cfg: Any, overrides: list[str] | None = None) -> list[dict[str, Any]
         pixels, labels = data.splits.test.x[: cfg.samples], data.splits.test.y[: cfg.samples]
         sources = [f"test[{i}]" for i in range(len(pixels))]
         truth, notes = [names[int(label)] for label in labels], [""] * len(pixels)
-    batch = pixels.astype(np.float32)[..., None]
-    if cfg.dataset.scale_pixels:
-        batch = batch / 255.0
-    probabilities = loaded.model.predict(batch, verbose=0)
+    # The path a served model takes: raw pixels in, the run's preprocessing inside the model.
+    probabilities = serving_model(loaded.model, cfg.dataset.scale_pixels).predict(as_pixels(pixels), verbose=0)
     rows = []
     for i, source in enumerate(sources):
         best = int(probabilities[i].argmax())

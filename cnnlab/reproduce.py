@@ -5,7 +5,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from cnnlab.cli import exit_without_teardown, reproduce_entry
+from cnnlab.cli import launch, reproduce_entry
 from cnnlab.config import register_configs
 
 register_configs()
@@ -17,5 +17,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
-    exit_without_teardown()
+    launch(main)

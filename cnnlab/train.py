@@ -20,6 +20,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from cnnlab.config import option, validate
+from cnnlab.machine import choose_precision
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ def build_compiled_model(cfg: Any) -> Any:
 
     from cnnlab.models.builder import build_model, build_optimizer
 
-    precision = option(cfg.trainer.precision)
+    precision, _ = choose_precision(option(cfg.trainer.precision))
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bf16" else "float32")
     model = build_model(cfg.model, len(cfg.dataset.classes), precision)
     metrics = ["accuracy" if name == "accuracy" else keras.metrics.AUC(name="auc") for name in cfg.trainer.metrics]
@@ -198,6 +199,7 @@ def train(
     experiment_id = tracking.configure(cfg.tracking)
     overrides = list(overrides or [])
     rerun = tracking.rerun_command("cnnlab.run", overrides)
+    precision, precision_reason = choose_precision(option(cfg.trainer.precision))
     tags = {
         "dataset": cfg.dataset.name,
         "model": cfg.model.name,
@@ -207,6 +209,8 @@ def train(
         **tracking.versions(),
         "command": " ".join([os.path.basename(sys.argv[0]), *sys.argv[1:]]),
         "hydra.overrides": " ".join(overrides),
+        "cnnlab.precision": precision,
+        "cnnlab.precision_reason": precision_reason,
         **(extra_tags or {}),
     }
     description = (
@@ -271,7 +275,7 @@ def train(
             mlflow.log_figure(figure, f"plots/{name}.png")
             plots.plt.close(figure)
         if cfg.tracking.log_model:
-            log_keras_model(model, test_data, probabilities)
+            log_keras_model(model, cfg, data)
         final["total_seconds"] = time.perf_counter() - started
         mlflow.log_metric("total_seconds", final["total_seconds"])
         return Result(
@@ -310,21 +314,27 @@ def score(model: Any, cfg: Any, dataset: Any, labels: Any) -> tuple[dict[str, fl
     return scores, probabilities
 
 
-def log_keras_model(model: Any, sample_data: Any, sample_outputs: Any | None = None) -> None:
-    """Logs the model as an MLflow Keras model with a signature, so ``mlflow.pyfunc.load_model`` can predict.
+def log_keras_model(network: Any, cfg: Any, data: PreparedData) -> None:
+    """Logs the trained network as an MLflow Keras model that takes raw pixels (``models.serving``).
 
-    ``sample_outputs``: the model's outputs for ``sample_data``'s first examples when already computed.
+    Its signature states the input, (N, 28, 28) float32 pixels 0-255 (``mlflow models serve`` casts a JSON of
+    uint8 pixels to it), and the output, one probability per class; the class names are in its metadata.
     """
     import keras
     import mlflow
-    import numpy as np
     import tensorflow as tf
     from mlflow.models import infer_signature
 
-    images, _ = next(iter(sample_data.take(1)))
-    example = np.asarray(images[:4])
-    outputs = sample_outputs[:4] if sample_outputs is not None else model.predict(example, verbose=0)
-    signature = infer_signature(example, np.asarray(outputs))
+    from cnnlab.models.serving import as_pixels, raw_image_model
+
+    model = raw_image_model(network, cfg.dataset.scale_pixels)
+    example = as_pixels(data.splits.test.x[:4])
+    signature = infer_signature(example, model.predict(example, verbose=0))
+    metadata = {
+        "class_names": list(data.class_names),
+        "input": "raw pixels 0-255 (uint8 values as float32), shape (N, 28, 28); scaling happens inside",
+        "preprocessing": "x / 255 inside the model" if cfg.dataset.scale_pixels else "none (trained on raw pixels)",
+    }
     # Stating the requirements skips MLflow's inference of them, which reloads the model in a subprocess.
     requirements = [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"]
-    mlflow.keras.log_model(model, name="model", signature=signature, pip_requirements=requirements)
+    mlflow.keras.log_model(model, name="model", signature=signature, pip_requirements=requirements, metadata=metadata)

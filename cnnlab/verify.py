@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hydra
 
-from cnnlab.cli import exit_without_teardown, verify_entry
+from cnnlab.cli import launch, verify_entry
 from cnnlab.config import register_configs
 
 register_configs()
@@ -16,5 +16,4 @@ def main(cfg) -> None:
 
 
 if __name__ == "__main__":
-    main()
-    exit_without_teardown()
+    launch(main)

@@ -183,7 +183,7 @@ def test_seeds_option_is_checked_before_anything_runs(tmp_path):
     import sys
 
     for bad, message in (
-        ("seeds=many", "seeds: 'auto' or a whole number >= 1, got 'many'"),
+        ("seeds=many", "seeds: must be 'auto' or a whole number >= 1, got 'many'"),
         ("max_seeds=2", "max_seeds: must be >= min_seeds (3), got 2"),
         ("claim.tolerance=0.5", "claim.tolerance: must be in (0, 0.1)"),
     ):
@@ -194,7 +194,7 @@ def test_seeds_option_is_checked_before_anything_runs(tmp_path):
             cwd=tmp_path,
         )
         assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
-        assert not (tmp_path / "x.db").exists() and not (tmp_path / "mlruns").exists()  # no store was created
+        assert list(tmp_path.iterdir()) == []  # no store, no outputs/ folder
 
 
 @pytest.fixture

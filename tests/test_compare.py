@@ -64,11 +64,12 @@ def test_cli_csv_flag(store, tmp_path):
     ],
 )
 def test_bad_columns_experiments_and_filters_are_refused_by_name(store, overrides, message):
-    from cnnlab.comparison import check, search
+    from cnnlab.checks import check
+    from cnnlab.comparison import search
     from cnnlab.config import ConfigError
 
     cfg = OmegaConf.merge(OmegaConf.structured(CompareConfig), {"tracking_uri": store, **overrides})
     with pytest.raises(ConfigError) as refused:
-        check(cfg)
+        check("compare", cfg, [])
         search(cfg)
     assert message in str(refused.value)

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from cnnlab.config import NUMERIC_DOMAINS, ConfigError, check_domains, validate
+from cnnlab.checks import check
+from cnnlab.config import DATASETS, DOMAINS, ConfigError, domain_of, leaves, validate
 from tests.conftest import CONF_DIR, compose_config
 
 GROUPS = {
@@ -62,7 +63,7 @@ def test_wrong_type_fails_at_composition():
         ("model=pooled model.blocks.5.pool_size=5", r"model.blocks\[5\].*below 1x1"),
         ("model=simple model.blocks.3.units=7", "units=10"),
         ("model=simple model.blocks.0.activation=relux", "unknown activation"),
-        ("trainer.metrics=[accuracy,f1]", "unknown metric"),
+        ("trainer.metrics=[accuracy,f1]", r"trainer.metrics.1: must be one of \['accuracy', 'auc'\]"),
     ],
 )
 def test_out_of_range_values_name_the_key(override, message):
@@ -82,6 +83,7 @@ def run_cli(*args: str, cwd: Path) -> tuple[subprocess.CompletedProcess, float]:
     [
         ("dataset=cifar", "Available options in 'dataset'"),
         ("model=resnet", "Available options in 'model'"),
+        ("trainer.epochs=[1", "trainer.epochs=[1"),  # Hydra's override grammar
         ("trainer.epochs=three", "trainer.epochs"),
         ("trainer.learning_rate=0.1", "trainer.learning_rate"),
         ("optimizer.name=adamw", "optimizer.name"),
@@ -93,8 +95,9 @@ def test_cli_rejects_bad_input_before_anything_is_created(tmp_path, override, ex
     result, seconds = run_cli(override, f"tracking.uri=sqlite:///{tmp_path}/mlruns/mlflow.db", cwd=tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
     assert expected in result.stderr
-    assert "Traceback" not in result.stderr
-    assert not (tmp_path / "mlruns").exists()
+    assert "Traceback" not in result.stderr and "HYDRA_FULL_ERROR" not in result.stderr
+    assert result.stderr.startswith("Error: ")
+    assert list(tmp_path.iterdir()) == []  # no store, no outputs/ folder
     assert seconds < 5, f"rejecting {override} took {seconds:.1f}s"  # generous: this is a test, not a benchmark
 
 
@@ -112,12 +115,17 @@ def test_config_path_never_imports_tensorflow():
 @pytest.mark.parametrize(
     "module,override,expected",
     [
-        ("cnnlab.sweep", "sweep.name=../../x", "sweep.name: must not contain path separators"),
-        ("cnnlab.sweep", 'sweep.name="a\'b"', "sweep.name: must not contain path separators, quotes"),
-        ("cnnlab.run", "tracking.experiment=team/../x", "tracking.experiment: must not contain"),
-        ("cnnlab.run", "tracking.experiment=" + "x" * 101, "tracking.experiment: must be at most 100 characters"),
-        ("cnnlab.reproduce", "claims=[../mnist_simple]", "claims: must not contain"),
-        ("cnnlab.register", "name=../evil", "name: must not contain"),
+        ("cnnlab.sweep", "sweep.name=../../x", "sweep.name: must be a plain name (no path separators"),
+        ("cnnlab.sweep", 'sweep.name="a\'b"', "sweep.name: must be a plain name (no path separators, quotes"),
+        ("cnnlab.run", "tracking.experiment=team/../x", "tracking.experiment: must be a plain name"),
+        (
+            "cnnlab.run",
+            "tracking.experiment=" + "x" * 101,
+            "tracking.experiment: must be a plain name (no path separators, quotes, control characters or '..'; "
+            "at most 100",
+        ),
+        ("cnnlab.reproduce", "claims=[../mnist_simple]", "claims.0: must be a plain name"),
+        ("cnnlab.register", "name=../evil", "name: must be a plain name"),
     ],
 )
 def test_names_that_become_paths_or_mlflow_names_are_refused(tmp_path, module, override, expected):
@@ -149,58 +157,124 @@ def test_a_store_on_the_command_line_that_the_environment_would_overrule_is_refu
     assert not (tmp_path / "env.db").exists() and not (tmp_path / "mine.db").exists()
 
 
-def _config_holding(key: str):
-    if key == "limit":
-        return compose_config(config_name="compare_config")
-    if key in ("min_seeds", "max_seeds"):
-        return compose_config(config_name="reproduce_config")
-    if key in ("worst", "samples"):
-        return compose_config("model_uri=runs:/x/model", config_name="use_config")
-    if key.startswith(("sweep.", "tuner.", "distributed.")):
-        return compose_config("tuner=hyperband", config_name="sweep_config")
-    if key.startswith("claim."):
-        return compose_config("experiment=fashion_deep")
-    optimizer = {"momentum": "sgd", "rho": "rmsprop"}.get(key.rpartition(".")[2], "adam")
-    return compose_config(f"optimizer={optimizer}", "trainer.early_stopping.enabled=true")
+# One composed config per command, each option set so that every key a command has is present.
+COMMAND_CONFIGS = {
+    "run": (
+        "config",
+        [
+            "experiment=kmnist",
+            "trainer.early_stopping.enabled=true",
+            "dataset.local_dir=.",
+            "tracking.run_name=r",
+            "trainer.verbose=1",
+        ],
+    ),
+    "sweep": (
+        "sweep_config",
+        ["tuner=hyperband", "sweep.export_dir=exports", "distributed.threads_per_worker=1"],
+    ),
+    "predict": ("use_config", ["model_uri=runs:/x/model", "name=n", "images=[conftest.py]"]),
+    "compare": ("compare_config", ["plot_x=seed", "filter=x", "dataset=d", "model=m", "experiments=[e]"]),
+    "reproduce": ("reproduce_config", ["claims=[mnist_simple]", "precisions=[float32]", "report_path=R.md"]),
+    "verify": ("verify_config", ["run_id=" + "0" * 32]),
+}
+# Per optimizer, the keys only it has.
+OPTIMIZER_KEYS = {"momentum": "sgd", "nesterov": "sgd", "rho": "rmsprop"}
+CHECKED_ELSEWHERE = ("model.blocks.", "sweep.space.", "claim.targets.", "defaults.")  # shapes, space, data; Hydra's
 
 
-@pytest.mark.parametrize("key", sorted(NUMERIC_DOMAINS))
-def test_every_numeric_domain_refuses_a_value_outside_it(key):
-    domain = NUMERIC_DOMAINS[key]
-    cfg = _config_holding(key)
-    OmegaConf.update(cfg, key, domain.outside, force_add=False)
-    with pytest.raises(ConfigError, match=re.escape(f"{key}: must be {domain.says}, got {domain.outside}")):
-        validate(cfg) if "trainer" in cfg else check_domains(cfg)
+def _composed(command: str, *extra: str):
+    config_name, overrides = COMMAND_CONFIGS[command]
+    if command == "compare":  # its dataset= and model= are options, which Hydra's search path would read as groups
+        from cnnlab.config import CompareConfig
+
+        return OmegaConf.merge(OmegaConf.structured(CompareConfig), OmegaConf.from_dotlist([*overrides, *extra]))
+    return compose_config(*overrides, *extra, config_name=config_name)
 
 
-def _numeric_leaves(node, prefix=""):
-    container = OmegaConf.to_container(node, resolve=True, enum_to_str=True) if OmegaConf.is_config(node) else node
-    items = container.items() if isinstance(container, dict) else enumerate(container)
-    for key, value in items:
+def _every_config():
+    for command in COMMAND_CONFIGS:
+        yield command, _composed(command)
+    for optimizer in ("sgd", "rmsprop"):
+        yield "run", _composed("run", f"optimizer={optimizer}")
+    yield "sweep", _composed("sweep", "tuner=bayesian", "tuner.num_initial_points=2")
+
+
+def _holding(key: str):
+    """The command and a composed config that has ``key`` (``*``: the list's first element)."""
+    concrete = key.replace("*", "0")
+    optimizer = OPTIMIZER_KEYS.get(key.rpartition(".")[2])
+    for command, cfg in _every_config():
+        if optimizer and "optimizer" in cfg and cfg.optimizer.get(key.rpartition(".")[2]) is None:
+            continue
+        if key in leaves(cfg) or concrete in leaves(cfg):
+            return command, cfg, concrete
+    raise AssertionError(f"no composed config holds {key}; extend COMMAND_CONFIGS")
+
+
+def test_every_key_of_the_composed_configs_has_a_domain():
+    """A key added later without a domain fails here, so the table cannot silently fall behind."""
+    keys = {key for _, cfg in _every_config() for key in leaves(cfg)}
+    # A boolean or an option's domain is its type in the schema (next test); a number's is also its range.
+    by_type = {key for key, (_, kind) in _every_typed_key() if kind in ("BooleanNode", "EnumNode")}
+    missing = sorted(k for k in keys - by_type if domain_of(k) is None and not k.startswith(CHECKED_ELSEWHERE))
+    assert not missing, f"keys without a domain in cnnlab.config.DOMAINS: {missing}"
+    assert len(keys) > 150
+
+
+def test_the_dataset_domain_is_the_catalog():
+    from cnnlab.data.catalog import CATALOG
+
+    assert sorted(DATASETS) == sorted(CATALOG)
+
+
+@pytest.mark.parametrize("key", sorted(k for k, domain in DOMAINS.items() if domain.outside is not None))
+def test_every_domain_refuses_a_value_outside_it_naming_the_key(key, tmp_path, monkeypatch):
+    """Through the same check the commands run before Hydra creates anything, so nothing can be created."""
+    monkeypatch.chdir(Path(__file__).parent)  # images=[conftest.py] and dataset.local_dir=. exist from here
+    domain = DOMAINS[key]
+    command, cfg, concrete = _holding(key)
+    OmegaConf.update(cfg, concrete, domain.outside, force_add=False)
+    started = time.perf_counter()
+    with pytest.raises(ConfigError) as refused:
+        check(command, cfg, [])
+    assert f"{concrete}: " in str(refused.value)
+    if domain.ok is not None:
+        assert f"must be {domain.says}" in str(refused.value)
+    assert time.perf_counter() - started < 2
+
+
+def _typed_leaves(cfg, prefix=""):
+    from omegaconf.nodes import BooleanNode, EnumNode, FloatNode, IntegerNode
+
+    for key in cfg.keys() if OmegaConf.is_dict(cfg) else range(len(cfg)):
+        node = cfg._get_node(key)
         path = f"{prefix}{key}"
-        if isinstance(value, dict | list):
-            yield from _numeric_leaves(value, path + ".")
-        elif isinstance(value, int | float) and not isinstance(value, bool):
-            yield path
+        if OmegaConf.is_config(node):
+            if not node._is_none() and not path.startswith(("hydra", "sweep.space")):
+                yield from _typed_leaves(cfg[key], path + ".")
+        elif isinstance(node, BooleanNode | EnumNode | FloatNode | IntegerNode):
+            yield path, type(node).__name__
 
 
-CHECKED_ELSEWHERE = ("model.blocks.", "sweep.space.", "claim.targets.")  # shapes, search space, published numbers
+def _every_typed_key():
+    found = {}
+    for command, cfg in _every_config():
+        for key, kind in _typed_leaves(cfg):
+            found.setdefault(key, (command, kind))
+    return sorted(found.items())
 
 
-def test_every_numeric_key_of_the_composed_configs_has_a_domain():
-    """A numeric key added later without a domain fails here, so the table cannot silently fall behind."""
-    configs = [
-        compose_config("experiment=kmnist"),
-        compose_config("tuner=bayesian", "tuner.num_initial_points=2", config_name="sweep_config"),
-        compose_config("sweep=dropout_rates", "distributed.threads_per_worker=1", config_name="sweep_config"),
-        compose_config("model_uri=runs:/x/model", config_name="use_config"),
-        compose_config(config_name="compare_config"),
-        compose_config(config_name="reproduce_config"),
-    ]
-    keys = {key for cfg in configs for key in _numeric_leaves(cfg)}
-    missing = sorted(k for k in keys if k not in NUMERIC_DOMAINS and not k.startswith(CHECKED_ELSEWHERE))
-    assert not missing, f"numeric keys without a domain in cnnlab.config.NUMERIC_DOMAINS: {missing}"
-    assert len(keys) > 25
+def test_every_typed_key_refuses_a_wrong_type_at_composition():
+    """Booleans, options, whole numbers and numbers: Hydra's schema refuses a wrong type with the key named."""
+    typed = _every_typed_key()
+    assert len(typed) > 60
+    for key, (command, kind) in typed:
+        started = time.perf_counter()
+        with pytest.raises(Exception) as refused:
+            _composed(command, f"{key}=not_a_{kind}")
+        assert key in str(refused.value) or key in str(refused.value.__cause__), (key, str(refused.value))
+        assert time.perf_counter() - started < 2, key
 
 
 @pytest.mark.parametrize(
@@ -222,7 +296,7 @@ def test_metric_names_and_folders_are_checked_against_what_exists(override, mess
     [
         ("cnnlab.evaluate", ["model_uri=runs:/x/model", "worst=-1"], "worst: must be >= 0, got -1"),
         ("cnnlab.predict", ["model_uri=runs:/x/model", "samples=0"], "samples: must be >= 1, got 0"),
-        ("cnnlab.predict", ["model_uri=runs:/x/model", "images=[nope.png]"], "images: no such file: nope.png"),
+        ("cnnlab.predict", ["model_uri=runs:/x/model", "images=[nope.png]"], "images.0: no such file: nope.png"),
         ("cnnlab.compare", ["limit=0"], "limit: must be >= 1, got 0"),
     ],
 )

@@ -71,7 +71,7 @@ def test_one_epoch_run_is_fully_tracked(tiny_run_overrides, client, arrays):
 
     mlflow.set_tracking_uri(client.tracking_uri)
     model = mlflow.keras.load_model(f"runs:/{result.run_id}/model")
-    images = (arrays["x_test"][:5, :, :, None] / 255.0).astype(np.float32)
+    images = arrays["x_test"][:5].astype(np.float32)  # raw pixels 0-255: the logged model scales them itself
     probabilities = model.predict(images, verbose=0)
     assert probabilities.shape == (5, 10)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)

@@ -6,6 +6,8 @@ without it the test is skipped with the reason printed.
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import time
@@ -60,6 +62,7 @@ def ui(tmp_path, tiny_run_overrides):
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},  # as `make ui` starts it
     )
     address = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
@@ -75,6 +78,12 @@ def ui(tmp_path, tiny_run_overrides):
     yield address, run, study
     server.terminate()
     server.wait(timeout=20)
+
+
+def study_best(study) -> float:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient().get_run(study.parent_run_id).data.metrics["best_val_accuracy"]
 
 
 def test_browse_experiment_run_charts_and_summary(ui):
@@ -93,17 +102,39 @@ def test_browse_experiment_run_charts_and_summary(ui):
     ]
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=flags)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        # A fresh profile, as a new user's browser: nothing remembered from an earlier visit.
+        page = browser.new_context(viewport={"width": 2200, "height": 900}).new_page()
 
-        page.goto(f"{address}/#/experiments/{run.experiment_id}/runs")
+        # The link `make ui` prints lands in MLflow's model-training view, with each experiment described.
+        page.goto(f"{address}/#/experiments?workflowType=machine_learning")
+        expect(page.get_by_text("Model registry").first).to_be_visible(timeout=30_000)
+        expect(page.get_by_text("Training runs of `python -m cnnlab.run dataset=mnist`").first).to_be_visible()
+        expect(page.get_by_text("keras-tuner study `ui`").first).to_be_visible()
+        assert page.get_by_text("Prompts", exact=True).count() == 0  # the GenAI view's sections are not offered
+        page.screenshot(path=str(SCREENSHOTS / "00-experiments-training-view.png"))
+
+        # The links cnnlab prints carry the same view. (MLflow 3.17 opens an experiment clicked in the list in the
+        # view the browser remembers, GenAI until the user picks the other with the switch: see the README.)
+        training = "?workflowType=machine_learning"
+        page.goto(f"{address}/#/experiments/{run.experiment_id}/runs{training}")
         expect(page.get_by_text("mnist-simple-s0").first).to_be_visible(timeout=30_000)
+        assert page.get_by_text("Judges", exact=True).count() == 0  # GenAI's evaluation tabs are not offered
         page.screenshot(path=str(SCREENSHOTS / "01-experiment-runs.png"))
 
-        page.goto(f"{address}/#/experiments/{study.experiment_id}/runs")
+        page.goto(f"{address}/#/experiments/{study.experiment_id}/runs{training}")
         expect(page.get_by_text("study-ui").first).to_be_visible(timeout=30_000)
+        # MLflow 3's run list shows no metric until picked under Columns; the study's row then shows its best.
+        page.get_by_role("button", name="Columns").click()
+        page.get_by_text("best_val_accuracy", exact=True).click()
+        page.keyboard.press("Escape")
+        best = f"{study_best(study):.4f}".rstrip("0")
+        expect(page.get_by_text(best[: len(best) - 1]).first).to_be_visible(timeout=10_000)
         page.screenshot(path=str(SCREENSHOTS / "02-study-parent-run.png"))
+        page.goto(f"{address}/#/experiments/{study.experiment_id}/runs/{study.parent_run_id}{training}")
+        expect(page.get_by_text("best_val_accuracy").first).to_be_visible(timeout=30_000)  # the study's best so far
+        page.screenshot(path=str(SCREENSHOTS / "02b-study-parent-best.png"), full_page=True)
 
-        page.goto(f"{address}/#/experiments/{run.experiment_id}/runs/{run.run_id}")
+        page.goto(f"{address}/#/experiments/{run.experiment_id}/runs/{run.run_id}{training}")
         expect(page.get_by_text("test_accuracy").first).to_be_visible(timeout=30_000)
         expect(page.get_by_text("python -m cnnlab.run").first).to_be_visible()  # the description says how to rerun
         page.screenshot(path=str(SCREENSHOTS / "03-run-overview.png"), full_page=True)
@@ -118,5 +149,13 @@ def test_browse_experiment_run_charts_and_summary(ui):
         expect(page.get_by_text("203,434").first).to_be_visible(timeout=30_000)
         page.screenshot(path=str(SCREENSHOTS / "05-model-summary.png"))
         browser.close()
-    for name in ("01-experiment-runs", "03-run-overview", "04-run-charts", "05-model-summary"):
+    with urllib.request.urlopen(f"{address}/ajax-api/3.0/mlflow/ui-telemetry", timeout=10) as response:
+        assert json.load(response)["disable_ui_telemetry"] is True  # the UI sends nothing off the machine
+    for name in (
+        "00-experiments-training-view",
+        "01-experiment-runs",
+        "03-run-overview",
+        "04-run-charts",
+        "05-model-summary",
+    ):
         assert (SCREENSHOTS / f"{name}.png").stat().st_size > 10_000

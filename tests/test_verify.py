@@ -22,7 +22,7 @@ def test_histories_identical_or_within_a_gap_from_an_epoch():
 
 def test_malformed_run_id_and_missing_store_are_refused_before_anything_is_made(tmp_path):
     for arguments, message in (
-        (["run_id=../../etc"], "run_id: an MLflow run id is 32 hexadecimal characters"),
+        (["run_id=../../etc"], "run_id: must be an MLflow run id (32 hexadecimal characters)"),
         (["run_id=" + "a" * 32, f"tracking_uri=sqlite:///{tmp_path}/none.db"], "no MLflow store at"),
     ):
         result = subprocess.run(

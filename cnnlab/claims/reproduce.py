@@ -21,6 +21,7 @@ from cnnlab.allocator import pin_mmap_threshold
 from cnnlab.claims.stats import Design
 from cnnlab.claims.verdict import DEFAULT_TOLERANCE, NO_CLAIM, Verdict, judge
 from cnnlab.config import option, seeds_design
+from cnnlab.machine import choose_precision
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,11 @@ class ClaimResult:
         return self.name if self.precision == "float32" else f"{self.name}-{self.precision}"
 
 
+# Keys added to the run schema after reproductions were recorded, with the default that keeps the old behaviour:
+# at that default they are left out of the fingerprint, so adding them retrains nothing.
+ADDED_AT_DEFAULT = {"trainer.allow_emulated_bf16": False}
+
+
 def fingerprint(cfg: Any, data_hashes: dict[str, str]) -> str:
     """Same data, same protocol, same libraries -> same fingerprint.
 
@@ -86,8 +92,7 @@ def fingerprint(cfg: Any, data_hashes: dict[str, str]) -> str:
     judge a run; they do not change how it trains, so changing them must not retrain anything).
 
     Every other key is in, so adding a field to the run schema (even one whose default keeps today's behaviour)
-    changes every claim's fingerprint and retrains every seed: such a change should leave that field out here at
-    its default value, with the reason.
+    changes every claim's fingerprint and retrains every seed, unless it is listed in ADDED_AT_DEFAULT.
     """
     import keras
     import tensorflow as tf
@@ -97,6 +102,10 @@ def fingerprint(cfg: Any, data_hashes: dict[str, str]) -> str:
     container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     for key in ("seed", "tracking", "claim"):
         container.pop(key, None)
+    for path, default in ADDED_AT_DEFAULT.items():
+        section, _, key = path.partition(".")
+        if container.get(section, {}).get(key, default) == default:
+            container.get(section, {}).pop(key, None)
     payload = {
         "data": data_hashes,
         "config": container,
@@ -163,6 +172,8 @@ def reproduce(
                 run_overrides = [f"experiment={name}", *passthrough, *variant]
                 claim_cfg = compose(run_overrides)
                 claim_cfg.tracking.experiment = EXPERIMENT
+                # auto resolves here, so the fingerprint and the report name the arithmetic the seeds really ran in
+                claim_cfg.trainer.precision = choose_precision(option(claim_cfg.trainer.precision))[0]
                 result = ClaimResult(
                     name=name,
                     claim=OmegaConf.to_container(claim_cfg.claim) if claim_cfg.claim is not None else None,

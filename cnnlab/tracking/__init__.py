@@ -29,6 +29,35 @@ REASON_TAG = "cnnlab.status_reason"
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 
+# What each experiment holds and how to rerun it, shown on its page in the UI (the experiment's description).
+DESCRIPTIONS = {
+    "cnnlab-sweep-": (
+        "keras-tuner study `{rest}`. The parent run is the study: its trials table, plots and `best_<objective>` "
+        "(updated after every trial); each trial is a child run. Resume it with the command in the parent run's "
+        "description (`python -m cnnlab.sweep sweep.name={rest} ...`)."
+    ),
+    "cnnlab-reproductions": (
+        "Reproductions of the tutorials' published claims: one parent run per `make reproduce` (verdicts in "
+        "report.html, report.md, claims.csv) and one child run per claim and seed. Rerun or resume: `make reproduce`."
+    ),
+    "cnnlab-evaluations": "Evaluations of logged models (`python -m cnnlab.evaluate model_uri=...`), each tagged "
+    "with its source run.",
+    "cnnlab-verifications": "Reruns of logged runs (`python -m cnnlab.verify run_id=<id>`), each tagged "
+    "`cnnlab.verifies=<id>` with the verdict.",
+    "cnnlab-fidelity": "The tutorials' plain Keras script on the claims' protocols (`make fidelity`), beside "
+    "cnnlab's own seeds in cnnlab-reproductions.",
+    "cnnlab-": "Training runs of `python -m cnnlab.run dataset={rest}`; each run's description has the command that "
+    "reruns it.",
+}
+
+
+def experiment_description(name: str) -> str:
+    for prefix, text in DESCRIPTIONS.items():
+        if name.startswith(prefix):
+            return text.format(rest=name.removeprefix(prefix))
+    return "cnnlab runs; each run's description has the command that reruns it."
+
+
 def tracking_uri(tracking_cfg: Any) -> str:
     """The standard ``MLFLOW_TRACKING_URI`` wins over ``tracking.uri``."""
     return os.environ.get("MLFLOW_TRACKING_URI") or tracking_cfg.uri
@@ -73,9 +102,12 @@ def configure(tracking_cfg: Any) -> str:
 
 def _experiment_id(tracking_cfg: Any, uri: str) -> str:
     experiment = mlflow.get_experiment_by_name(tracking_cfg.experiment)
+    tags = {**EXPERIMENT_KIND, "mlflow.note.content": experiment_description(tracking_cfg.experiment)}
     if experiment is not None:
-        if experiment.tags.get("mlflow.experimentKind") is None:
-            mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, *next(iter(EXPERIMENT_KIND.items())))
+        client = mlflow.MlflowClient()
+        for key, value in tags.items():  # experiments made before these tags existed get them too
+            if key not in experiment.tags:
+                client.set_experiment_tag(experiment.experiment_id, key, value)
         return experiment.experiment_id
     artifact_location = None
     if tracking_cfg.artifact_root:
@@ -85,9 +117,7 @@ def _experiment_id(tracking_cfg: Any, uri: str) -> str:
         database = Path(uri.removeprefix("sqlite:///"))
         artifact_location = (database.resolve().parent / "artifacts" / tracking_cfg.experiment).as_uri()
     try:
-        return mlflow.create_experiment(
-            tracking_cfg.experiment, artifact_location=artifact_location, tags=EXPERIMENT_KIND
-        )
+        return mlflow.create_experiment(tracking_cfg.experiment, artifact_location=artifact_location, tags=tags)
     except mlflow.exceptions.MlflowException:
         # Another process created it between our lookup and our create.
         return mlflow.get_experiment_by_name(tracking_cfg.experiment).experiment_id
@@ -239,11 +269,13 @@ def mark_killed(client: Any, experiment_ids: list[str], filter_string: str, reas
     return stale
 
 
-def mark_dead_processes_killed(client: Any, experiment_id: str) -> list[Any]:
+def mark_dead_processes_killed(client: Any, *experiment_ids: str) -> list[Any]:
     """RUNNING runs of this host whose process is gone end KILLED; other hosts' runs are left alone."""
+    if not experiment_ids:
+        return []
     return mark_killed(
         client,
-        [experiment_id],
+        list(experiment_ids),
         f"tags.`cnnlab.host` = '{socket.gethostname()}'",
         "process died without closing the run (found by a later command on the same host)",
         keep=process_alive,

@@ -65,7 +65,7 @@ class CnnHyperModel(kt.HyperModel):
             raise kt.errors.FailedTrialError(f"nan loss: {error}") from error
         mlflow.log_text(train.model_summary(model), "model_summary.txt")
         if trial_cfg.tracking.log_model:
-            train.log_keras_model(model, self.data.pipeline(trial_cfg, "validation"))
+            train.log_keras_model(model, trial_cfg, self.data)
         return history
 
 

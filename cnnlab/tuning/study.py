@@ -137,6 +137,13 @@ class Study:
             f"| best so far {best_text} | {values}",
             flush=True,
         )
+        if best and best[0].score is not None:
+            # The study's row in the UI's run list carries its best objective while the study runs.
+            import mlflow
+
+            mlflow.MlflowClient().log_metric(
+                self.parent_run_id, f"best_{self.objective}", float(best[0].score), step=done or 0
+            )
 
 
 def read_state(path: Path) -> dict[str, Any]:

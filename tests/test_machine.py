@@ -1,0 +1,95 @@
+"""Precision that knows its machine: the CPU check is simulated, so these hold on every machine kind."""
+
+from __future__ import annotations
+
+import pytest
+from hydra import initialize_config_dir
+from omegaconf import OmegaConf
+
+from cnnlab import machine
+from cnnlab.checks import check
+from cnnlab.config import ConfigError
+from tests.conftest import CONF_DIR, compose_config
+
+AVX2_ONLY = {"avx2", "fma", "sse4_2"}
+AVX512_BF16 = {"avx2", "fma", "avx512f", "avx512_bf16"}
+
+
+@pytest.fixture
+def cpu(monkeypatch):
+    """Sets the CPU flags cnnlab sees; no GPU."""
+
+    def set_flags(flags: set[str]) -> None:
+        monkeypatch.setattr(machine, "cpu_flags", lambda: set(flags))
+        monkeypatch.setattr(machine, "native_bf16", _native_without_gpu)
+
+    return set_flags
+
+
+def _native_without_gpu() -> str | None:
+    found = [flag for flag in machine.NATIVE_BF16_FLAGS if flag in machine.cpu_flags()]
+    return f"the CPU has {found[0]}" if found else None
+
+
+def test_bf16_without_native_support_is_refused_before_anything_runs(cpu, tmp_path, monkeypatch):
+    cpu(AVX2_ONLY)
+    monkeypatch.chdir(tmp_path)
+    cfg = compose_config("trainer.precision=bf16")
+    with pytest.raises(ConfigError) as refused:
+        check("run", cfg, [])
+    message = str(refused.value)
+    assert "trainer.precision: bf16 has no native support on this machine" in message
+    assert "flags: avx2 fma" in message and "roughly 10x slower than float32" in message
+    assert "trainer.allow_emulated_bf16=true" in message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bf16_is_allowed_where_native_or_when_insisted(cpu):
+    cpu(AVX512_BF16)
+    check("run", compose_config("trainer.precision=bf16"), [])
+    cpu(AVX2_ONLY)
+    check("run", compose_config("trainer.precision=bf16", "trainer.allow_emulated_bf16=true"), [])
+
+
+def test_a_reproduction_in_bf16_is_refused_on_a_cpu_without_it(cpu):
+    cpu(AVX2_ONLY)
+    cfg = compose_config("claims=[mnist_simple]", "precisions=[float32,bf16]", config_name="reproduce_config")
+    with (
+        initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"),
+        pytest.raises(ConfigError, match="trainer.precision: bf16 has no native support"),
+    ):
+        check("reproduce", cfg, [])
+
+
+@pytest.mark.parametrize(
+    "flags,expected,reason",
+    [
+        (AVX512_BF16, "bf16", "auto: the CPU has avx512_bf16, so bfloat16 runs natively"),
+        ({"avx2", "amx_bf16"}, "bf16", "auto: the CPU has amx_bf16"),
+        (AVX2_ONLY, "float32", "auto: no native bfloat16 here"),
+    ],
+)
+def test_auto_picks_bf16_only_where_native_and_says_why(cpu, flags, expected, reason):
+    cpu(flags)
+    precision, why = machine.choose_precision("auto")
+    assert precision == expected and reason in why
+    assert machine.choose_precision("float32") == ("float32", "trainer.precision=float32")
+
+
+def test_claims_stay_float32_by_default():
+    for name in ("mnist_simple", "mnist_pooled", "mnist_dropout", "fashion_deep", "kmnist"):
+        assert compose_config(f"experiment={name}").trainer.precision.value == "float32", name
+
+
+def test_the_new_switch_at_its_default_leaves_recorded_fingerprints_alone():
+    """Reproductions recorded before allow_emulated_bf16 existed keep their fingerprint (nothing retrains)."""
+    pytest.importorskip("tensorflow")
+    from cnnlab.claims.reproduce import fingerprint
+
+    cfg = compose_config("experiment=mnist_simple")
+    before = OmegaConf.to_container(cfg)
+    del before["trainer"]["allow_emulated_bf16"]
+    hashes = {"x_train": "a"}
+    assert fingerprint(cfg, hashes) == fingerprint(OmegaConf.create(before), hashes)
+    cfg.trainer.allow_emulated_bf16 = True
+    assert fingerprint(cfg, hashes) != fingerprint(OmegaConf.create(before), hashes)

@@ -1,0 +1,89 @@
+"""The logged model serves raw images: `mlflow models serve` answers a POST of uint8 pixels as cnnlab.predict does."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cnnlab.evaluation import predict
+from cnnlab.train import train
+from tests.conftest import compose_config, free_port
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def logged_run(tiny_run_overrides):
+    return train(compose_config(*tiny_run_overrides, "trainer.epochs=2"))
+
+
+def test_the_logged_model_takes_raw_pixels_and_says_so(logged_run, tmp_path, arrays):
+    import mlflow
+
+    uri = f"runs:/{logged_run.run_id}/model"
+    info = mlflow.models.get_model_info(uri)
+    (spec,) = info.signature.inputs.inputs
+    assert spec.shape == (-1, 28, 28) and spec.type == np.dtype("float32")
+    assert info.signature.outputs.inputs[0].shape == (-1, 10)
+    assert info.metadata["class_names"] == [str(i) for i in range(10)]
+    assert "raw pixels 0-255" in info.metadata["input"] and "x / 255 inside the model" in info.metadata["preprocessing"]
+    # The trained network inside is untouched: raw pixels through the model equal scaled pixels through the network.
+    model = mlflow.keras.load_model(uri)
+    from cnnlab.models.serving import trained_network
+
+    pixels = arrays["x_test"][:8]
+    raw = model.predict(pixels.astype("float32"), verbose=0)
+    scaled = trained_network(model).predict((pixels.astype("float32") / 255.0)[..., None], verbose=0)
+    np.testing.assert_allclose(raw, scaled, rtol=1e-5, atol=1e-6)
+
+
+def test_mlflow_models_serve_answers_uint8_pixels_as_cnnlab_predict_does(logged_run, tmp_path, arrays):
+    uri = f"runs:/{logged_run.run_id}/model"
+    store = f"sqlite:///{tmp_path}/mlflow.db"
+    port = free_port()
+    mlflow_cli = Path(sys.executable).with_name("mlflow")
+    server = subprocess.Popen(
+        [str(mlflow_cli), "models", "serve", "-m", uri, "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
+        # MLflow starts uvicorn by name: the environment's bin folder on PATH, as `make serve` puts it
+        env={**os.environ, "MLFLOW_TRACKING_URI": store, "PATH": f"{mlflow_cli.parent}:{os.environ['PATH']}"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    server.kill()
+                    pytest.fail(f"mlflow models serve did not come up:\n{server.stdout.read()[-3000:]}")
+                time.sleep(1)
+        pixels = arrays["x_test"][:4]
+        assert pixels.dtype == np.uint8
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations",
+            data=json.dumps({"inputs": pixels.tolist()}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            served = np.asarray(json.load(response)["predictions"], dtype=np.float32)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert served.shape == (4, 10)
+    rows = predict(
+        compose_config(f"tracking.uri={store}", f"model_uri={uri}", "samples=4", config_name="use_config"), []
+    )
+    assert [row["predicted"] for row in rows] == [str(int(i)) for i in served.argmax(axis=1)]
+    np.testing.assert_allclose([row["probability"] for row in rows], served.max(axis=1), rtol=1e-6)
