@@ -178,7 +178,7 @@ def sweep_entry(cfg: Any) -> float | None:
     if "best_score" in summary:
         print(
             f"\n  best {study.objective}  {summary['best_score']:.4f} (trial {summary['best_trial']})"
-            f"\n  retrain it     python -m cnnlab.run experiment={summary['exported'].stem}"
+            f"\n  retrain it     python -m cnnlab.run --config-dir {summary['exported'].parent.parent} experiment=best"
         )
     print(f"  parent run     {study.parent_run_id} (experiment cnnlab-sweep-{study.name}); browse with `make ui`\n")
     return summary.get("best_score")

@@ -224,7 +224,7 @@ class SweepConfig:
     early_stopping_patience: int | None = 2  # stop a trial whose objective stalls this many epochs; null: never
     overwrite: bool = False  # true starts the study over, discarding its state in sweeps/<name>/
     directory: str = "sweeps"
-    export_dir: str | None = None  # where the best configuration is written; null: conf/experiment/
+    export_dir: str | None = None  # the best trial goes to <export_dir>/experiment/best.yaml; null: the study folder
     finalists: FinalistsConfig = field(default_factory=FinalistsConfig)
     space: list[SearchParam] = field(default_factory=list)
 

@@ -29,6 +29,22 @@ def test_every_option_composes_and_validates(group, option):
     assert cfg[group] is not None
 
 
+@pytest.mark.parametrize("name", sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml")))
+def test_every_experiment_composes_and_validates(name):
+    cfg = compose_config(f"experiment={name}")
+    validate(cfg)
+    assert cfg.claim is not None, f"conf/experiment/{name}.yaml: a tutorial's protocol names its claim"
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (Path(CONF_DIR) / "sweep").glob("*.yaml")))
+def test_every_study_composes_and_its_space_checks(name):
+    from cnnlab.tuning.space import check_space
+
+    cfg = compose_config(f"sweep={name}", config_name="sweep_config")
+    validate(cfg)
+    check_space(cfg)
+
+
 def test_contract_keys_other_commands_rely_on():
     cfg = compose_config()
     assert (cfg.dataset.name, cfg.model.name) == ("fashion", "deep")

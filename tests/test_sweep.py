@@ -66,7 +66,7 @@ def test_two_trial_study_per_tuner(tmp_path, sweep_overrides, tuner):
         if tuner == "hyperband":
             assert "hyperband.bracket" in run.data.tags
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
-    assert {"best_trials.csv", "best_trials.md", "sweep_toy_best.yaml"} <= artifacts
+    assert {"best_trials.csv", "best_trials.md", "best.yaml"} <= artifacts
     assert "parallel_coordinates.png" in {
         a.path.split("/")[-1] for a in client.list_artifacts(parent.info.run_id, "plots")
     }
@@ -74,19 +74,38 @@ def test_two_trial_study_per_tuner(tmp_path, sweep_overrides, tuner):
 
 
 @pytest.mark.slow
-def test_exported_best_retrains_as_an_experiment(tmp_path, sweep_overrides):
+def test_exported_best_is_a_delta_that_retrains_the_best_trial(tmp_path, sweep_overrides, monkeypatch):
+    from omegaconf import OmegaConf
+
+    from cnnlab.config import leaves
     from cnnlab.tuning.run import run_sweep
 
     summary = run_sweep(sweep_config(*sweep_overrides))
     exported = summary["exported"]
+    assert exported == tmp_path / "exported" / "experiment" / "best.yaml"
     text = exported.read_text()
     assert text.startswith("# @package _global_")
-    best_row = summary["table"].iloc[0]
-    assert f"learning_rate: {best_row['optimizer.learning_rate']}" in text
-    from omegaconf import OmegaConf
-
+    assert "  - override /dataset: mnist\n  - override /model: simple\n" in text
     delta = OmegaConf.load(exported)
+    assert set(delta) <= {"defaults", "seed", "dataset", "model", "optimizer", "trainer"}  # no tracking, no sweep
+    best_row = summary["table"].iloc[0]
+    assert delta.optimizer.learning_rate == best_row["optimizer.learning_rate"]
     assert delta.model.blocks[0].filters == best_row["model.blocks.0.filters"]
+    assert delta.trainer.epochs == 1  # the study's own setting is kept ...
+    assert "batch_size" not in delta.trainer and "loss" not in delta.trainer  # ... defaults are not repeated
+    # Hydra composes it from the export folder, as `python -m cnnlab.run --config-dir <folder> experiment=best` does.
+    from hydra import compose, initialize_config_dir
+
+    from tests.conftest import CONF_DIR
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(
+            "config", overrides=["hydra.searchpath=[file://" + str(exported.parent.parent) + "]", "experiment=best"]
+        )
+    trial = summary["best_config"]
+    for key, value in leaves(trial).items():
+        if key.split(".")[0] in ("seed", "dataset", "model", "optimizer", "trainer"):
+            assert leaves(cfg).get(key) == value, key
 
 
 @pytest.mark.slow

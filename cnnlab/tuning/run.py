@@ -87,7 +87,9 @@ def report(cfg: Any, tuner: Any, study: Any, data: Any) -> dict[str, Any]:
         exported = studies.export_best(cfg, table, study, best_cfg)
         mlflow.log_artifact(str(exported))
         mlflow.log_metric(f"best_{study.objective}", float(best_trials[0].score))
-        summary.update(best_trial=best_trials[0].trial_id, best_score=best_trials[0].score, exported=exported)
+        summary.update(
+            best_trial=best_trials[0].trial_id, best_score=best_trials[0].score, exported=exported, best_config=best_cfg
+        )
         if cfg.sweep.finalists.top_k > 0:
             summary["finalists"] = run_finalists(cfg, tuner, study, data)
     return summary

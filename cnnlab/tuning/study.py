@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 STATE_FILE = "cnnlab_study.json"
 INACTIVE = -0.12  # where parallel_coordinates draws a conditional hyperparameter that did not apply
-EXPERIMENT_DIR = Path(__file__).resolve().parents[2] / "conf" / "experiment"
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
 def study_fingerprint(cfg: Any) -> str:
@@ -250,21 +250,61 @@ def parallel_coordinates(table: pd.DataFrame, objective: str, title: str) -> Any
 
 
 def export_best(cfg: Any, table: pd.DataFrame, study: Study, best_cfg: Any) -> Path:
-    """Writes the best configuration as ``conf/experiment/sweep_<study>_best.yaml`` so a run can retrain it."""
+    """Writes the best trial as a delta, ``sweeps/<study>/experiment/best.yaml``, that a run retrains.
+
+    The delta is what Hydra needs to compose that trial from ``conf/``: the ``override /group: option`` lines and
+    every run key whose value differs from that composition (the searched keys, and whatever the study fixed). YAML
+    cannot set one element of a list, so a differing block field brings the whole ``model.blocks`` list. Retrain it
+    with ``python -m cnnlab.run --config-dir sweeps/<study> experiment=best`` (Hydra adds the folder to its search
+    path, so ``experiment=best`` finds the file); nothing generated lands in ``conf/``.
+    """
+    from cnnlab.config import leaves
+
     best = table.dropna(subset=[study.objective]).iloc[0]
+    choices = {"dataset": cfg.dataset.name, "model": cfg.model.name, "optimizer": option(best_cfg.optimizer.name)}
+    base = compose_run_config([f"{group}={choice}" for group, choice in choices.items()])
+    trial = {key: value for key, value in leaves(best_cfg).items() if key.split(".")[0] in RUN_SECTIONS}
+    composed = leaves(base)
+    changed = sorted(key for key, value in trial.items() if composed.get(key) != value)
     resolved = OmegaConf.to_container(best_cfg, resolve=True, enum_to_str=True)
-    body = {key: resolved[key] for key in ("seed", "dataset", "model", "optimizer", "trainer")}
+    delta = OmegaConf.create()
+    for key in changed:
+        parts = key.split(".")
+        listed = next((i for i, part in enumerate(parts) if part.isdigit()), None)
+        path = parts[:listed] if listed is not None else parts
+        value = resolved
+        for part in path:
+            value = value[part]
+        OmegaConf.update(delta, ".".join(path), value, force_add=True)
+    folder = (Path(cfg.sweep.export_dir) if cfg.sweep.export_dir else study.folder) / "experiment"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "best.yaml"
+    config_dir = folder.parent
     header = (
         "# @package _global_\n"
-        f"# Best configuration of study {study.name!r}: trial {best['trial']}, "
-        f"{study.objective}={best[study.objective]:.4f}, MLflow run {best['run_id']}.\n"
-        f"# Exported by `{study.command}`. Retrain it: python -m cnnlab.run experiment=sweep_{study.name}_best\n"
+        f"# Best trial of study {study.name!r}: trial {best['trial']}, {study.objective}={best[study.objective]:.4f}, "
+        f"MLflow run {best['run_id']}.\n"
+        f"# Exported by `{study.command}`. Retrain it: python -m cnnlab.run --config-dir {config_dir} experiment=best\n"
+        "defaults:\n" + "".join(f"  - override /{group}: {choice}\n" for group, choice in choices.items())
     )
-    folder = Path(cfg.sweep.export_dir) if cfg.sweep.export_dir else EXPERIMENT_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"sweep_{study.name}_best.yaml"
-    path.write_text(header + OmegaConf.to_yaml(OmegaConf.create(body)))
+    body = OmegaConf.to_yaml(delta) if changed else ""
+    path.write_text(header + ("\n" + body if body else ""))
     return path
+
+
+# The sections of a run's config that decide how it trains (tracking and the study's own settings do not).
+RUN_SECTIONS = ("seed", "dataset", "model", "optimizer", "trainer")
+
+
+def compose_run_config(overrides: list[str]) -> Any:
+    """``conf/config.yaml`` with ``overrides``, inside or outside a Hydra application."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    if GlobalHydra.instance().is_initialized():
+        return compose("config", overrides=overrides)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=overrides)
 
 
 def markdown(table: pd.DataFrame) -> str:
