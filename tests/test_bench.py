@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from cnnlab import machine
 from tests.conftest import kmnist_folder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,13 +66,17 @@ def test_training_benchmark_short_mode_writes_its_section(tmp_path, synthetic_km
     text = output.read_text()
     assert "kept as it was" in text  # another benchmark's section survives
     rows = re.findall(r"^\| simple \| (.+?) \| (\d+) \(", text, flags=re.M)
+    bf16 = ["cnnlab bf16 (auto)"] if machine.native_bf16() else []  # emulated bf16 is not worth timing
     assert [path for path, _ in rows] == [
         "plain Keras script",
         "cnnlab float32",
-        "cnnlab bf16",
+        *bf16,
         "cnnlab float32 + XLA",
         "float32 step alone (bound)",
     ]
+    kind = machine.kind()
+    assert f"<!-- section: training / {kind} -->" in text  # one section per machine kind
+    assert f"Machine kind `{kind}`: {machine.cpu_description()}; measured " in text
     assert all(int(samples) > 0 for _, samples in rows)
     assert re.search(r"- simple: float32 \d+\.\d+x the plain script .+ float32 step alone runs at \d+\.\d+x", text)
     verdict = r"XLA runs at \d+\.\d+x cnnlab float32 without it \(per repeat: \d+\.\d+\): "
@@ -96,9 +101,10 @@ def test_sweep_benchmark_short_mode_reports_both_tuners_and_memory(tmp_path, syn
     assert figure.stat().st_size > 10_000 and memory_figure.stat().st_size > 10_000
 
     # One part alone rewrites its own section and leaves the other's.
-    sections = re.findall(r"<!-- section: ([\w-]+) -->", text)
-    assert sections == ["sweep", "sweep-memory"]
-    efficiency = text.split("<!-- section: sweep -->")[1].split("<!-- end of section: sweep -->")[0]
+    kind = machine.kind()
+    sections = re.findall(r"<!-- section: ([\w /-]+?) -->", text)
+    assert sections == [f"sweep / {kind}", f"sweep-memory / {kind}"]
+    efficiency = text.split(f"<!-- section: sweep / {kind} -->")[1].split(f"<!-- end of section: sweep / {kind} -->")[0]
     run("sweep.py", [*synthetic_kmnist["args"], *arguments, "--part", "memory"], synthetic_kmnist["env"])
     assert output.read_text().count("## Sweep memory") == 1
     assert efficiency in output.read_text()
