@@ -115,15 +115,12 @@ def exit_without_teardown() -> None:
 
 def guarded(action: Any) -> Any:
     """Runs ``action()``, turning bad input, divergence and signals into one clear line and the right exit code."""
-    from cnnlab.data import DataError
-    from cnnlab.errors import NanLossError, Terminated
+    from cnnlab.errors import Terminated, UserError
 
     try:
         return action()
-    except (DataError, ConfigError) as error:
-        fail(str(error))
-    except NanLossError as error:
-        fail(f"{error}. The run is recorded as FAILED.")
+    except UserError as error:  # every error a user can fix, from any module: one message, one exit code
+        fail(f"{error}{error.epilogue}", error.exit_code)
     except KeyboardInterrupt:
         fail("interrupted (SIGINT); the run is recorded as KILLED and what finished is kept.", EXIT_SIGINT)
     except Terminated:
@@ -184,21 +181,11 @@ def sweep_entry(cfg: Any) -> float | None:
     return summary.get("best_score")
 
 
-def _use_errors(action: Any) -> Any:
-    from cnnlab.evaluation import ImageError
-    from cnnlab.models.loading import ModelLoadError
-
-    try:
-        return guarded(action)
-    except (ModelLoadError, ImageError) as error:
-        fail(str(error))
-
-
 def evaluate_entry(cfg: Any) -> None:
     from cnnlab.evaluation import evaluate
 
     given = checked("evaluate", cfg)
-    result = _use_errors(lambda: evaluate(cfg, given))
+    result = guarded(lambda: evaluate(cfg, given))
     print(f"\n  model           {cfg.model_uri}" + (f" (run {result.source_run_id})" if result.source_run_id else ""))
     print(f"  test accuracy   {result.metrics['test_accuracy']:.4f}   (test loss {result.metrics['test_loss']:.4f})\n")
     width = max(len(name) for name, _, _ in result.per_class)
@@ -212,7 +199,7 @@ def predict_entry(cfg: Any) -> None:
     from cnnlab.evaluation import predict
 
     given = checked("predict", cfg)
-    rows = _use_errors(lambda: predict(cfg, given))
+    rows = guarded(lambda: predict(cfg, given))
     import pandas as pd
 
     table = pd.DataFrame(rows)
@@ -227,21 +214,18 @@ def register_entry(cfg: Any) -> None:
     from cnnlab.evaluation import register
 
     checked("register", cfg)
-    version = _use_errors(lambda: register(cfg))
+    version = guarded(lambda: register(cfg))
     print(f"registered {cfg.model_uri} as {cfg.name} version {version.version}, alias @{cfg.alias}")
     print(f"evaluate it: python -m cnnlab.evaluate model_uri=models:/{cfg.name}@{cfg.alias}")
 
 
 def verify_entry(cfg: Any) -> None:
     """Reruns a logged run and prints how its new histories compare with the logged ones."""
-    from cnnlab.verification import VerificationRefused, verify
+    from cnnlab.verification import verify
 
     checked("verify", cfg)
     uri = os.environ.get("MLFLOW_TRACKING_URI") or cfg.tracking_uri
-    try:
-        result = guarded(lambda: verify(cfg.run_id, uri))
-    except VerificationRefused as error:
-        fail(str(error))
+    result = guarded(lambda: verify(cfg.run_id, uri))
     compared = ", ".join(f"{metric} ({epochs} epochs)" for metric, epochs in result.compared.items())
     print(f"\n  verified run   {result.run_id}\n  compared       {compared}\n  result         {result.outcome}")
     print(f"  rerun logged   {result.rerun_id} (experiment cnnlab-verifications)\n")

@@ -17,6 +17,8 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from cnnlab.errors import UserError
+
 
 def option(value: Any) -> Any:
     """The plain value of a config enum (``Validation.test`` -> ``"test"``); any other value unchanged."""
@@ -63,6 +65,9 @@ class Precision(Enum):
 @dataclass
 class Block:
     type: BlockType = MISSING
+    # The Keras layer's name (in the model summary) and the block's address in sweep keys: model.blocks.<name>.units
+    # still means the same layer after another block is inserted. Null: Keras names it (conv2d_1, dense, ...).
+    name: str | None = None
     filters: int | None = None
     kernel_size: int | None = None
     strides: int = 1
@@ -348,7 +353,7 @@ def register_configs() -> None:
     store.store(name="verify_config", node=VerifyConfig)
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config that composes but cannot be trained: names the key and what is valid."""
 
 
@@ -457,6 +462,11 @@ DOMAINS: dict[str, Domain] = {
     "dataset.local_dir": in_context("an existing folder when dataset.sources has 'local'", "/nonexistent/folder"),
     "dataset.classes.*": FREE_TEXT,
     "model.name": FREE_TEXT,  # a label for the tags and the UI
+    "model.blocks.*.name": Domain(
+        lambda value: value.replace("_", "").isalnum() and not value.isdigit(),
+        "a block name of letters, digits and _ (not a number: numbers are list positions)",
+        "conv-1",
+    ),
     "trainer.epochs": at_least(1),
     "trainer.batch_size": at_least(1),
     "trainer.steps_per_execution": at_least(1),

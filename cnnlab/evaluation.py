@@ -9,12 +9,14 @@ from typing import Any
 import numpy as np
 from omegaconf import OmegaConf
 
+from cnnlab.errors import UserError
+
 log = logging.getLogger(__name__)
 
 PROTOCOL_KEYS = ("dataset", "trainer", "seed")
 
 
-class ImageError(ValueError):
+class ImageError(UserError, ValueError):
     """An image file that cannot be read or turned into a 28x28 grayscale image."""
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from cnnlab.errors import UserError
+
 log = logging.getLogger(__name__)
 
 EXPERIMENT = "cnnlab-verifications"
@@ -23,7 +25,7 @@ HISTORIES = ("loss", "accuracy", "val_loss", "val_accuracy")
 VERSION_TAGS = ("version.cnnlab", "version.tensorflow", "version.keras")
 
 
-class VerificationRefused(ValueError):
+class VerificationRefused(UserError, ValueError):
     """The run cannot be verified here: it is missing, or its data or library versions differ."""
 
 

@@ -124,3 +124,71 @@ def test_saved_dropout_network_loads_as_plain_keras(tmp_path):
     assert len(dropouts) == 4 and all(type(layer) is keras.layers.Dropout for layer in dropouts)
     images = np.random.default_rng(0).random((4, 28, 28, 1), dtype=np.float32)
     assert np.allclose(loaded.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["model=simple", "model.blocks.0.rate=0.5"], r"model.blocks\[0\] \(conv.*\): rate has no effect on a conv"),
+        (["model=deep", "model.blocks.2.units=5"], r"model.blocks\[2\] \(pool.*\): units has no effect on a pool"),
+        (["model=dropout", "model.blocks.3.pool_size=3"], r"pool_size has no effect on a dropout block"),
+        (["model=simple", "model.blocks.2.filters=8"], r"model.blocks\[2\] \(flatten\): filters has no effect"),
+    ],
+)
+def test_a_block_admits_only_the_fields_its_kind_uses(overrides, message):
+    from cnnlab.config import validate
+
+    with pytest.raises(ConfigError, match=message):
+        validate(compose_config(*overrides))
+
+
+def test_a_search_space_cannot_search_a_field_the_block_does_not_use():
+    from cnnlab.tuning.space import check_space
+
+    space = "sweep.space=[{key: model.blocks.0.rate, type: float, min: 0.1, max: 0.5}]"
+    cfg = compose_config("model=simple", space, config_name="sweep_config")
+    with pytest.raises(ConfigError, match="rate has no effect on a conv block"):
+        check_space(cfg)
+
+
+def test_blocks_are_named_layers_and_names_change_no_weights():
+    import keras
+    import numpy as np
+    from omegaconf import OmegaConf
+
+    from cnnlab.models.builder import build_model
+
+    named = compose_config("model=dropout").model
+    unnamed = OmegaConf.create(OmegaConf.to_container(named))
+    for block in unnamed.blocks:
+        block.name = None
+    keras.utils.set_random_seed(3)
+    model = build_model(named, 10)
+    keras.utils.set_random_seed(3)
+    plain = build_model(unnamed, 10)
+    assert [layer.name for layer in model.layers][:4] == ["conv1", "conv2", "pool1", "dropout1"]
+    assert model.layers[-1].name == "output"
+    for ours, theirs in zip(model.get_weights(), plain.get_weights(), strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def test_sweep_keys_address_blocks_by_name_so_an_inserted_block_retargets_nothing():
+    from cnnlab.tuning.space import apply, positional
+
+    cfg = compose_config("model=dropout", config_name="sweep_config")
+    assert positional(cfg, "model.blocks.dropout2.rate") == "model.blocks.6.rate"
+    from cnnlab.config import Block, BlockType
+
+    cfg.model.blocks.insert(0, Block(name="extra", type=BlockType.conv, filters=8, kernel_size=1))
+    assert positional(cfg, "model.blocks.dropout2.rate") == "model.blocks.7.rate"
+    trial = apply(cfg, {"model.blocks.dropout2.rate": 0.3})
+    assert trial.model.blocks[7].name == "dropout2" and trial.model.blocks[7].rate == 0.3
+    with pytest.raises(ConfigError, match=r"no block named 'dropout9' in model 'dropout'; its blocks: \['extra', "):
+        positional(cfg, "model.blocks.dropout9.rate")
+
+
+def test_block_names_must_be_unique():
+    with pytest.raises(ConfigError, match=r"block names must be unique, \['conv1'\] repeat"):
+        from cnnlab.config import validate
+
+        validate(compose_config("model=simple", "model.blocks.1.name=conv1"))

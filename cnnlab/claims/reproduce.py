@@ -102,6 +102,8 @@ def fingerprint(cfg: Any, data_hashes: dict[str, str]) -> str:
     container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     for key in ("seed", "tracking", "claim"):
         container.pop(key, None)
+    for block in container.get("model", {}).get("blocks", []):
+        block.pop("name", None)  # a layer's name changes no arithmetic
     for path, default in ADDED_AT_DEFAULT.items():
         section, _, key = path.partition(".")
         if container.get(section, {}).get(key, default) == default:

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from cnnlab.errors import UserError
 
-class FormatError(ValueError):
+
+class FormatError(UserError, ValueError):
     """A data file that cannot be decoded: truncated, corrupt, or not what its name says."""
 
 

@@ -25,13 +25,14 @@ import numpy as np
 
 from cnnlab.data import catalog
 from cnnlab.data.formats import FormatError, extract_deb_member, read_idx, read_npz, safe_unpickle
+from cnnlab.errors import UserError
 
 log = logging.getLogger(__name__)
 
 DOWNLOAD_TIMEOUT_S = 60
 
 
-class DataError(RuntimeError):
+class DataError(UserError, RuntimeError):
     """No source could provide verified arrays; the message says what was tried and what to do."""
 
 

@@ -32,16 +32,17 @@ def build_model(model_cfg: Any, num_classes: int, precision: str = "float32") ->
                     padding=option(block.padding),
                     activation=block.activation,
                     dtype=dtype,
+                    name=block.name,
                 )
             )
         elif kind == "pool":
-            stack.append(layers.MaxPooling2D(block.pool_size, dtype=dtype))
+            stack.append(layers.MaxPooling2D(block.pool_size, dtype=dtype, name=block.name))
         elif kind == "dropout":
-            stack.append(with_cheap_mask(layers.Dropout(block.rate, dtype=dtype)))
+            stack.append(with_cheap_mask(layers.Dropout(block.rate, dtype=dtype, name=block.name)))
         elif kind == "flatten":
-            stack.append(layers.Flatten(dtype=dtype))
+            stack.append(layers.Flatten(dtype=dtype, name=block.name))
         elif kind == "dense":
-            stack.append(layers.Dense(block.units, activation=block.activation, dtype=dtype))
+            stack.append(layers.Dense(block.units, activation=block.activation, dtype=dtype, name=block.name))
     return keras.Sequential(stack, name=model_cfg.name)
 
 

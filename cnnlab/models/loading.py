@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cnnlab.errors import UserError
+
 UNSAFE_SUFFIXES = (".h5", ".hdf5")
 
 
-class ModelLoadError(ValueError):
+class ModelLoadError(UserError, ValueError):
     """A model that cnnlab will not or cannot load; the message says which and what to do."""
 
 

@@ -19,6 +19,37 @@ def describe(index: int, block: Any) -> str:
     return f"model.blocks[{index}] ({kind}{', ' + detail if detail else ''})"
 
 
+# The fields each kind of block uses (models.builder passes exactly these to its Keras layer), and the schema's
+# default of the fields some kind uses: a field another kind uses, set away from its default, changes nothing in
+# the network, so it is refused (in configs, and in a search space, whose trials are checked the same way).
+OWN_FIELDS = {
+    "conv": {"filters", "kernel_size", "strides", "padding", "activation"},
+    "pool": {"pool_size"},
+    "dropout": {"rate"},
+    "flatten": set(),
+    "dense": {"units", "activation"},
+}
+FIELD_DEFAULTS = {  # name is every kind's
+    "filters": None,
+    "kernel_size": None,
+    "strides": 1,
+    "padding": "valid",
+    "activation": None,
+    "pool_size": 2,
+    "rate": None,
+    "units": None,
+}
+
+
+def foreign_fields(kind: str, block: Any) -> list[str]:
+    """The fields set on a ``kind`` block that only other kinds use."""
+    return [
+        name
+        for name, default in FIELD_DEFAULTS.items()
+        if name not in OWN_FIELDS[kind] and option(block.get(name, default)) != default
+    ]
+
+
 def _conv_out(size: int, kernel: int, stride: int, padding: str) -> int:
     if padding == "same":
         return -(-size // stride)
@@ -29,6 +60,9 @@ def check_blocks(blocks: Any, input_shape: tuple[int, int, int], num_classes: in
     """Returns the output shape after each block, or raises ConfigError naming the first bad block."""
     if not blocks:
         raise ConfigError("model.blocks: empty; a model needs at least a flatten and a dense block")
+    names = [block.get("name") for block in blocks if block.get("name")]
+    if repeated := sorted({name for name in names if names.count(name) > 1}):
+        raise ConfigError(f"model.blocks: block names must be unique, {repeated} repeat")
     shape: tuple[int, ...] = input_shape
     shapes = []
     for index, block in enumerate(blocks):
@@ -38,6 +72,9 @@ def check_blocks(blocks: Any, input_shape: tuple[int, int, int], num_classes: in
         def fail(message: str, where: str = where) -> None:
             raise ConfigError(f"{where}: {message}")
 
+        if foreign := foreign_fields(kind, block):
+            uses = ", ".join(sorted(OWN_FIELDS[kind])) or "no fields"
+            fail(f"{', '.join(foreign)} has no effect on a {kind} block (it uses {uses}); remove it")
         if block.activation is not None and block.activation not in KNOWN_ACTIVATIONS:
             fail(f"unknown activation {block.activation!r}; valid: {sorted(KNOWN_ACTIVATIONS)}")
         if kind in ("conv", "pool"):

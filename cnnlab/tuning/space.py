@@ -21,6 +21,18 @@ def _kind(param: Any) -> str:
     return option(param.type)
 
 
+def positional(cfg: Any, key: str) -> str:
+    """``model.blocks.<name>.<field>`` as the list position it names today (``model.blocks.3.rate``); other keys as
+    they are. Studies address blocks by name, so inserting a block does not retarget them."""
+    parts = key.split(".")
+    if parts[:2] != ["model", "blocks"] or len(parts) < 3 or parts[2].isdigit():
+        return key
+    names = [block.get("name") for block in cfg.model.blocks]
+    if parts[2] not in names:
+        raise ConfigError(f"{key}: no block named {parts[2]!r} in model {cfg.model.name!r}; its blocks: {names}")
+    return ".".join([*parts[:2], str(names.index(parts[2])), *parts[3:]])
+
+
 def check_space(cfg: Any) -> None:
     """Raises ConfigError naming the first bad entry of ``cfg.sweep.space``."""
     space = cfg.sweep.space
@@ -29,7 +41,11 @@ def check_space(cfg: Any) -> None:
     seen: dict[str, Any] = {}
     for index, param in enumerate(space):
         where = f"sweep.space[{index}] ({param.key})"
-        if OmegaConf.select(cfg, param.key, default=_ABSENT) is _ABSENT or param.key.startswith(("sweep.", "tuner.")):
+        try:
+            key = positional(cfg, param.key)
+        except ConfigError as error:
+            raise ConfigError(f"{where}: {error}") from error
+        if OmegaConf.select(cfg, key, default=_ABSENT) is _ABSENT or param.key.startswith(("sweep.", "tuner.")):
             raise ConfigError(f"{where}: {param.key!r} is not a key of the run config (e.g. model.blocks.0.filters)")
         if param.key in seen:
             raise ConfigError(f"{where}: {param.key!r} is searched twice")
@@ -57,7 +73,7 @@ def check_space(cfg: Any) -> None:
         for value in _extremes(param):
             trial_cfg = copy.deepcopy(cfg)
             try:
-                OmegaConf.update(trial_cfg, param.key, value, merge=False)
+                OmegaConf.update(trial_cfg, key, value, merge=False)
                 validate(trial_cfg)
             except ConfigError as error:
                 raise ConfigError(f"{where}: the value {value!r} makes an invalid config: {error}") from error
@@ -109,5 +125,5 @@ def apply(cfg: Any, values: dict[str, Any]) -> Any:
     """A copy of ``cfg`` with the chosen values set (types checked by the schema)."""
     trial_cfg = copy.deepcopy(cfg)
     for key, value in values.items():
-        OmegaConf.update(trial_cfg, key, value, merge=False)
+        OmegaConf.update(trial_cfg, positional(cfg, key), value, merge=False)
     return trial_cfg
