@@ -16,7 +16,7 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 
-from cnnlab.config import ConfigError, check_domains, seeds_design, validate
+from cnnlab.config import ConfigError, check_domains, parse_overrides, seeds_design, validate
 
 
 class CheckBeforeWork(Callback):
@@ -62,9 +62,8 @@ def check(command: str, cfg: Any, overrides: list[str]) -> None:
 def check_tracking_uri(overrides: list[str]) -> None:
     """A ``tracking.uri`` on the command line that ``MLFLOW_TRACKING_URI`` would silently overrule is refused."""
     environment = os.environ.get("MLFLOW_TRACKING_URI")
-    for override in overrides:
-        key, _, value = override.partition("=")
-        if key.lstrip("+~") in ("tracking.uri", "tracking_uri") and environment and value != environment:
+    for key, value in parse_overrides(overrides):
+        if key in ("tracking.uri", "tracking_uri") and environment and str(value) != environment:
             raise ConfigError(
                 f"{key}: {value} was given, but MLFLOW_TRACKING_URI={environment} is set, and MLflow's own variable "
                 f"decides the store; unset it (unset MLFLOW_TRACKING_URI) to use {value}, or drop {key}"

@@ -353,6 +353,14 @@ def register_configs() -> None:
     store.store(name="verify_config", node=VerifyConfig)
 
 
+def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
+    """``(key, value)`` per command-line override, read by Hydra's own override grammar (``+a.b=[1,2]`` ->
+    ``("a.b", [1, 2])``), so cnnlab never splits an override by hand."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return [(parsed.key_or_group, parsed.value()) for parsed in OverridesParser.create().parse_overrides(overrides)]
+
+
 class ConfigError(UserError, ValueError):
     """A config that composes but cannot be trained: names the key and what is valid."""
 

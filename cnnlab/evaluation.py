@@ -25,20 +25,21 @@ def with_source_protocol(cfg: Any, run_id: str | None, overrides: list[str]) -> 
     if run_id is None:
         return cfg
     import mlflow
-    import yaml
+
+    from cnnlab.config import parse_overrides
 
     try:
         source = OmegaConf.create(mlflow.artifacts.load_text(f"runs:/{run_id}/config.yaml"))
     except Exception:
         log.warning("run %s has no config.yaml; using the dataset and protocol given on the command line", run_id)
         return cfg
-    chosen_groups = {override.partition("=")[0] for override in overrides}
+    given = parse_overrides(overrides)
+    chosen_groups = {key for key, _ in given}
     taken = {key: source[key] for key in PROTOCOL_KEYS if key in source and key not in chosen_groups}
     merged = OmegaConf.merge(cfg, taken)  # `dataset=mnist` typed on the command line keeps that choice
-    for override in overrides:  # then dotted overrides such as trainer.batch_size=128 win
-        key, _, value = override.partition("=")
+    for key, value in given:  # then dotted overrides such as trainer.batch_size=128 win
         if key.split(".")[0] in PROTOCOL_KEYS and "." in key:
-            OmegaConf.update(merged, key, yaml.safe_load(value), merge=True)
+            OmegaConf.update(merged, key, value, merge=True)
     return merged
 
 

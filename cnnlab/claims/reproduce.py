@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 from cnnlab.allocator import pin_mmap_threshold
 from cnnlab.claims.stats import Design
 from cnnlab.claims.verdict import DEFAULT_TOLERANCE, NO_CLAIM, Verdict, judge
-from cnnlab.config import option, seeds_design
+from cnnlab.config import option, parse_overrides, seeds_design
 from cnnlab.machine import choose_precision
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ def fingerprint(cfg: Any, data_hashes: dict[str, str]) -> str:
 
 def override_key(override: str) -> str:
     """``+trainer.precision=bf16`` -> ``trainer.precision``."""
-    return override.partition("=")[0].lstrip("+~")
+    return parse_overrides([override])[0][0]
 
 
 def claim_overrides(overrides: list[str]) -> list[str]:
