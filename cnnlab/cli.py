@@ -6,7 +6,6 @@ import logging
 import os
 import sys
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 from cnnlab.config import ConfigError
@@ -127,126 +126,8 @@ def guarded(action: Any) -> Any:
         fail("terminated (SIGTERM); the run is recorded as KILLED and what finished is kept.", EXIT_SIGTERM)
 
 
-def run_entry(cfg: Any) -> float:
-    """Trains (train() validates before TensorFlow loads) and prints the summary."""
-    from cnnlab.train import train
-
-    given = checked("run", cfg)
-    result = guarded(lambda: train(cfg, given))
-    from cnnlab.tracking import tracking_uri
-
-    uri = tracking_uri(cfg.tracking)
-    metrics = result.metrics
-    accuracy = metrics.get("test_accuracy", float("nan"))
-    print(
-        "\n".join(
-            [
-                "",
-                f"  test accuracy   {accuracy:.4f}   (test loss {metrics.get('test_loss', float('nan')):.4f})",
-                f"  epochs          {int(metrics['epochs_run'])} at {metrics['seconds_per_epoch']:.1f} s each",
-                f"  total           {metrics['total_seconds']:.1f} s",
-                f"  data            {result.data_source}",
-                f"  MLflow run      {result.run_id} (experiment {cfg.tracking.experiment!r}, {uri})",
-                f"  open it         make ui   (or: mlflow ui --backend-store-uri {uri}), then "
-                f"http://127.0.0.1:5000/#/experiments/{result.experiment_id}/runs/{result.run_id}"
-                "?workflowType=machine_learning",
-                "",
-            ]
-        )
-    )
-    return accuracy
-
-
-def sweep_entry(cfg: Any) -> float | None:
-    """Runs or resumes the study (run_sweep checks config and space before TensorFlow loads), prints the results."""
-    from cnnlab.tuning.run import run_sweep
-
-    given = checked("sweep", cfg)
-    summary = guarded(lambda: run_sweep(cfg, given))
-    study = summary["study"]
-    if "role" in summary:
-        print(f"{summary['role']} done with study {study.name}")
-        return None
-    table = summary["table"]
-    from cnnlab.tuning.study import markdown
-
-    print(f"\n[study {study.name}] {len(table)} trials, {summary['minutes']:.1f} min this session\n")
-    print(markdown(table.head(10)))
-    if "best_score" in summary:
-        print(
-            f"\n  best {study.objective}  {summary['best_score']:.4f} (trial {summary['best_trial']})"
-            f"\n  retrain it     python -m cnnlab.run --config-dir {summary['exported'].parent.parent} experiment=best"
-        )
-    print(f"  parent run     {study.parent_run_id} (experiment cnnlab-sweep-{study.name}); browse with `make ui`\n")
-    return summary.get("best_score")
-
-
-def evaluate_entry(cfg: Any) -> None:
-    from cnnlab.evaluation import evaluate
-
-    given = checked("evaluate", cfg)
-    result = guarded(lambda: evaluate(cfg, given))
-    print(f"\n  model           {cfg.model_uri}" + (f" (run {result.source_run_id})" if result.source_run_id else ""))
-    print(f"  test accuracy   {result.metrics['test_accuracy']:.4f}   (test loss {result.metrics['test_loss']:.4f})\n")
-    width = max(len(name) for name, _, _ in result.per_class)
-    print(f"  {'class':<{width}}  accuracy  images")
-    for name, accuracy, count in result.per_class:
-        print(f"  {name:<{width}}  {accuracy:8.4f}  {count:6d}")
-    print(f"\n  logged as run {result.run_id} (experiment {cfg.tracking.experiment!r}): plots in its artifacts\n")
-
-
-def predict_entry(cfg: Any) -> None:
-    from cnnlab.evaluation import predict
-
-    given = checked("predict", cfg)
-    rows = guarded(lambda: predict(cfg, given))
-    import pandas as pd
-
-    table = pd.DataFrame(rows)
-    if not table["note"].astype(bool).any():
-        table = table.drop(columns="note")
-    if not table["true"].astype(bool).any():
-        table = table.drop(columns="true")
-    print(table.to_string(index=False, formatters={"probability": "{:.4f}".format}))
-
-
-def register_entry(cfg: Any) -> None:
-    from cnnlab.evaluation import register
-
-    checked("register", cfg)
-    version = guarded(lambda: register(cfg))
-    print(f"registered {cfg.model_uri} as {cfg.name} version {version.version}, alias @{cfg.alias}")
-    print(f"evaluate it: python -m cnnlab.evaluate model_uri=models:/{cfg.name}@{cfg.alias}")
-
-
-def verify_entry(cfg: Any) -> None:
-    """Reruns a logged run and prints how its new histories compare with the logged ones."""
-    from cnnlab.verification import verify
-
-    checked("verify", cfg)
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or cfg.tracking_uri
-    result = guarded(lambda: verify(cfg.run_id, uri))
-    compared = ", ".join(f"{metric} ({epochs} epochs)" for metric, epochs in result.compared.items())
-    print(f"\n  verified run   {result.run_id}\n  compared       {compared}\n  result         {result.outcome}")
-    print(f"  rerun logged   {result.rerun_id} (experiment cnnlab-verifications)\n")
-
-
-def reproduce_entry(cfg: Any) -> None:
-    """Validates every claim's config first (fast), then runs or resumes the reproduction and prints the table."""
-    from hydra import compose
-
-    given = checked("reproduce", cfg)
-    from cnnlab.claims.report import write_reproduction_md
-    from cnnlab.claims.reproduce import reproduce
-
-    def on_report(report: Any, results: list[Any], parent_id: str) -> None:
-        if cfg.report_path:
-            write_reproduction_md(Path(cfg.report_path), report, parent_id, results, list(cfg.claims))
-
-    parent_id, results, report = guarded(
-        lambda: reproduce(cfg, given, lambda extra: compose("config", overrides=extra), on_report)
-    )
-    print("\n" + report["markdown"] + "\n")
-    print(f"  parent run {parent_id} (experiment cnnlab-reproductions): report.html, report.md, claims.csv")
-    if cfg.report_path:
-        print(f"  wrote {cfg.report_path}")
+def command(name: str, cfg: Any, action: Any) -> Any:
+    """What every entry point does: ``name``'s checks (again, for callers outside Hydra's launcher), then
+    ``action(overrides)`` with bad input, divergence and signals turned into one message and an exit code."""
+    given = checked(name, cfg)
+    return guarded(lambda: action(given))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from cnnlab.cli import evaluate_entry, launch
+from cnnlab.cli import command, launch
 from cnnlab.config import register_configs
 
 register_configs()
@@ -13,7 +13,9 @@ register_configs()
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="use_config")
 def main(cfg: DictConfig) -> None:
-    evaluate_entry(cfg)
+    from cnnlab.evaluation import evaluate, evaluation_summary
+
+    print(evaluation_summary(command("evaluate", cfg, lambda overrides: evaluate(cfg, overrides)), cfg))
 
 
 if __name__ == "__main__":

@@ -197,3 +197,35 @@ def register(cfg: Any) -> Any:
     version = mlflow.register_model(cfg.model_uri, cfg.name, tags=tags)
     client.set_registered_model_alias(cfg.name, cfg.alias, version.version)
     return version
+
+
+def evaluation_summary(result: Evaluation, cfg: Any) -> str:
+    """What `python -m cnnlab.evaluate` prints: test metrics and per-class accuracy."""
+    source = f" (run {result.source_run_id})" if result.source_run_id else ""
+    width = max(len(name) for name, _, _ in result.per_class)
+    lines = [
+        f"\n  model           {cfg.model_uri}{source}",
+        f"  test accuracy   {result.metrics['test_accuracy']:.4f}   (test loss {result.metrics['test_loss']:.4f})\n",
+        f"  {'class':<{width}}  accuracy  images",
+        *(f"  {name:<{width}}  {accuracy:8.4f}  {count:6d}" for name, accuracy, count in result.per_class),
+        f"\n  logged as run {result.run_id} (experiment {cfg.tracking.experiment!r}): plots in its artifacts\n",
+    ]
+    return "\n".join(lines)
+
+
+def predictions_table(rows: list[dict[str, Any]]) -> str:
+    """What `python -m cnnlab.predict` prints: one row per image; the note and true columns only when used."""
+    import pandas as pd
+
+    table = pd.DataFrame(rows)
+    for column in ("note", "true"):
+        if not table[column].astype(bool).any():
+            table = table.drop(columns=column)
+    return table.to_string(index=False, formatters={"probability": "{:.4f}".format})
+
+
+def registration_summary(version: Any, cfg: Any) -> str:
+    return (
+        f"registered {cfg.model_uri} as {cfg.name} version {version.version}, alias @{cfg.alias}\n"
+        f"evaluate it: python -m cnnlab.evaluate model_uri=models:/{cfg.name}@{cfg.alias}"
+    )

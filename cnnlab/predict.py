@@ -5,7 +5,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from cnnlab.cli import launch, predict_entry
+from cnnlab.cli import command, launch
 from cnnlab.config import register_configs
 
 register_configs()
@@ -13,7 +13,9 @@ register_configs()
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="use_config")
 def main(cfg: DictConfig) -> None:
-    predict_entry(cfg)
+    from cnnlab.evaluation import predict, predictions_table
+
+    print(predictions_table(command("predict", cfg, lambda overrides: predict(cfg, overrides))))
 
 
 if __name__ == "__main__":

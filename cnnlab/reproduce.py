@@ -5,7 +5,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from cnnlab.cli import launch, reproduce_entry
+from cnnlab.cli import command, launch
 from cnnlab.config import register_configs
 
 register_configs()
@@ -13,7 +13,16 @@ register_configs()
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="reproduce_config")
 def main(cfg: DictConfig) -> None:
-    reproduce_entry(cfg)
+    from hydra import compose
+
+    from cnnlab.claims.report import reproduction_summary, reproduction_writer
+    from cnnlab.claims.reproduce import reproduce
+
+    def run(overrides: list[str]):
+        return reproduce(cfg, overrides, lambda extra: compose("config", overrides=extra), reproduction_writer(cfg))
+
+    parent_id, _, report = command("reproduce", cfg, run)
+    print(reproduction_summary(report, parent_id, cfg.report_path))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from cnnlab.cli import launch, run_entry
+from cnnlab.cli import command, launch
 from cnnlab.config import register_configs
 
 register_configs()
@@ -13,7 +13,11 @@ register_configs()
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float:
-    return run_entry(cfg)
+    from cnnlab import train
+
+    result = command("run", cfg, lambda overrides: train.train(cfg, overrides))
+    print(train.summary(result, cfg))
+    return result.metrics.get("test_accuracy", float("nan"))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from cnnlab.cli import launch, sweep_entry
+from cnnlab.cli import command, launch
 from cnnlab.config import register_configs
 
 register_configs()
@@ -13,7 +13,11 @@ register_configs()
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="sweep_config")
 def main(cfg: DictConfig) -> float | None:
-    return sweep_entry(cfg)
+    from cnnlab.tuning.run import run_sweep, summary_text
+
+    summary = command("sweep", cfg, lambda overrides: run_sweep(cfg, overrides))
+    print(summary_text(summary))
+    return summary.get("best_score")
 
 
 if __name__ == "__main__":

@@ -338,3 +338,26 @@ def log_keras_model(network: Any, cfg: Any, data: PreparedData) -> None:
     # Stating the requirements skips MLflow's inference of them, which reloads the model in a subprocess.
     requirements = [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"]
     mlflow.keras.log_model(model, name="model", signature=signature, pip_requirements=requirements, metadata=metadata)
+
+
+def summary(result: Result, cfg: Any) -> str:
+    """What `python -m cnnlab.run` prints when a run ends: its numbers, its data, and where to open it."""
+    from cnnlab.tracking import tracking_uri
+
+    uri = tracking_uri(cfg.tracking)
+    metrics = result.metrics
+    link = f"http://127.0.0.1:5000/#/experiments/{result.experiment_id}/runs/{result.run_id}"
+    return "\n".join(
+        [
+            "",
+            f"  test accuracy   {metrics.get('test_accuracy', float('nan')):.4f}   "
+            f"(test loss {metrics.get('test_loss', float('nan')):.4f})",
+            f"  epochs          {int(metrics['epochs_run'])} at {metrics['seconds_per_epoch']:.1f} s each",
+            f"  total           {metrics['total_seconds']:.1f} s",
+            f"  data            {result.data_source}",
+            f"  MLflow run      {result.run_id} (experiment {cfg.tracking.experiment!r}, {uri})",
+            f"  open it         make ui   (or: mlflow ui --backend-store-uri {uri}), then "
+            f"{link}?workflowType=machine_learning",
+            "",
+        ]
+    )

@@ -127,3 +127,12 @@ def verify(run_id: str, tracking_uri: str) -> Verification:
         first_epoch_differing=first,
         compared={metric: len(values) for metric, values in logged.items()},
     )
+
+
+def summary(result: Verification) -> str:
+    """What `python -m cnnlab.verify` prints: what was compared and how the rerun came out."""
+    compared = ", ".join(f"{metric} ({epochs} epochs)" for metric, epochs in result.compared.items())
+    return (
+        f"\n  verified run   {result.run_id}\n  compared       {compared}\n  result         {result.outcome}\n"
+        f"  rerun logged   {result.rerun_id} (experiment cnnlab-verifications)\n"
+    )

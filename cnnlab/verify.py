@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hydra
 
-from cnnlab.cli import launch, verify_entry
+from cnnlab.cli import command, launch
 from cnnlab.config import register_configs
 
 register_configs()
@@ -12,7 +12,12 @@ register_configs()
 
 @hydra.main(version_base="1.3", config_path=None, config_name="verify_config")
 def main(cfg) -> None:
-    verify_entry(cfg)
+    import os
+
+    from cnnlab.verification import summary, verify
+
+    store = os.environ.get("MLFLOW_TRACKING_URI") or cfg.tracking_uri
+    print(summary(command("verify", cfg, lambda overrides: verify(cfg.run_id, store))))
 
 
 if __name__ == "__main__":

@@ -257,7 +257,7 @@ def test_every_domain_refuses_a_value_outside_it_naming_the_key(key, tmp_path, m
     assert f"{concrete}: " in str(refused.value)
     if domain.ok is not None:
         assert f"must be {domain.says}" in str(refused.value)
-    assert time.perf_counter() - started < 2
+    assert time.perf_counter() - started < 5  # ~0.05-0.5 s here; generous, as a loaded CI machine is no benchmark
 
 
 def _typed_leaves(cfg, prefix=""):
@@ -285,12 +285,15 @@ def test_every_typed_key_refuses_a_wrong_type_at_composition():
     """Booleans, options, whole numbers and numbers: Hydra's schema refuses a wrong type with the key named."""
     typed = _every_typed_key()
     assert len(typed) > 60
+    seconds = []
     for key, (command, kind) in typed:
         started = time.perf_counter()
         with pytest.raises(Exception) as refused:
             _composed(command, f"{key}=not_a_{kind}")
+        seconds.append(time.perf_counter() - started)
         assert key in str(refused.value) or key in str(refused.value.__cause__), (key, str(refused.value))
-        assert time.perf_counter() - started < 2, key
+    # Each refusal is one composition (~0.05 s idle); a loaded CI machine can stall one, so the bound is on the median.
+    assert sorted(seconds)[len(seconds) // 2] < 2 and max(seconds) < 10
 
 
 @pytest.mark.parametrize(

@@ -379,3 +379,23 @@ run: where one more run falls, and how often one run reaches the number.
 {notes}
 """
     documents.write_section(path, "claims", body, REPRODUCTION_HEADER)
+
+
+def reproduction_writer(cfg: Any) -> Any:
+    """The callback that rewrites ``cfg.report_path``'s claims section after every round (None without a path)."""
+    if not cfg.report_path:
+        return None
+
+    def write(report: dict[str, Any], results: list[Any], parent_id: str) -> None:
+        write_reproduction_md(Path(cfg.report_path), report, parent_id, results, list(cfg.claims))
+
+    return write
+
+
+def reproduction_summary(report: dict[str, Any], parent_id: str, report_path: str | None) -> str:
+    """What `python -m cnnlab.reproduce` prints at the end: the verdict table and where the reports are."""
+    lines = ["\n" + report["markdown"] + "\n"]
+    lines.append(f"  parent run {parent_id} (experiment cnnlab-reproductions): report.html, report.md, claims.csv")
+    if report_path:
+        lines.append(f"  wrote {report_path}")
+    return "\n".join(lines)

@@ -134,3 +134,26 @@ def run_finalists(cfg: Any, tuner: Any, study: Any, data: Any) -> Any:
     mlflow.log_text(table.to_csv(index=False), "finalists.csv")
     print(table.to_string(index=False), flush=True)
     return table
+
+
+def summary_text(summary: dict[str, Any]) -> str:
+    """What `python -m cnnlab.sweep` prints at the end: the best trials, the best, how to retrain it."""
+    from cnnlab.tuning.study import markdown
+
+    study = summary["study"]
+    if "role" in summary:
+        return f"{summary['role']} done with study {study.name}"
+    table = summary["table"]
+    lines = [
+        f"\n[study {study.name}] {len(table)} trials, {summary['minutes']:.1f} min this session\n",
+        markdown(table.head(10)),
+    ]
+    if "best_score" in summary:
+        lines.append(
+            f"\n  best {study.objective}  {summary['best_score']:.4f} (trial {summary['best_trial']})"
+            f"\n  retrain it     python -m cnnlab.run --config-dir {summary['exported'].parent.parent} experiment=best"
+        )
+    lines.append(
+        f"  parent run     {study.parent_run_id} (experiment cnnlab-sweep-{study.name}); browse with `make ui`\n"
+    )
+    return "\n".join(lines)
