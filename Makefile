@@ -69,7 +69,7 @@ format: setup ## Apply ruff's fixes and formatting
 ui: setup ## Browse runs in the MLflow UI on http://$(HOST):$(PORT) (HOST=, PORT= to change)
 	@mkdir -p mlruns
 	@echo "MLflow UI for $(TRACKING_URI): open http://$(HOST):$(PORT)/#/experiments?workflowType=machine_learning  (Ctrl-C to stop)"
-	@echo "(that link opens MLflow's model-training view; the browser keeps it once you pick 'Model training' in the switch at the top left)"
+	@echo "(that link opens MLflow's model-training view; to make this browser keep it, open http://$(HOST):$(PORT) once and pick 'Model training' in the switch at the top left)"
 	MLFLOW_DISABLE_TELEMETRY=$${MLFLOW_DISABLE_TELEMETRY:-true} $(VENV)/bin/mlflow ui --backend-store-uri $(TRACKING_URI) --host $(HOST) --port $(PORT)
 
 server: setup ## MLflow tracking server on http://$(HOST):$(SERVER_PORT) over BACKEND_URI (default: mlruns/mlflow.db)

@@ -113,10 +113,13 @@ def test_browse_experiment_run_charts_and_summary(ui):
         assert page.get_by_text("Prompts", exact=True).count() == 0  # the GenAI view's sections are not offered
         page.screenshot(path=str(SCREENSHOTS / "00-experiments-training-view.png"))
 
-        # The links cnnlab prints carry the same view. (MLflow 3.17 opens an experiment clicked in the list in the
-        # view the browser remembers, GenAI until the user picks the other with the switch: see the README.)
+        # The links cnnlab prints carry the same view. An experiment clicked in the list opens in the view the browser
+        # remembers: GenAI until the user picks "Model training" once where no link forces a view (README).
         training = "?workflowType=machine_learning"
-        page.goto(f"{address}/#/experiments/{run.experiment_id}/runs{training}")
+        page.goto(f"{address}/#/experiments")
+        page.locator("text=Model training").first.click()
+        page.get_by_role("link", name="cnnlab-mnist", exact=True).click()
+        page.wait_for_url("**workflowType=machine_learning**", timeout=30_000)
         expect(page.get_by_text("mnist-simple-s0").first).to_be_visible(timeout=30_000)
         assert page.get_by_text("Judges", exact=True).count() == 0  # GenAI's evaluation tabs are not offered
         page.screenshot(path=str(SCREENSHOTS / "01-experiment-runs.png"))
