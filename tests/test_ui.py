@@ -127,7 +127,7 @@ def test_browse_experiment_run_charts_and_summary(ui):
         page.goto(f"{address}/#/experiments/{study.experiment_id}/runs{training}")
         expect(page.get_by_text("study-ui").first).to_be_visible(timeout=30_000)
         # MLflow 3's run list shows no metric until picked under Columns; the study's row then shows its best.
-        page.get_by_role("button", name="Columns").click()
+        page.get_by_role("button", name="Columns", exact=True).click()
         page.get_by_text("best_val_accuracy", exact=True).click()
         page.keyboard.press("Escape")
         best = f"{study_best(study):.4f}".rstrip("0")
