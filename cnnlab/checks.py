@@ -3,9 +3,9 @@
 Hydra composes the config, then calls its callbacks' ``on_run_start``, and only then creates the run's output folder
 and starts the task. :class:`CheckBeforeWork` (named in ``hydra.callbacks`` of every primary config) checks there, so
 a refused command leaves no ``outputs/`` folder, no MLflow store and no study behind, and TensorFlow is never
-imported. The entry points call :func:`check` again for callers that bypass Hydra's launcher (tests, the Python API);
-it is cheap. A multirun's jobs differ by their sweep overrides, so each of them is checked as it starts, inside its
-own job folder.
+imported. The entry points call :func:`check` only where the callback did not run: callers that bypass Hydra's
+launcher, and multirun jobs, which differ by their sweep overrides and are checked as each starts, inside its own
+job folder.
 """
 
 from __future__ import annotations
@@ -18,15 +18,20 @@ from hydra.experimental.callback import Callback
 
 from cnnlab.config import ConfigError, check_domains, parse_overrides, seeds_design, validate
 
+# Set once Hydra's callback has checked this process's single run, so the entry point does not check it again.
+checked_before_run = False
+
 
 class CheckBeforeWork(Callback):
     def on_run_start(self, config: Any, **kwargs: Any) -> None:
+        global checked_before_run
         from cnnlab.cli import fail
 
         try:
             check(config.hydra.job.name, config, list(config.hydra.overrides.task))
         except ConfigError as error:
             fail(str(error))
+        checked_before_run = True
 
 
 def check(command: str, cfg: Any, overrides: list[str]) -> None:

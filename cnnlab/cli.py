@@ -25,13 +25,15 @@ def overrides() -> list[str]:
 
 
 def checked(command: str, cfg: Any) -> list[str]:
-    """The overrides, after :func:`cnnlab.checks.check` (Hydra's callback ran it already; callers without Hydra's
-    launcher, the tests among them, get the same refusals here)."""
-    from cnnlab.checks import check
+    """The overrides, after :func:`cnnlab.checks.check` unless Hydra's callback already ran it for this run
+    (callers without Hydra's launcher, the tests among them, and multirun jobs get the same refusals here)."""
+    from cnnlab import checks
 
     given = overrides()
+    if checks.checked_before_run:
+        return given
     try:
-        check(command, cfg, given)
+        checks.check(command, cfg, given)
     except ConfigError as error:
         fail(str(error))
     return given

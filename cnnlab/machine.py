@@ -8,25 +8,33 @@ from __future__ import annotations
 
 import os
 import platform
+from functools import cache
 from pathlib import Path
 
 # The flags that change TensorFlow's CPU kernels: vector width, fused multiply-add, native bfloat16, AMX tiles.
 RELEVANT_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 
 
-def cpu_flags() -> set[str]:
+@cache
+def _cpuinfo() -> str | None:
+    """/proc/cpuinfo, read once per process (every report and precision check asks it)."""
     try:
-        text = Path("/proc/cpuinfo").read_text()
+        return Path("/proc/cpuinfo").read_text()
     except OSError:
+        return None
+
+
+def cpu_flags() -> set[str]:
+    text = _cpuinfo()
+    if text is None:
         return set()
     line = next((line for line in text.splitlines() if line.startswith("flags")), "")
     return set(line.partition(":")[2].split())
 
 
 def cpu_model() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
+    text = _cpuinfo()
+    if text is None:
         return platform.processor() or platform.machine()
     return next(
         (line.partition(":")[2].strip() for line in text.splitlines() if line.startswith("model name")),
