@@ -46,7 +46,7 @@ register: setup ## Register a logged model: make register ARGS="model_uri=runs:/
 bench: setup ## Plain Keras vs cnnlab (float32; bf16 where native) per network; writes BENCHMARKS.md (~30 min on 2 cores)
 	$(PY) benchmarks/run.py $(ARGS)
 
-bench-sweep: setup ## Hyperband vs random search to 92% val accuracy, memory over 20 trials; updates BENCHMARKS.md (~40 min)
+bench-sweep: setup ## Random, random+median pruning, Bayesian, Hyperband: 3 studies each to 92% val accuracy, memory over 20 trials; BENCHMARKS.md
 	$(PY) benchmarks/sweep.py $(ARGS)
 
 bench-distributed: setup ## Trials/hour, 1 worker x 2 threads vs 2 workers x 1 thread; updates its section of BENCHMARKS.md

@@ -39,6 +39,7 @@ def study(network: str, workers: int, threads: int, trials: int, images: int, ep
         f"sweep.export_dir={workdir}/exported",
         "sweep.overwrite=true",
         f"sweep.max_trials={trials}",
+        "sweep.noise_seeds=0",  # trial throughput only: no retraining for seed noise
         f"sweep.max_epochs={epochs}",
         "sweep.early_stopping_patience=null",
         "sweep.space=[{key: optimizer.learning_rate, type: float, min: 1.0e-4, max: 1.0e-2, sampling: log}]",

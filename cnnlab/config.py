@@ -195,6 +195,13 @@ class TunerName(Enum):
     random = "random"
     bayesian = "bayesian"
     hyperband = "hyperband"
+    grid = "grid"
+
+
+class Pruning(Enum):
+    none = "none"
+    median = "median"  # Optuna's MedianPruner: worse than the median of the trials that reached the same epoch
+    percentile = "percentile"  # Optuna's PercentilePruner at sweep.pruning_percentile
 
 
 @dataclass
@@ -231,6 +238,17 @@ class SweepConfig:
     directory: str = "sweeps"
     export_dir: str | None = None  # the best trial goes to <export_dir>/experiment/best.yaml; null: the study folder
     finalists: FinalistsConfig = field(default_factory=FinalistsConfig)
+    # Trial 0 trains the study's base configuration (the tutorial's values), so no study reports a best below it.
+    warm_start: bool = True
+    # Stop a trial at an epoch where it is worse than the others at that epoch (random, bayesian and grid; Hyperband
+    # prunes by its brackets). Off by default so that an older study resumes as it was started.
+    pruning: Pruning = Pruning.none
+    pruning_percentile: float = 25.0  # percentile: keep trials in the top 25% at each epoch (Optuna's meaning)
+    pruning_warmup_trials: int = 3  # trials that finish unpruned before any trial can be pruned
+    pruning_warmup_epochs: int = 1  # epochs every trial trains before it can be pruned
+    # Seeds each of two trials (the best and a median one) is retrained on, to measure the objective's seed noise:
+    # the floor a hyperparameter's importance must rise above. 0: no noise measurement, importance without a floor.
+    noise_seeds: int = 2
     space: list[SearchParam] = field(default_factory=list)
 
 
@@ -509,6 +527,10 @@ DOMAINS: dict[str, Domain] = {
     "sweep.early_stopping_patience": at_least(0),
     "sweep.finalists.top_k": at_least(0),
     "sweep.finalists.seeds": at_least(1),
+    "sweep.pruning_percentile": between(0, 100, high_included=True),
+    "sweep.pruning_warmup_trials": at_least(1),  # the first trial has nothing to be compared with
+    "sweep.pruning_warmup_epochs": at_least(0),
+    "sweep.noise_seeds": at_least(0),
     "tuner.num_initial_points": at_least(1),
     "tuner.alpha": above(0),
     "tuner.beta": above(0),
@@ -647,6 +669,12 @@ def validate(cfg: Any) -> None:
     if cfg.get("sweep") is not None:
         objective = cfg.sweep.objective
         need(objective in logged, "sweep.objective", f"{objective!r} is not logged by a trial; one of {sorted(logged)}")
+        if option(cfg.sweep.pruning) != "none":
+            need(
+                option(cfg.tuner.name) != "hyperband",
+                "sweep.pruning",
+                "Hyperband already stops trials by its brackets; use sweep.pruning=none with tuner=hyperband",
+            )
     need(
         trainer.validation.value != "none" or not (trainer.checkpoint or trainer.early_stopping.enabled),
         "trainer.validation",

@@ -85,15 +85,19 @@ def test_training_benchmark_short_mode_writes_its_section(tmp_path, synthetic_km
     assert re.search(r"`python -m cnnlab.run --help`: \d+\.\d+ s", text)
 
 
-def test_sweep_benchmark_short_mode_reports_both_tuners_and_memory(tmp_path, synthetic_kmnist):
+def test_sweep_benchmark_short_mode_reports_each_setting_and_memory(tmp_path, synthetic_kmnist):
     output, figure, memory_figure = tmp_path / "BENCHMARKS.md", tmp_path / "sweep.png", tmp_path / "memory.png"
     arguments = ["--output", str(output), "--plot", str(figure), "--memory-plot", str(memory_figure)]
     run("sweep.py", [*synthetic_kmnist["args"], *arguments], synthetic_kmnist["env"])
 
     text = output.read_text()
-    tuners = re.findall(r"^\| (random|hyperband) \| .+? \| (\d\.\d{4}) \| (\d+) \| (\d+) \|", text, flags=re.M)
-    assert [t[0] for t in tuners] == ["random", "hyperband"]
-    assert all(int(finished) >= 1 and float(best) > 0 for _, best, _, finished in tuners)
+    studies = re.findall(
+        r"^\| (random|random \+ median pruning) \| 0 \| .+? \| (\d\.\d{4}) \| (\d+) \| (\d+) \|", text, flags=re.M
+    )
+    assert [s[0] for s in studies] == ["random", "random + median pruning"]
+    assert all(int(finished) >= 1 and float(best) > 0 for _, best, _, finished in studies)
+    medians = re.findall(r"^\| (random|random \+ median pruning) \| (>= )?\d+\.\d min \(.+?\) \| [01]/1 \|", text, re.M)
+    assert [m[0] for m in medians] == ["random", "random + median pruning"]
     per_trial = re.search(r"RSS after each trial, MB: (.+)", text).group(1).split(", ")
     assert len(per_trial) == 3 and all(float(v) > 100 for v in per_trial)
     growth = r"Growth per trial over trials 2-3 .+: [+-]\d+\.\d MB, [+-]\d+\.\d% over the study: (flat|GROWING)"

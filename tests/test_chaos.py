@@ -46,6 +46,7 @@ def test_kill_9_at_random_points_then_resume(tmp_path, arrays):
         f"sweep.directory={tmp_path}/sweeps",
         f"sweep.export_dir={tmp_path}/exported",
         f"sweep.max_trials={budget}",
+        "sweep.noise_seeds=0",
         "sweep.max_epochs=2",
         "sweep.space=[{key: optimizer.learning_rate, type: float, min: 1.0e-4, max: 1.0e-2, sampling: log}]",
     ]

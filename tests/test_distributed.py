@@ -32,6 +32,7 @@ def sweep_command(tmp_path, folder, port, trials=4):
         f"sweep.directory={tmp_path}/sweeps",
         f"sweep.export_dir={tmp_path}/exported",
         f"sweep.max_trials={trials}",
+        "sweep.noise_seeds=0",  # trial throughput only: no retraining for seed noise
         "sweep.max_epochs=2",
         "tracking.log_model=false",
         "sweep.space=[{key: optimizer.learning_rate, type: float, min: 1.0e-4, max: 1.0e-2, sampling: log}]",

@@ -94,6 +94,7 @@ def test_run_and_sweep_log_to_a_postgres_backed_server(tmp_path, arrays, server)
             f"sweep.directory={tmp_path}/sweeps",
             f"sweep.export_dir={tmp_path}/exported",
             "sweep.max_trials=2",
+            "sweep.noise_seeds=0",
             "sweep.max_epochs=1",
             "tracking.log_model=false",
             "sweep.space=[{key: optimizer.learning_rate, type: float, min: 1.0e-4, max: 1.0e-2, sampling: log}]",

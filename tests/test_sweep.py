@@ -45,7 +45,7 @@ def children(client: MlflowClient, summary) -> list:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("tuner", ["random", "bayesian", "hyperband"])
+@pytest.mark.parametrize("tuner", ["random", "bayesian", "hyperband", "grid"])
 def test_two_trial_study_per_tuner(tmp_path, sweep_overrides, tuner):
     from cnnlab.tuning.run import run_sweep
 
@@ -57,7 +57,7 @@ def test_two_trial_study_per_tuner(tmp_path, sweep_overrides, tuner):
     assert parent.info.run_name == "study-toy"
     runs = children(client, summary)
     trials = summary["table"]
-    assert len(runs) == len(trials) >= 2
+    assert len(runs) == len(trials) >= 2  # sweep.noise_seeds=0: no retrained trials beside them
     assert {run.info.status for run in runs} == {"FINISHED"}
     assert sorted(run.info.run_name for run in runs)[0] == "trial-000"
     for run in runs:
@@ -67,10 +67,87 @@ def test_two_trial_study_per_tuner(tmp_path, sweep_overrides, tuner):
             assert "hyperband.bracket" in run.data.tags
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"best_trials.csv", "best_trials.md", "best.yaml"} <= artifacts
-    assert "parallel_coordinates.png" in {
+    assert {"parallel_coordinates.png", "optimization_history.png", "slice.png", "pareto_front.png"} <= {
         a.path.split("/")[-1] for a in client.list_artifacts(parent.info.run_id, "plots")
     }
     assert trials["val_accuracy"].notna().all()
+    assert trials["num_params"].notna().all() and (trials["seconds_per_epoch"] > 0).all()
+    # Warm start: the first trial trains the base configuration where the space can hold it (Adam at 1e-3;
+    # the base's 64 filters are not among the choices [8, 16]).
+    first = trials.sort_values("trial").iloc[0]
+    assert first["optimizer.name"] == "adam" and first["optimizer.learning_rate"] == pytest.approx(1e-3)
+
+
+def test_warm_start_off_leaves_the_first_trial_to_the_search(tmp_path, sweep_overrides):
+    import keras_tuner as kt
+
+    from cnnlab.tuning.hypermodel import make_oracle
+    from cnnlab.tuning.space import declare
+
+    def first_values(*overrides):
+        cfg = sweep_config(*sweep_overrides, *overrides)
+        oracle = make_oracle(cfg)
+        hp = kt.HyperParameters()
+        declare(hp, cfg.sweep.space, cfg)
+        oracle.update_space(hp)
+        return oracle._random_values()
+
+    assert first_values()["optimizer.learning_rate"] == pytest.approx(1e-3)
+    assert first_values("sweep.warm_start=false")["optimizer.learning_rate"] != pytest.approx(1e-3)
+
+
+@pytest.mark.slow
+def test_pruned_trial_stops_early_and_says_so(tmp_path, sweep_overrides, monkeypatch):
+    from cnnlab.tuning import pruning
+    from cnnlab.tuning.run import run_sweep
+
+    # The rule is tested on its own (tests/test_analysis.py); here: what pruning does to a trial, wherever it hits.
+    def prune_once_a_trial_has_finished(self, epochs):
+        return "pruned after epoch 1: behind the median (test)" if self.finished_histories() else None
+
+    monkeypatch.setattr(pruning.EpochPruner, "check", prune_once_a_trial_has_finished)
+    summary = run_sweep(sweep_config(*sweep_overrides, "sweep.pruning=median", "sweep.max_epochs=2"))
+    table = summary["table"].set_index("trial")
+    assert list(table["status"].sort_index()) == ["COMPLETED", "PRUNED"]
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    runs = {run.data.tags["cnnlab.trial_id"]: run for run in children(client, summary)}
+    assert runs["1"].data.tags["cnnlab.pruned"] == "pruned after epoch 1: behind the median (test)"
+    assert "**Pruned**: pruned after epoch 1" in runs["1"].data.tags["mlflow.note.content"]
+    assert "cnnlab.pruned" not in runs["0"].data.tags
+    epochs = {trial: len(client.get_metric_history(run.info.run_id, "val_accuracy")) for trial, run in runs.items()}
+    assert epochs == {"0": 2, "1": 1}
+
+
+def test_pruning_is_refused_where_it_cannot_work(sweep_overrides):
+    from cnnlab.config import validate
+
+    with pytest.raises(ConfigError, match="Hyperband already stops trials"):
+        validate(sweep_config(*sweep_overrides, "tuner=hyperband", "sweep.pruning=median"))
+
+
+@pytest.mark.slow
+def test_study_measures_seed_noise_and_ranks_importance_above_it(tmp_path, sweep_overrides, capsys):
+    from cnnlab.tuning.run import run_sweep, summary_text
+
+    overrides = [*sweep_overrides, "sweep.max_trials=5", "sweep.noise_seeds=1"]
+    summary = run_sweep(sweep_config(*overrides))
+    noise = summary["noise"]
+    assert noise.dof == 2 and len(noise.runs) == 2  # the best and the median trial, one extra seed each
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    retrained = [run for run in children(client, summary) if "cnnlab.noise_of" in run.data.tags]
+    assert sorted(run.data.tags["cnnlab.noise_of"] for run in retrained) == sorted(noise.runs)
+    assert {run.data.tags["cnnlab.seed"] for run in retrained} == {"1"}
+    parent = client.get_run(summary["study"].parent_run_id)
+    assert parent.data.metrics["seed_noise_sd_val_accuracy"] == pytest.approx(noise.sd)
+    importance = summary["importance"]
+    assert not importance.empty and set(importance["verdict"]) <= {"above noise", "indistinguishable from noise"}
+    assert "importance.md" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert "importance.png" in {a.path.split("/")[-1] for a in client.list_artifacts(parent.info.run_id, "plots")}
+    assert "Seed noise: sd" in summary_text(summary)
+    # On demand: the same command over the finished study trains nothing and reports again.
+    again = run_sweep(sweep_config(*overrides))
+    assert len(children(client, again)) == len(children(client, summary))
+    assert again["noise"].sd == pytest.approx(noise.sd)
 
 
 @pytest.mark.slow
@@ -89,7 +166,9 @@ def test_exported_best_is_a_delta_that_retrains_the_best_trial(tmp_path, sweep_o
     delta = OmegaConf.load(exported)
     assert set(delta) <= {"defaults", "seed", "dataset", "model", "optimizer", "trainer"}  # no tracking, no sweep
     best_row = summary["table"].iloc[0]
-    assert delta.optimizer.learning_rate == best_row["optimizer.learning_rate"]
+    # A key the best trial left at its base value (the warm start's trial 0 may win) is not repeated.
+    learning_rate = OmegaConf.select(delta, "optimizer.learning_rate", default=1e-3)
+    assert learning_rate == pytest.approx(best_row["optimizer.learning_rate"])
     assert delta.model.blocks[0].filters == best_row["model.blocks.0.filters"]
     assert delta.trainer.epochs == 1  # the study's own setting is kept ...
     assert "batch_size" not in delta.trainer and "loss" not in delta.trainer  # ... defaults are not repeated

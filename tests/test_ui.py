@@ -42,6 +42,7 @@ def ui(tmp_path, tiny_run_overrides):
         f"sweep.directory={tmp_path}/sweeps",
         f"sweep.export_dir={tmp_path}/exported",
         "sweep.max_trials=2",
+        "sweep.noise_seeds=0",
         "sweep.max_epochs=1",
         "sweep.space=[{key: optimizer.learning_rate, type: float, min: 1.0e-4, max: 1.0e-2, sampling: log}]",
     ]

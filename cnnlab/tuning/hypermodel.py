@@ -6,6 +6,7 @@ Both the HyperModel and the Tuner go through :mod:`cnnlab.train` to build and fi
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from typing import Any
@@ -18,6 +19,7 @@ from omegaconf import OmegaConf
 from cnnlab import tracking, train
 from cnnlab.config import option
 from cnnlab.errors import NanLossError
+from cnnlab.tuning import pruning
 from cnnlab.tuning import space as search_space
 
 log = logging.getLogger(__name__)
@@ -34,7 +36,7 @@ class CnnHyperModel(kt.HyperModel):
         self.data = data
 
     def trial_config(self, hp: kt.HyperParameters) -> Any:
-        values = search_space.declare(hp, self.cfg.sweep.space)
+        values = search_space.declare(hp, self.cfg.sweep.space, self.cfg)
         trial_cfg = search_space.apply(self.cfg, values)
         trial_cfg.trainer.epochs = self.cfg.sweep.max_epochs
         return trial_cfg
@@ -70,13 +72,32 @@ class CnnHyperModel(kt.HyperModel):
 
 
 class TrackedTunerMixin:
-    """Runs every trial inside an MLflow child run of the study's parent run, and reports progress per trial."""
+    """Runs every trial inside an MLflow child run of the study's parent run, reports progress per trial, and
+    stops a trial early when ``sweep.pruning`` finds it behind the finished trials at the same epoch."""
 
-    def __init__(self, *args: Any, study: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, study: Any, pruner: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.study = study
+        self.pruner = pruner
+        self._epochs: dict[int, float] = {}
+        self._pruned: str | None = None
+
+    def on_epoch_end(self, trial: Any, model: Any, epoch: int, logs: Any = None) -> None:
+        super().on_epoch_end(trial, model, epoch, logs=logs)
+        objective = self.oracle.objective.name
+        if self.pruner is None or self._pruned or not logs or objective not in logs:
+            return
+        if epoch == 0:
+            self._epochs = {}  # a trial run more than once (executions_per_trial) is judged per execution
+        self._epochs[epoch] = float(logs[objective])
+        reason = self.pruner.check(self._epochs)
+        if reason:
+            self._pruned = reason
+            model.stop_training = True
+            mlflow.set_tag(pruning.PRUNED_TAG, reason)
 
     def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> Any:
+        self._epochs, self._pruned = {}, None
         cfg = self.hypermodel.trial_config(trial.hyperparameters)
         train.seed_everything(cfg.seed, cfg.trainer.deterministic)
         hp_values = dict(trial.hyperparameters.values)
@@ -103,14 +124,62 @@ class TrackedTunerMixin:
             mlflow.log_params(tracking.flatten(cfg))
             mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
             results = super().run_trial(trial, *args, **kwargs)
-            best = _best_value(results, self.oracle.objective)
-            if best is not None:
-                mlflow.log_metric(f"best_{self.oracle.objective.name}", best)
+            log_trial_outcome(results, self.oracle.objective)
+            if self._pruned:
+                mlflow.set_tag("mlflow.note.content", f"{description}\n\n**Pruned**: {self._pruned}.")
         return results
 
     def on_trial_end(self, trial: Any) -> None:
         super().on_trial_end(trial)
-        self.study.report_progress(self.oracle, trial)
+        self.study.report_progress(self.oracle, trial, pruned=self._pruned)
+        if getattr(self.oracle, "trials", None) is not None:  # a distributed worker's oracle client has none
+            from cnnlab.tuning import analysis, study
+
+            cfg = self.hypermodel.cfg
+            analysis.refresh(
+                self.study.parent_run_id,
+                study.trials_table(self.oracle, self.study),
+                cfg.sweep.space,
+                self.study.objective,
+                self.study.direction == "max",
+                self.study.name,
+            )
+
+    def retrain(self, trial: Any, seed: int) -> float | None:
+        """Trains ``trial``'s configuration again on ``seed``, as a child run of the study: its objective score."""
+        cfg = copy.deepcopy(self.hypermodel.cfg)
+        cfg.seed = seed
+        cfg.tracking.log_model = False
+        hypermodel = CnnHyperModel(cfg, self.hypermodel.data)
+        tags = {"cnnlab.study": self.study.name, "cnnlab.noise_of": trial.trial_id, "cnnlab.seed": str(seed)}
+        description = f"Trial {trial.trial_id} of study {self.study.name!r} retrained on seed {seed}: seed noise."
+        with tracking.tracked_run(
+            self.study.experiment_id,
+            f"noise-trial-{trial.trial_id}-s{seed}",
+            tags,
+            description,
+            parent_run_id=self.study.parent_run_id,
+        ):
+            train.seed_everything(seed, cfg.trainer.deterministic)
+            mlflow.log_params({f"hp.{key}": str(value) for key, value in trial.hyperparameters.values.items()})
+            model = hypermodel.build(trial.hyperparameters)
+            history = hypermodel.fit(trial.hyperparameters, model)
+            return log_trial_outcome(history, self.oracle.objective)
+
+
+def log_trial_outcome(results: Any, objective: Any) -> float | None:
+    """The trial's score as keras-tuner computes it (best epoch) and its cost, on the active run."""
+    best = _best_value(results, objective)
+    if best is not None:
+        mlflow.log_metric(f"best_{objective.name}", best)
+    history = results[0] if isinstance(results, list) else results
+    seconds = getattr(history, "history", {}).get("epoch_seconds", [])
+    if seconds:
+        mlflow.log_metric("seconds_per_epoch", sum(seconds) / len(seconds))
+    model = getattr(history, "model", None)
+    if model is not None:
+        mlflow.log_metric("num_params", model.count_params())
+    return best
 
 
 def _best_value(results: Any, objective: Any) -> float | None:
@@ -124,45 +193,82 @@ def _best_value(results: Any, objective: Any) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-class TrackedRandomSearch(TrackedTunerMixin, kt.RandomSearch):
+class WarmStartOracle:
+    """An oracle whose first proposal is the study's base configuration: each hyperparameter's default."""
+
+    warm_start = True
+
+    def _random_values(self) -> dict[str, Any] | None:
+        if self.warm_start and not self._tried_so_far:
+            space = self.get_space()
+            return {hp.name: hp.default for hp in space.space if space.is_active(hp)}
+        return super()._random_values()
+
+
+class RandomSearchOracle(WarmStartOracle, kt.oracles.RandomSearchOracle):
     pass
 
 
-class TrackedBayesianOptimization(TrackedTunerMixin, kt.BayesianOptimization):
+class BayesianOptimizationOracle(WarmStartOracle, kt.oracles.BayesianOptimizationOracle):
+    pass
+
+
+class HyperbandOracle(WarmStartOracle, kt.oracles.HyperbandOracle):
+    pass
+
+
+class TrackedTuner(TrackedTunerMixin, kt.Tuner):
     pass
 
 
 class TrackedHyperband(TrackedTunerMixin, kt.Hyperband):
-    pass
+    """keras-tuner's Hyperband tuner (it trains a trial for its bracket's epochs) around a given oracle."""
+
+    def __init__(self, oracle: Any, study: Any, pruner: Any = None, **kwargs: Any) -> None:
+        self.study, self.pruner, self._epochs, self._pruned = study, pruner, {}, None
+        kt.Tuner.__init__(self, oracle=oracle, **kwargs)  # kt.Hyperband.__init__ would make its own oracle
 
 
-def make_tuner(cfg: Any, data: train.PreparedData, study: Any) -> kt.Tuner:
-    """The tuner named by ``cfg.tuner.name``; its state lives in ``<sweep.directory>/<sweep.name>/``."""
-    direction = option(cfg.sweep.direction)
-    common = dict(
-        hypermodel=CnnHyperModel(cfg, data),
-        objective=kt.Objective(cfg.sweep.objective, direction=direction),
-        directory=cfg.sweep.directory,
-        project_name=cfg.sweep.name,
-        overwrite=False,  # Study.open starts over on sweep.overwrite; keras-tuner would delete the study state too
-        seed=cfg.seed,
-        study=study,
-    )
+def make_oracle(cfg: Any) -> kt.Oracle:
+    """The search algorithm named by ``cfg.tuner.name``; random, Bayesian and Hyperband warm-start on request."""
     name = option(cfg.tuner.name)
+    common = dict(objective=kt.Objective(cfg.sweep.objective, direction=option(cfg.sweep.direction)), seed=cfg.seed)
     if name == "hyperband":
-        return TrackedHyperband(
+        oracle = HyperbandOracle(
             max_epochs=cfg.sweep.max_epochs,
             factor=cfg.tuner.factor,
             hyperband_iterations=cfg.tuner.hyperband_iterations,
             **common,
         )
-    common["executions_per_trial"] = cfg.sweep.executions_per_trial
-    if name == "bayesian":
-        return TrackedBayesianOptimization(
+    elif name == "bayesian":
+        oracle = BayesianOptimizationOracle(
             max_trials=cfg.sweep.max_trials,
             num_initial_points=cfg.tuner.num_initial_points,
             alpha=cfg.tuner.alpha,
             beta=cfg.tuner.beta,
             **common,
         )
-    return TrackedRandomSearch(max_trials=cfg.sweep.max_trials, **common)
+    elif name == "grid":
+        # GridSearch always starts from the defaults (the base configuration): it has no other first point.
+        return kt.oracles.GridSearchOracle(max_trials=cfg.sweep.max_trials, **common)
+    else:
+        oracle = RandomSearchOracle(max_trials=cfg.sweep.max_trials, **common)
+    oracle.warm_start = cfg.sweep.warm_start
+    return oracle
+
+
+def make_tuner(cfg: Any, data: train.PreparedData, study: Any) -> kt.Tuner:
+    """The tuner for ``cfg.tuner.name``; its state lives in ``<sweep.directory>/<sweep.name>/``."""
+    pruner = pruning.EpochPruner(cfg, study) if option(cfg.sweep.pruning) != "none" else None
+    common = dict(
+        oracle=make_oracle(cfg),
+        hypermodel=CnnHyperModel(cfg, data),
+        directory=cfg.sweep.directory,
+        project_name=cfg.sweep.name,
+        overwrite=False,  # Study.open starts over on sweep.overwrite; keras-tuner would delete the study state too
+        study=study,
+        pruner=pruner,
+    )
+    if option(cfg.tuner.name) == "hyperband":
+        return TrackedHyperband(**common)
+    return TrackedTuner(executions_per_trial=cfg.sweep.executions_per_trial, **common)

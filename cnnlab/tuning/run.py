@@ -72,6 +72,7 @@ def report(cfg: Any, tuner: Any, study: Any, data: Any) -> dict[str, Any]:
     import mlflow
 
     from cnnlab import plots
+    from cnnlab.tuning import analysis
     from cnnlab.tuning import study as studies
 
     table = studies.trials_table(tuner.oracle, study)
@@ -81,6 +82,20 @@ def report(cfg: Any, tuner: Any, study: Any, data: Any) -> dict[str, Any]:
     mlflow.log_figure(figure, "plots/parallel_coordinates.png")
     plots.plt.close(figure)
     summary: dict[str, Any] = {"study": study, "table": table}
+    noise = measure_seed_noise(cfg, tuner, study, table)
+    importance = analysis.refresh(
+        study.parent_run_id,
+        table,
+        cfg.sweep.space,
+        study.objective,
+        study.direction == "max",
+        study.name,
+        noise_sd=noise.sd if noise else None,
+    )
+    if not importance.empty:
+        mlflow.log_text(importance.to_csv(index=False), "importance.csv")
+        mlflow.log_text(importance_text(importance, noise, table, study.objective), "importance.md")
+    summary.update(noise=noise, importance=importance)
     best_trials = tuner.oracle.get_best_trials(1)
     if best_trials and best_trials[0].score is not None:
         best_cfg = tuner.hypermodel.trial_config(best_trials[0].hyperparameters)
@@ -93,6 +108,71 @@ def report(cfg: Any, tuner: Any, study: Any, data: Any) -> dict[str, Any]:
         if cfg.sweep.finalists.top_k > 0:
             summary["finalists"] = run_finalists(cfg, tuner, study, data)
     return summary
+
+
+def measure_seed_noise(cfg: Any, tuner: Any, study: Any, table: Any) -> Any:
+    """Retrains the best and the median finished trial on ``sweep.noise_seeds`` extra seeds (kept in MLflow, so a
+    resumed study retrains only what is missing) and pools their spread: the objective's seed noise."""
+    from mlflow.tracking import MlflowClient
+
+    from cnnlab.tuning import analysis
+
+    finished = table[table["status"] == "COMPLETED"].dropna(subset=[study.objective])
+    if cfg.sweep.noise_seeds == 0 or finished.empty:
+        return None
+    chosen = list(dict.fromkeys([finished["trial"].iloc[0], finished["trial"].iloc[len(finished) // 2]]))
+    runs = MlflowClient().search_runs(
+        [study.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{study.parent_run_id}' and attributes.status = 'FINISHED'",
+        max_results=5000,
+    )
+    score = f"best_{study.objective}"
+    done = {
+        (run.data.tags["cnnlab.noise_of"], run.data.tags["cnnlab.seed"]): run.data.metrics.get(score)
+        for run in runs
+        if "cnnlab.noise_of" in run.data.tags
+    }
+    values: dict[str, list[float]] = {}
+    for trial_id in chosen:
+        trial = tuner.oracle.trials[trial_id]
+        values[trial_id] = [float(trial.score)]
+        for seed in range(cfg.seed + 1, cfg.seed + 1 + cfg.sweep.noise_seeds):
+            value = done.get((trial_id, str(seed)))
+            if value is None:
+                print(f"[study {study.name}] seed noise: trial {trial_id} again on seed {seed}", flush=True)
+                value = tuner.retrain(trial, seed)
+            if value is not None:
+                values[trial_id].append(float(value))
+    noise = analysis.seed_noise(values)
+    if noise is not None:
+        import mlflow
+
+        mlflow.log_metrics({f"seed_noise_sd_{study.objective}": noise.sd, "seed_noise_dof": noise.dof})
+    return noise
+
+
+def importance_text(importance: Any, noise: Any, table: Any, objective: str) -> str:
+    """The importance table in Markdown, with what its noise floor rests on."""
+    from cnnlab.tuning.study import markdown
+
+    scores = table[table["status"] == "COMPLETED"][objective].dropna()
+    lines = [
+        f"Importance of each hyperparameter to {objective} (fANOVA over {len(scores)} finished trials; "
+        f"spread of {objective} across trials: sd {scores.std():.4f}).",
+    ]
+    if noise is not None:
+        repeated = ", ".join(
+            f"trial {trial}: {', '.join(f'{v:.4f}' for v in values)}" for trial, values in noise.runs.items()
+        )
+        lines.append(
+            f"Seed noise: sd {noise.sd:.4f} ({noise.dof} degrees of freedom; {repeated}); seed noise alone is "
+            f"{min(1.0, noise.sd**2 / scores.var()):.0%} of the spread across trials."
+        )
+    shown = importance.assign(
+        share=importance["share"].map(lambda v: f"{v:.1%}"),
+        noise_floor=importance["noise_floor"].map(lambda v: "" if v != v else f"{v:.1%}"),
+    )
+    return "\n\n".join([*lines, markdown(shown)]) + "\n"
 
 
 def run_finalists(cfg: Any, tuner: Any, study: Any, data: Any) -> Any:
@@ -153,6 +233,9 @@ def summary_text(summary: dict[str, Any]) -> str:
             f"\n  best {study.objective}  {summary['best_score']:.4f} (trial {summary['best_trial']})"
             f"\n  retrain it     python -m cnnlab.run --config-dir {summary['exported'].parent.parent} experiment=best"
         )
+    importance = summary.get("importance")
+    if importance is not None and not importance.empty:
+        lines.append("\n" + importance_text(importance, summary.get("noise"), table, study.objective))
     lines.append(
         f"  parent run     {study.parent_run_id} (experiment cnnlab-sweep-{study.name}); browse with `make ui`\n"
     )

@@ -92,33 +92,65 @@ def _extremes(param: Any) -> list[Any]:
     return [float(param.min), float(param.max)]
 
 
-def declare(hp: Any, space: Any) -> dict[str, Any]:
-    """Declares every entry on a keras-tuner ``HyperParameters`` and returns the active values by config key."""
+def declare(hp: Any, space: Any, base: Any) -> dict[str, Any]:
+    """Declares every entry on a keras-tuner ``HyperParameters`` and returns the active values by config key.
+
+    Each hyperparameter's default is its value in ``base`` (the study's base configuration) where the range holds
+    it: keras-tuner's GridSearch starts from the defaults, and cnnlab's warm start makes them trial 0.
+    """
     values: dict[str, Any] = {}
     for param in space:
+        default = base_value(base, param)
         if param.parent is None:
-            values[param.key] = _declare_one(hp, param)
+            values[param.key] = _declare_one(hp, param, default)
             continue
         parent_values = list(param.parent_values)
         with hp.conditional_scope(param.parent, parent_values):
-            value = _declare_one(hp, param)
+            value = _declare_one(hp, param, default)
         if values.get(param.parent) in parent_values:
             values[param.key] = value
     return values
 
 
-def _declare_one(hp: Any, param: Any) -> Any:
+def base_value(base: Any, param: Any) -> Any:
+    """The base configuration's value of ``param.key`` when the range can take it, else None (keras-tuner's own)."""
+    value = OmegaConf.select(base, positional(base, param.key), default=None)
+    value = value.value if hasattr(value, "value") else value  # an enum field (optimizer.name)
+    kind = _kind(param)
+    if value is None:
+        return None
+    if kind == "choice":
+        return value if value in list(param["values"]) else None
+    if kind == "boolean":
+        return bool(value)
+    if not param.min <= value <= param.max:
+        return None
+    if kind == "int" and param.step is not None and (int(value) - int(param.min)) % int(param.step):
+        return None
+    return int(value) if kind == "int" else float(value)
+
+
+def _declare_one(hp: Any, param: Any, default: Any) -> Any:
     kind = _kind(param)
     name = param.key
     if kind == "choice":
-        return hp.Choice(name, list(param["values"]))
+        return hp.Choice(name, list(param["values"]), default=default)
     if kind == "boolean":
-        return hp.Boolean(name)
+        return hp.Boolean(name, default=bool(default))
     sampling = option(param.sampling)
     if kind == "int":
         step = int(param.step) if param.step is not None else None
-        return hp.Int(name, int(param.min), int(param.max), step=step, sampling=sampling)
-    return hp.Float(name, float(param.min), float(param.max), step=param.step, sampling=sampling)
+        return hp.Int(name, int(param.min), int(param.max), step=step, sampling=sampling, default=default)
+    return hp.Float(name, float(param.min), float(param.max), step=param.step, sampling=sampling, default=default)
+
+
+def outside_base(cfg: Any) -> list[str]:
+    """The searched keys whose base value the range cannot take: the warm start's trial 0 cannot hold them."""
+    return [
+        f"{param.key}={OmegaConf.select(cfg, positional(cfg, param.key), default=None)}"
+        for param in cfg.sweep.space
+        if base_value(cfg, param) is None and param.parent is None
+    ]
 
 
 def apply(cfg: Any, values: dict[str, Any]) -> Any:

@@ -23,19 +23,28 @@ from cnnlab.config import (
     ConfigError,
     option,
 )
+from cnnlab.tuning.pruning import PRUNED_TAG
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "cnnlab_study.json"
+COST_COLUMNS = ("num_params", "seconds_per_epoch")  # what a trial cost, from its MLflow run
 INACTIVE = -0.12  # where parallel_coordinates draws a conditional hyperparameter that did not apply
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
 def study_fingerprint(cfg: Any) -> str:
-    """What must not change for a study to be resumed: everything but the budget, tracking and the overwrite flag."""
+    """What must not change for a study to be resumed: everything but the budget, tracking, the overwrite flag and
+    what only acts before the first trial or after the last (warm start, finalists, seed-noise retraining).
+
+    Pruning settings count only when pruning is on, so that studies started before pruning existed still resume.
+    """
     container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    for key in ("max_trials", "overwrite", "finalists"):
+    for key in ("max_trials", "overwrite", "finalists", "warm_start", "noise_seeds"):
         container["sweep"].pop(key, None)
+    if container["sweep"].get("pruning") == "none":
+        for key in [key for key in container["sweep"] if key.startswith("pruning")]:
+            container["sweep"].pop(key)
     container.pop("tracking", None)
     return hashlib.sha256(json.dumps(container, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -118,7 +127,7 @@ class Study:
             "process died mid-trial; the trial is run again",
         )
 
-    def report_progress(self, oracle: Any, trial: Any) -> None:
+    def report_progress(self, oracle: Any, trial: Any, pruned: str | None = None) -> None:
         trials = getattr(oracle, "trials", None)  # a distributed worker's oracle client only answers RPCs
         if trials is not None:
             done = sum(1 for t in trials.values() if t.status in ("COMPLETED", "FAILED", "INVALID"))
@@ -133,8 +142,8 @@ class Study:
         print(
             f"[study {self.name}] trial "
             + (f"{done}/{total}" if done is not None else f"#{trial.trial_id} (budget {total})")
-            + f" {trial.status.lower()}: {self.objective}={score} "
-            f"| best so far {best_text} | {values}",
+            + f" {'pruned' if pruned else trial.status.lower()}: {self.objective}={score} "
+            f"| best so far {best_text} | {values}" + (f"\n  {pruned}" if pruned else ""),
             flush=True,
         )
         if best and best[0].score is not None:
@@ -181,15 +190,19 @@ def trials_table(oracle: Any, study: Study) -> pd.DataFrame:
     runs = mlflow.search_runs(
         [study.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{study.parent_run_id}'", output_format="list"
     )
-    run_ids = {r.data.tags.get("cnnlab.trial_id"): r.info.run_id for r in runs if r.info.status == "FINISHED"}
+    finished = {r.data.tags.get("cnnlab.trial_id"): r for r in runs if r.info.status == "FINISHED"}
     rows = []
     for trial in oracle.trials.values():
         score = trial.score if trial.score is not None and math.isfinite(trial.score) else None
+        run = finished.get(trial.trial_id)
+        metrics = run.data.metrics if run is not None else {}
+        pruned = run is not None and PRUNED_TAG in run.data.tags
         row = {
             "trial": trial.trial_id,
-            "status": trial.status,
+            "status": "PRUNED" if pruned else trial.status,
             study.objective: score,
-            "run_id": run_ids.get(trial.trial_id),
+            "run_id": run.info.run_id if run is not None else None,
+            **{column: metrics.get(column) for column in COST_COLUMNS},
         }
         row.update({k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")})
         rows.append(row)
@@ -203,7 +216,7 @@ def trials_table(oracle: Any, study: Study) -> pd.DataFrame:
 def parallel_coordinates(table: pd.DataFrame, objective: str, title: str) -> Any:
     """One line per finished trial across every hyperparameter axis, coloured by its score."""
     finished = table.dropna(subset=[objective])
-    hp_columns = [c for c in finished.columns if c not in ("trial", "status", "run_id", objective)]
+    hp_columns = [c for c in finished.columns if c not in ("trial", "status", "run_id", objective, *COST_COLUMNS)]
     columns = [*hp_columns, objective]
     figure, axis = plots.plt.subplots(figsize=(max(6, 1.6 * len(columns)), 4.5))
     if finished.empty:
