@@ -10,6 +10,10 @@ SERVER_PORT ?= 5001
 SERVE_PORT ?= 5002
 # make server's backend: the project's SQLite store, or a team's database, e.g. postgresql://user:pw@host/mlflow
 BACKEND_URI ?= $(or $(CNNLAB_BACKEND_URI),sqlite:///mlruns/mlflow.db)
+# Where the server keeps artifacts it proxies (clients never need this filesystem), and the Host headers it answers:
+# empty keeps MLflow's default (localhost and private address ranges); a lab names its server's address(es).
+ARTIFACTS ?= mlruns/artifacts
+ALLOWED_HOSTS ?=
 # The standard MLflow variable wins, as it does for `cnnlab.run`.
 TRACKING_URI ?= $(or $(MLFLOW_TRACKING_URI),sqlite:///mlruns/mlflow.db)
 ARGS ?=
@@ -72,12 +76,12 @@ ui: setup ## Browse runs in the MLflow UI on http://$(HOST):$(PORT) (HOST=, PORT
 	@echo "(that link opens MLflow's model-training view; to make this browser keep it, open http://$(HOST):$(PORT) once and pick 'Model training' in the switch at the top left)"
 	MLFLOW_DISABLE_TELEMETRY=$${MLFLOW_DISABLE_TELEMETRY:-true} $(VENV)/bin/mlflow ui --backend-store-uri $(TRACKING_URI) --host $(HOST) --port $(PORT)
 
-server: setup ## MLflow tracking server on http://$(HOST):$(SERVER_PORT) over BACKEND_URI (default: mlruns/mlflow.db)
-	@mkdir -p mlruns/artifacts
-	@echo "MLflow tracking server for $(BACKEND_URI) at http://$(HOST):$(SERVER_PORT)"
+server: setup ## MLflow tracking server on http://$(HOST):$(SERVER_PORT) over BACKEND_URI (default: mlruns/mlflow.db); ARTIFACTS=, ALLOWED_HOSTS=
+	@mkdir -p $(ARTIFACTS)
+	@echo "MLflow tracking server for $(BACKEND_URI) at http://$(HOST):$(SERVER_PORT), artifacts in $(ARTIFACTS)"
 	@echo "point runs and sweeps at it: export MLFLOW_TRACKING_URI=http://$(HOST):$(SERVER_PORT)"
-	MLFLOW_DISABLE_TELEMETRY=$${MLFLOW_DISABLE_TELEMETRY:-true} $(VENV)/bin/mlflow server --backend-store-uri $(BACKEND_URI) --artifacts-destination mlruns/artifacts \
-		--host $(HOST) --port $(SERVER_PORT)
+	MLFLOW_DISABLE_TELEMETRY=$${MLFLOW_DISABLE_TELEMETRY:-true} exec $(VENV)/bin/mlflow server --backend-store-uri $(BACKEND_URI) \
+		--artifacts-destination $(ARTIFACTS) --host $(HOST) --port $(SERVER_PORT) $(if $(ALLOWED_HOSTS),--allowed-hosts $(ALLOWED_HOSTS))
 
 serve: setup ## Serve a logged model over HTTP: make serve MODEL=runs:/<run id>/model (POST raw pixels to /invocations)
 	@test -n "$(MODEL)" || { echo "Error: MODEL: give the model, e.g. make serve MODEL=runs:/<run id>/model"; exit 1; }

@@ -244,7 +244,7 @@ class SweepConfig:
     # prunes by its brackets). Off by default so that an older study resumes as it was started.
     pruning: Pruning = Pruning.none
     pruning_percentile: float = 25.0  # percentile: keep trials in the top 25% at each epoch (Optuna's meaning)
-    pruning_warmup_trials: int = 3  # trials that finish unpruned before any trial can be pruned
+    pruning_warmup_trials: int = 5  # trials that finish before any is pruned (Optuna's default n_startup_trials)
     pruning_warmup_epochs: int = 1  # epochs every trial trains before it can be pruned
     # Seeds each of two trials (the best and a median one) is retrained on, to measure the objective's seed noise:
     # the floor a hyperparameter's importance must rise above. 0: no noise measurement, importance without a floor.

@@ -65,6 +65,7 @@ def test_importance_without_a_noise_measurement_says_so_and_needs_enough_trials(
     assert set(table["verdict"]) == {"no noise measurement"}
     assert table["noise_floor"].isna().all()
     assert analysis.importance(simulated_study(0, 0.03, 0.005, trials=4), 0.005).empty
+    assert analysis.importance(simulated_study(0, 0.0, 0.0), 0.005).empty  # all trials alike: nothing to attribute
 
 
 def test_monte_carlo_floor_is_exceeded_by_a_null_draw_one_time_in_twenty():

@@ -176,6 +176,8 @@ def importance(
         return pd.DataFrame(columns=["hyperparameter", "share", "noise_floor", "verdict"])
     values = np.array([t.value for t in complete])
     total = float(np.var(values, ddof=1))
+    if np.ptp(values) <= 1e-12:  # every trial scored the same: there is no variance to attribute
+        return pd.DataFrame(columns=["hyperparameter", "share", "noise_floor", "verdict"])
     observed = _variance_by_parameter(study, varying, seed, n_trees)
     floors: dict[str, float] = {}
     if noise_sd is not None and noise_sd > 0:

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 ROLE_VARIABLE = "KERASTUNER_TUNER_ID"
 THREADS_VARIABLE = "CNNLAB_THREADS"
+LAUNCHER_VARIABLE = "CNNLAB_LAUNCHED"  # set for the processes `distributed.workers=N` starts: it reports, not they
 
 
 def role() -> str | None:
@@ -31,24 +32,43 @@ def role() -> str | None:
     return os.environ.get(ROLE_VARIABLE)
 
 
-def run_role(cfg: Any, command: str, tuner_id: str) -> dict[str, Any]:
-    """The chief serves the oracle until the study ends; a worker runs trials until the oracle says stop."""
-    import tensorflow as tf
+def launched() -> bool:
+    """Whether this process was started by cnnlab's launcher (one machine) rather than by hand (several hosts)."""
+    return os.environ.get(LAUNCHER_VARIABLE) == "1"
 
-    from cnnlab import train
-    from cnnlab.tuning.hypermodel import make_tuner
-    from cnnlab.tuning.study import STATE_FILE, Study
+
+def set_threads() -> int:
+    """Applies ``CNNLAB_THREADS`` to TensorFlow's thread pools; 0 (unset) leaves TensorFlow's defaults."""
+    import tensorflow as tf
 
     threads = int(os.environ.get(THREADS_VARIABLE, "0"))
     if threads:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
+    return threads
+
+
+def run_role(cfg: Any, command: str, tuner_id: str) -> dict[str, Any]:
+    """A worker runs trials until the oracle says stop; a chief under the launcher serves the oracle until then.
+
+    A worker first ends as KILLED any run of its own tuner id still RUNNING: tuner ids are unique per worker, so such
+    a run belongs to a process that died with it, on this host or another, and keras-tuner hands this worker the
+    same trial again.
+    """
+    from mlflow.tracking import MlflowClient
+
+    from cnnlab import train
+    from cnnlab.tuning.hypermodel import make_tuner
+    from cnnlab.tuning.study import STATE_FILE, Study
+
+    threads = set_threads()
     cfg.sweep.overwrite = False  # only the launcher may start a study over
-    if tuner_id == "chief":  # opens the study (or resumes it) when no launcher did, as on several hosts
-        study = Study.open(cfg, command)
+    if tuner_id == "chief":
+        study = Study.open(cfg, command, mark_stale=False)
     else:
         _wait_for_study(Path(cfg.sweep.directory) / cfg.sweep.name / STATE_FILE)
         study = Study.open(cfg, command, attach_only=True)
+        _mark_worker_runs_killed(MlflowClient(), study, tuner_id)
     tuner = make_tuner(cfg, train.prepare_data(cfg), study)
     print(
         f"joined study {study.name} as {tuner_id} (oracle {os.environ.get('KERASTUNER_ORACLE_IP')}:"
@@ -109,6 +129,7 @@ def launch(cfg: Any, overrides: list[str], study: Any) -> None:
         "KERASTUNER_ORACLE_IP": host,
         "KERASTUNER_ORACLE_PORT": str(port),
         THREADS_VARIABLE: str(threads),
+        LAUNCHER_VARIABLE: "1",
         "MLFLOW_TRACKING_URI": tracking.tracking_uri(cfg.tracking),
         "PYTHONUNBUFFERED": "1",
     }
@@ -158,7 +179,7 @@ def _mark_worker_runs_killed(client: Any, study: Any, worker: str) -> None:
     mark_killed(
         client,
         [study.experiment_id],
-        f"tags.`cnnlab.tuner_id` = '{worker}'",
+        f"tags.mlflow.parentRunId = '{study.parent_run_id}' and tags.`cnnlab.tuner_id` = '{worker}'",
         f"worker {worker} died mid-trial; the trial is retried",
     )
 

@@ -7,8 +7,11 @@ Both the HyperModel and the Tuner go through :mod:`cnnlab.train` to build and fi
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import math
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -19,7 +22,7 @@ from omegaconf import OmegaConf
 from cnnlab import tracking, train
 from cnnlab.config import option
 from cnnlab.errors import NanLossError
-from cnnlab.tuning import pruning
+from cnnlab.tuning import distributed, pruning
 from cnnlab.tuning import space as search_space
 
 log = logging.getLogger(__name__)
@@ -193,10 +196,20 @@ def _best_value(results: Any, objective: Any) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-class WarmStartOracle:
-    """An oracle whose first proposal is the study's base configuration: each hyperparameter's default."""
+class StudyOracle:
+    """What cnnlab adds to every keras-tuner oracle: a warm start, and a chief that restarts without duplicates.
+
+    Warm start: the first proposal is the study's base configuration (each hyperparameter's default).
+
+    On reload keras-tuner queues every trial that was running for a retry. For a single process that is right (its
+    trial died with it), but a restarted chief's workers are still training theirs: a retried trial would go to the
+    next worker that asks and be trained twice. A chief therefore keeps each running trial with the tuner id it was
+    given to; that worker reports it when it reconnects, and a worker lost for good is replaced by starting its tuner
+    id again, on any host.
+    """
 
     warm_start = True
+    keep_running_trials = False
 
     def _random_values(self) -> dict[str, Any] | None:
         if self.warm_start and not self._tried_so_far:
@@ -204,17 +217,42 @@ class WarmStartOracle:
             return {hp.name: hp.default for hp in space.space if space.is_active(hp)}
         return super()._random_values()
 
+    def reload(self) -> None:
+        super().reload()
+        if not self.keep_running_trials:
+            return
+        state = json.loads(Path(self._get_oracle_fname()).read_text())  # what super() read before requeueing
+        for tuner_id, trial_id in state.get("ongoing_trials", {}).items():
+            trial = self.trials[trial_id]
+            # The file can still list a trial that just ended (keras-tuner saves before it forgets it): only a trial
+            # whose own file says RUNNING is still being trained.
+            if trial_id in self.end_order or trial.status != kt.engine.trial.TrialStatus.RUNNING:
+                continue
+            if trial_id in self._retry_queue:
+                self._retry_queue.remove(trial_id)
+            self.ongoing_trials[tuner_id] = trial
+            # keras-tuner saves its state before its display notes a trial's start, so the newest trial's start is
+            # missing from the file; ending that trial would then fail with a KeyError in the chief.
+            self._display.trial_start.setdefault(trial_id, datetime.now())
+            self._display.trial_number.setdefault(trial_id, len(self.trials))
 
-class RandomSearchOracle(WarmStartOracle, kt.oracles.RandomSearchOracle):
+
+class RandomSearchOracle(StudyOracle, kt.oracles.RandomSearchOracle):
     pass
 
 
-class BayesianOptimizationOracle(WarmStartOracle, kt.oracles.BayesianOptimizationOracle):
+class BayesianOptimizationOracle(StudyOracle, kt.oracles.BayesianOptimizationOracle):
     pass
 
 
-class HyperbandOracle(WarmStartOracle, kt.oracles.HyperbandOracle):
+class HyperbandOracle(StudyOracle, kt.oracles.HyperbandOracle):
     pass
+
+
+class GridSearchOracle(StudyOracle, kt.oracles.GridSearchOracle):
+    """GridSearch starts from the defaults (the base configuration) by itself: it has no other first point."""
+
+    warm_start = False
 
 
 class TrackedTuner(TrackedTunerMixin, kt.Tuner):
@@ -249,11 +287,11 @@ def make_oracle(cfg: Any) -> kt.Oracle:
             **common,
         )
     elif name == "grid":
-        # GridSearch always starts from the defaults (the base configuration): it has no other first point.
-        return kt.oracles.GridSearchOracle(max_trials=cfg.sweep.max_trials, **common)
+        return GridSearchOracle(max_trials=cfg.sweep.max_trials, **common)
     else:
         oracle = RandomSearchOracle(max_trials=cfg.sweep.max_trials, **common)
     oracle.warm_start = cfg.sweep.warm_start
+    oracle.keep_running_trials = distributed.role() == "chief"
     return oracle
 
 

@@ -34,9 +34,12 @@ def run_sweep(cfg: Any, overrides: list[str] | None = None) -> dict[str, Any]:
     overrides = list(overrides or [])
     command = tracking.rerun_command("cnnlab.sweep", overrides)
     role = distributed.role()
-    if role is not None:
+    if role is not None and (role != "chief" or distributed.launched()):
         return distributed.run_role(cfg, command, role)
-    study = studies.Study.open(cfg, command)
+    if role == "chief":  # started by hand, as on several hosts: the chief opens, serves and reports the study
+        distributed.set_threads()
+    # A chief must not end the workers' running trials: only a process that runs trials itself judges its own.
+    study = studies.Study.open(cfg, command, mark_stale=role is None)
     data = train.prepare_data(cfg)
     tuner = make_tuner(cfg, data, study)
     finished_before = sum(1 for t in tuner.oracle.trials.values() if t.status == "COMPLETED")
@@ -60,7 +63,9 @@ def run_sweep(cfg: Any, overrides: list[str] | None = None) -> dict[str, Any]:
             distributed.launch(cfg, overrides, study)
             tuner = make_tuner(cfg, data, study)  # reloads the oracle the chief saved
         else:
-            tuner.search(verbose=1)
+            tuner.search(verbose=1)  # a chief serves the oracle here until every worker is done
+        if role == "chief":
+            print(f"[study {study.name}] every worker is done; reporting", flush=True)
         summary = report(cfg, tuner, study, data)
         summary["finished_before"] = finished_before
         summary["minutes"] = (time.perf_counter() - started) / 60

@@ -62,10 +62,11 @@ class Study:
     resumed: bool
 
     @classmethod
-    def open(cls, cfg: Any, command: str, attach_only: bool = False) -> Study:
+    def open(cls, cfg: Any, command: str, attach_only: bool = False, mark_stale: bool = True) -> Study:
         """Reattaches the study's parent run when its folder exists, else starts it (``sweep.overwrite`` restarts).
 
         ``attach_only``: a distributed worker joining the study its launcher opened; it changes nothing.
+        ``mark_stale``: trial runs left RUNNING are ended KILLED on resume (not by a chief: workers may be mid-trial).
         """
         folder = Path(cfg.sweep.directory) / cfg.sweep.name
         state_path = folder / STATE_FILE
@@ -99,7 +100,8 @@ class Study:
                 )
             check_tuner_state(folder, state["parent_run_id"])
             study = cls(parent_run_id=state["parent_run_id"], resumed=True, **common)
-            study.mark_stale_trials_killed()
+            if mark_stale:
+                study.mark_stale_trials_killed()
             return study
         tags = {
             "cnnlab.study": cfg.sweep.name,
