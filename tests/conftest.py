@@ -139,6 +139,29 @@ def sweep_overrides(tmp_path, idx_dir, pin_mnist) -> list[str]:
     ]
 
 
+LEARNING_RATE_SPACE = (
+    "sweep.space=[{key: optimizer.learning_rate, type: float, min: 1.0e-4, max: 1.0e-2, sampling: log}]"
+)
+
+
+def kmnist_study(folder, name: str, trials: int, epochs: int) -> list[str]:
+    """Overrides for a small learning-rate study on the KMNIST-format files in ``folder`` (kmnist_folder)."""
+    return [
+        f"sweep.name={name}",
+        "dataset=kmnist",
+        f"dataset.local_dir={folder}",
+        "dataset.sources=[local]",
+        "dataset.subset=null",
+        "model=simple",
+        "trainer.holdout_size=200",
+        "trainer.verbose=0",
+        f"sweep.max_trials={trials}",
+        f"sweep.max_epochs={epochs}",
+        "sweep.noise_seeds=0",  # these studies are about trials; seed noise has tests of its own
+        LEARNING_RATE_SPACE,
+    ]
+
+
 def kmnist_folder(tmp_path, arrays, copies: int = 1):
     """KMNIST-format npz files (no pinned hashes), usable by subprocesses without patching the catalog."""
     from cnnlab.data import catalog

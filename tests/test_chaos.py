@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import kmnist_folder
+from tests.conftest import kmnist_folder, kmnist_study
 
 pytestmark = pytest.mark.chaos
 OUTPUT = Path(__file__).resolve().parents[1] / "test-output" / "reliability"
@@ -34,21 +34,10 @@ def test_kill_9_at_random_points_then_resume(tmp_path, arrays):
         sys.executable,
         "-m",
         "cnnlab.sweep",
-        "dataset=kmnist",
-        f"dataset.local_dir={folder}",
-        "dataset.sources=[local]",
-        "dataset.subset=null",
-        "model=simple",
-        "trainer.holdout_size=200",
-        "trainer.verbose=0",
+        *kmnist_study(folder, "chaos", budget, epochs=2),
         "trainer.steps_per_execution=1",
-        "sweep.name=chaos",
         f"sweep.directory={tmp_path}/sweeps",
         f"sweep.export_dir={tmp_path}/exported",
-        f"sweep.max_trials={budget}",
-        "sweep.noise_seeds=0",
-        "sweep.max_epochs=2",
-        "sweep.space=[{key: optimizer.learning_rate, type: float, min: 1.0e-4, max: 1.0e-2, sampling: log}]",
     ]
     rng = random.Random(7)
     kills = []

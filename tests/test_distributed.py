@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import free_port, kmnist_folder
+from tests.conftest import free_port, kmnist_folder, kmnist_study
 
 pytestmark = pytest.mark.slow
 
@@ -21,21 +21,10 @@ def sweep_command(tmp_path, folder, port, trials=4):
         sys.executable,
         "-m",
         "cnnlab.sweep",
-        "dataset=kmnist",
-        f"dataset.local_dir={folder}",
-        "dataset.sources=[local]",
-        "dataset.subset=null",
-        "model=simple",
-        "trainer.holdout_size=200",
-        "trainer.verbose=0",
-        "sweep.name=dist",
+        *kmnist_study(folder, "dist", trials, epochs=2),
         f"sweep.directory={tmp_path}/sweeps",
         f"sweep.export_dir={tmp_path}/exported",
-        f"sweep.max_trials={trials}",
-        "sweep.noise_seeds=0",  # trial throughput only: no retraining for seed noise
-        "sweep.max_epochs=2",
         "tracking.log_model=false",
-        "sweep.space=[{key: optimizer.learning_rate, type: float, min: 1.0e-4, max: 1.0e-2, sampling: log}]",
         "distributed.workers=2",
         f"distributed.oracle_port={port}",
     ]

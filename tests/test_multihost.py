@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import kmnist_folder
+from tests.conftest import kmnist_folder, kmnist_study
 
 ROOT = Path(__file__).resolve().parents[1]
 HOSTS = {"server": "198.18.0.1", "chief": "198.18.0.2", "worker1": "198.18.0.3", "worker2": "198.18.0.4"}
@@ -243,20 +243,7 @@ def test_readme_recipe_runs_a_study_across_hosts_through_faults(lab, tmp_path, a
     lines = readme_lines()
     shared, artifacts = tmp_path / "shared" / "sweeps", tmp_path / "server-artifacts"
     folder = kmnist_folder(tmp_path, arrays, copies=4)
-    study = [
-        "sweep.name=lab",
-        "dataset=kmnist",
-        f"dataset.local_dir={folder}",
-        "dataset.sources=[local]",
-        "dataset.subset=null",
-        "model=simple",
-        "trainer.holdout_size=200",
-        "trainer.verbose=0",
-        f"sweep.max_trials={BUDGET}",
-        "sweep.max_epochs=3",
-        "sweep.noise_seeds=0",
-        "sweep.space=[{key: optimizer.learning_rate, type: float, min: 1.0e-4, max: 1.0e-2, sampling: log}]",
-    ]
+    study = kmnist_study(folder, "lab", BUDGET, epochs=3)
     server_line, chief_line = fill(lines["server"], shared, artifacts), fill(lines["chief"], shared, artifacts)
 
     def worker_line(tuner: str) -> str:

@@ -16,7 +16,7 @@ import uuid
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import free_port, kmnist_folder
+from tests.conftest import LEARNING_RATE_SPACE, free_port, kmnist_folder
 
 POSTGRES = os.environ.get("CNNLAB_TEST_POSTGRES")
 pytestmark = [
@@ -97,7 +97,7 @@ def test_run_and_sweep_log_to_a_postgres_backed_server(tmp_path, arrays, server)
             "sweep.noise_seeds=0",
             "sweep.max_epochs=1",
             "tracking.log_model=false",
-            "sweep.space=[{key: optimizer.learning_rate, type: float, min: 1.0e-4, max: 1.0e-2, sampling: log}]",
+            LEARNING_RATE_SPACE,
         ],
         env=env,
         cwd=tmp_path,

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from cnnlab.train import train
-from tests.conftest import compose_config, free_port
+from tests.conftest import LEARNING_RATE_SPACE, compose_config, free_port
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "test-output" / "ui"
@@ -44,7 +44,7 @@ def ui(tmp_path, tiny_run_overrides):
         "sweep.max_trials=2",
         "sweep.noise_seeds=0",
         "sweep.max_epochs=1",
-        "sweep.space=[{key: optimizer.learning_rate, type: float, min: 1.0e-4, max: 1.0e-2, sampling: log}]",
+        LEARNING_RATE_SPACE,
     ]
     study = run_sweep(compose_config(*sweep_overrides, config_name="sweep_config"))["study"]
     port = free_port()
