@@ -306,7 +306,7 @@ def refresh(
     table_of_importance = importance(study, noise_sd)
     if not table_of_importance.empty:
         floor = "with its seed-noise floor" if noise_sd else "(noise floor measured when the study ends)"
-        figures["plots/importance.png"] = importance_figure(table_of_importance, f"study {name}: importance {floor}")
+        figures["plots/importance.png"] = importance_figure(table_of_importance, f"study {name}: importance\n{floor}")
     for path, figure in figures.items():
         client.log_figure(run_id, figure, path)
         plots.plt.close(figure)
