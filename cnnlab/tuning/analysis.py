@@ -278,7 +278,8 @@ def pareto_figure(table: pd.DataFrame, objective: str, maximize: bool, title: st
         if cost == "num_params":
             axis.set_xscale("log")
     axes[0].set_ylabel(objective)
-    axes[0].legend(fontsize=8)
+    if axes[0].get_legend_handles_labels()[0]:  # a study whose trials all failed has nothing to label
+        axes[0].legend(fontsize=8)
     figure.suptitle(title)
     figure.tight_layout()
     return figure
