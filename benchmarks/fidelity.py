@@ -66,7 +66,7 @@ def cnnlab_values(name: str, cfg, arrays, seeds: int, extra: list[str]) -> list[
     return values
 
 
-def plain_values(name: str, cfg, arrays, seeds: int) -> list[float]:
+def plain_values(name: str, cfg, arrays, seeds: int, plain_input: str = "arrays") -> list[float]:
     """The plain script's test accuracy per seed on the same images and protocol, each logged as an MLflow run."""
     import mlflow
     import numpy as np
@@ -83,6 +83,7 @@ def plain_values(name: str, cfg, arrays, seeds: int) -> list[float]:
         "batch_size": cfg.trainer.batch_size,
         "raw_pixels": not cfg.dataset.scale_pixels,
         "data": arrays.sha256["x_train"][:16],
+        **({"input": plain_input} if plain_input != "arrays" else {}),  # the tutorials' way keeps its runs' key
     }
     key = json.dumps(protocol, sort_keys=True)
     client = mlflow.MlflowClient()
@@ -112,6 +113,7 @@ def plain_values(name: str, cfg, arrays, seeds: int) -> list[float]:
                 f"--batch-size={protocol['batch_size']}",
                 f"--seed={seed}",
                 *(["--raw-pixels"] if protocol["raw_pixels"] else []),
+                f"--input={plain_input}",
             ]
             print(f"[fidelity] {name}: plain script, seed {seed}", flush=True)
             output = subprocess.run(command, check=True, capture_output=True, text=True, env=os.environ).stdout
@@ -149,6 +151,12 @@ def main() -> None:
     parser.add_argument("--claims", nargs="+", default=["mnist_simple", "fashion_deep"])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--output", default="REPRODUCTION.md")
+    parser.add_argument(
+        "--plain-input",
+        choices=["arrays", "tfdata"],
+        default="arrays",
+        help="how the plain script feeds its images (benchmarks/plain_keras.py --input): tfdata isolates the pipeline",
+    )
     parser.add_argument("overrides", nargs="*", help="cnnlab overrides for both sides, e.g. dataset.local_dir=...")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
@@ -159,7 +167,7 @@ def main() -> None:
         cfg = compose_claim(name, args.overrides)
         arrays = load_arrays(cfg.dataset)  # verified once; both sides' fingerprint and the plain script's npz
         cnnlab = cnnlab_values(name, cfg, arrays, args.seeds, args.overrides)
-        plain = plain_values(name, cfg, arrays, args.seeds)
+        plain = plain_values(name, cfg, arrays, args.seeds, args.plain_input)
         tolerance = cfg.claim.tolerance
         result = compare(cnnlab, plain, tolerance)
         rows.append((name, cnnlab, plain, result))
@@ -183,7 +191,13 @@ def write_report(args: argparse.Namespace, rows: list[tuple], pending: list[str]
         f"Command: `{command}`. Machine: {cpu_description()}.",
         "",
         "Each claim's protocol trained by cnnlab (its reproduction runs, float32) and by `benchmarks/plain_keras.py`, "
-        "the tutorial's code written plainly (float32 numpy arrays into `model.fit`), on the same verified images, "
+        "the tutorial's code written plainly ("
+        + (
+            "float32 numpy arrays into `model.fit`"
+            if args.plain_input == "arrays"
+            else "its images fed through cnnlab's own tf.data pipeline, `--input tfdata`"
+        )
+        + "), on the same verified images, "
         f"seeds 0-{args.seeds - 1} each. Seeds are not paired (the programs draw randomness differently): the "
         "difference is cnnlab's mean minus the plain script's, with Welch's 95% interval; *equivalent* when the "
         "whole interval lies within the claim's tolerance.",

@@ -147,3 +147,18 @@ def test_fidelity_reading_of_the_interval():
     assert apart["reading"].startswith("different") and apart["difference"] == pytest.approx(0.03)
     noisy = compare([0.90, 0.92, 0.88], [0.90, 0.91, 0.89], tolerance=0.005)
     assert noisy["reading"].startswith("not shown equivalent")
+
+
+@pytest.mark.parametrize("feed", ["arrays", "tfdata"])
+def test_plain_script_trains_from_arrays_and_from_cnnlabs_pipeline(tmp_path, arrays, feed):
+    import json
+
+    import numpy as np
+
+    data = tmp_path / "data.npz"
+    np.savez(data, **arrays)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    arguments = [f"--data={data}", "--network=simple", "--images=200", "--epochs=2", f"--input={feed}"]
+    result = json.loads(run("plain_keras.py", arguments, env).stdout.strip().splitlines()[-1])
+    assert result["images"] == 200 and len(result["epoch_seconds"]) == 2
+    assert result["test_accuracy"] > 0.3  # ten learnable classes: chance is 0.1, so it trained on what it was fed
