@@ -50,7 +50,7 @@ register: setup ## Register a logged model: make register ARGS="model_uri=runs:/
 bench: setup ## Plain Keras vs cnnlab (float32; bf16 where native) per network; writes BENCHMARKS.md (~30 min on 2 cores)
 	$(PY) benchmarks/run.py $(ARGS)
 
-bench-sweep: setup ## Random, random+median pruning, Bayesian, Hyperband: 3 studies each to 92% val accuracy, memory over 20 trials; BENCHMARKS.md
+bench-sweep: setup ## Random, random+median pruning, Bayesian, Hyperband: 3 studies each, time to a target; memory over 20 trials (~80 min)
 	$(PY) benchmarks/sweep.py $(ARGS)
 
 bench-distributed: setup ## Trials/hour, 1 worker x 2 threads vs 2 workers x 1 thread; updates its section of BENCHMARKS.md
@@ -76,7 +76,7 @@ ui: setup ## Browse runs in the MLflow UI on http://$(HOST):$(PORT) (HOST=, PORT
 	@echo "(that link opens MLflow's model-training view; to make this browser keep it, open http://$(HOST):$(PORT) once and pick 'Model training' in the switch at the top left)"
 	MLFLOW_DISABLE_TELEMETRY=$${MLFLOW_DISABLE_TELEMETRY:-true} $(VENV)/bin/mlflow ui --backend-store-uri $(TRACKING_URI) --host $(HOST) --port $(PORT)
 
-server: setup ## MLflow tracking server on http://$(HOST):$(SERVER_PORT) over BACKEND_URI (default: mlruns/mlflow.db); ARTIFACTS=, ALLOWED_HOSTS=
+server: setup ## MLflow tracking server on http://HOST:SERVER_PORT over BACKEND_URI (mlruns/mlflow.db); ARTIFACTS=, ALLOWED_HOSTS=
 	@mkdir -p $(ARTIFACTS)
 	@echo "MLflow tracking server for $(BACKEND_URI) at http://$(HOST):$(SERVER_PORT), artifacts in $(ARTIFACTS)"
 	@echo "point runs and sweeps at it: export MLFLOW_TRACKING_URI=http://$(HOST):$(SERVER_PORT)"
