@@ -73,8 +73,9 @@ def network(name):
 
 
 class EpochTimes(keras.callbacks.Callback):
-    def on_train_begin(self, logs=None):
-        self.seconds = []
+    def __init__(self):
+        super().__init__()
+        self.seconds = []  # kept across fit calls: --epoch-order reshuffled fits one epoch at a time
 
     def on_epoch_begin(self, epoch, logs=None):
         self.start = time.perf_counter()
@@ -98,6 +99,13 @@ def main():
         default="arrays",
         help="arrays: float32 arrays into fit, as the tutorials do; tfdata: cnnlab's own input pipeline (uint8 images "
         "shuffled in full each epoch, scaled per batch), to tell the pipeline's part in a fidelity gap from the rest",
+    )
+    parser.add_argument(
+        "--epoch-order",
+        choices=["keras", "reshuffled"],
+        default="keras",
+        help="keras: fit(shuffle=True), which under a fixed seed replays one order every epoch; reshuffled: a new "
+        "seeded permutation each epoch, as an unseeded tutorial run and cnnlab's pipeline both get",
     )
     args = parser.parse_args()
     keras.utils.set_random_seed(args.seed)
@@ -123,7 +131,22 @@ def main():
     else:
         x_train = x_train.reshape(-1, 28, 28, 1).astype("float32") / scale
         y_train = keras.utils.to_categorical(y_train, 10)
-        model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs, verbose=0, callbacks=[times])
+        if args.epoch_order == "reshuffled":
+            order = np.random.default_rng(args.seed)
+            for epoch in range(args.epochs):
+                permutation = order.permutation(len(x_train))
+                model.fit(
+                    x_train[permutation],
+                    y_train[permutation],
+                    batch_size=args.batch_size,
+                    epochs=epoch + 1,
+                    initial_epoch=epoch,
+                    shuffle=False,
+                    verbose=0,
+                    callbacks=[times],
+                )
+        else:
+            model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs, verbose=0, callbacks=[times])
     scores = {}
     if x_test is not None:
         x_test = x_test.reshape(-1, 28, 28, 1).astype("float32") / scale

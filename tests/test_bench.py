@@ -149,7 +149,7 @@ def test_fidelity_reading_of_the_interval():
     assert noisy["reading"].startswith("not shown equivalent")
 
 
-@pytest.mark.parametrize("feed", ["arrays", "tfdata"])
+@pytest.mark.parametrize("feed", ["arrays", "tfdata", "arrays --epoch-order=reshuffled"])
 def test_plain_script_trains_from_arrays_and_from_cnnlabs_pipeline(tmp_path, arrays, feed):
     import json
 
@@ -158,7 +158,8 @@ def test_plain_script_trains_from_arrays_and_from_cnnlabs_pipeline(tmp_path, arr
     data = tmp_path / "data.npz"
     np.savez(data, **arrays)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    arguments = [f"--data={data}", "--network=simple", "--images=200", "--epochs=2", f"--input={feed}"]
+    source, *order = feed.split()
+    arguments = [f"--data={data}", "--network=simple", "--images=200", "--epochs=2", f"--input={source}", *order]
     result = json.loads(run("plain_keras.py", arguments, env).stdout.strip().splitlines()[-1])
     assert result["images"] == 200 and len(result["epoch_seconds"]) == 2
     assert result["test_accuracy"] > 0.3  # ten learnable classes: chance is 0.1, so it trained on what it was fed
