@@ -117,7 +117,19 @@ def epoch_store(tmp_path, histories: dict[str, list[float]], pruned: tuple[str, 
         for epoch, value in enumerate(values, start=1):
             client.log_metric(run, "val_accuracy", value, step=epoch)
         client.set_terminated(run)
-    return type("Study", (), {"experiment_id": experiment, "parent_run_id": parent, "objective": "val_accuracy"})()
+    from cnnlab.tuning.study import Study
+
+    return Study(
+        name="study",
+        folder=tmp_path,
+        experiment_id=experiment,
+        parent_run_id=parent,
+        command="",
+        objective="val_accuracy",
+        direction="max",
+        budget=None,
+        resumed=False,
+    )
 
 
 def pruning_config(method: str, **sweep):

@@ -31,6 +31,7 @@ from cnnlab.config import option
 NULL_DRAWS = 39  # pure-noise studies per floor: with 39, "above all but one draw" is a test at exactly 5%
 LEVEL = 0.05
 MIN_TRIALS_FOR_IMPORTANCE = 5  # below this a forest over the trials says nothing
+COLUMNS = ["hyperparameter", "share", "noise_floor", "verdict"]
 
 
 @dataclass
@@ -169,15 +170,15 @@ def importance(
 
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if len(complete) < MIN_TRIALS_FOR_IMPORTANCE:
-        return pd.DataFrame(columns=["hyperparameter", "share", "noise_floor", "verdict"])
+        return pd.DataFrame(columns=COLUMNS)
     params = sorted(set.intersection(*(set(t.params) for t in complete)))
     varying = [p for p in params if len({str(t.params[p]) for t in complete}) > 1]
     if not varying:
-        return pd.DataFrame(columns=["hyperparameter", "share", "noise_floor", "verdict"])
+        return pd.DataFrame(columns=COLUMNS)
     values = np.array([t.value for t in complete])
     total = float(np.var(values, ddof=1))
     if np.ptp(values) <= 1e-12:  # every trial scored the same: there is no variance to attribute
-        return pd.DataFrame(columns=["hyperparameter", "share", "noise_floor", "verdict"])
+        return pd.DataFrame(columns=COLUMNS)
     observed = _variance_by_parameter(study, varying, seed, n_trees)
     floors: dict[str, float] = {}
     if noise_sd is not None and noise_sd > 0:
@@ -191,8 +192,8 @@ def importance(
         floors = {name: monte_carlo_floor(variances) for name, variances in null.items()}
     rows = []
     for name in varying:
-        share = observed[name] / total if total > 0 else 0.0
-        floor = floors[name] / total if name in floors and total > 0 else float("nan")
+        share = observed[name] / total
+        floor = floors[name] / total if name in floors else float("nan")
         if math.isnan(floor):
             verdict = "no noise measurement"
         elif share > floor:
@@ -285,30 +286,23 @@ def pareto_figure(table: pd.DataFrame, objective: str, maximize: bool, title: st
     return figure
 
 
-def refresh(
-    run_id: str,
-    table: pd.DataFrame,
-    space: Any,
-    objective: str,
-    maximize: bool,
-    name: str,
-    noise_sd: float | None = None,
-) -> pd.DataFrame:
-    """Redraws the study's plots on its parent run; returns the importance table (empty while too few trials)."""
+def refresh(study: Any, table: pd.DataFrame, space: Any, noise_sd: float | None = None) -> pd.DataFrame:
+    """Redraws ``study``'s plots on its parent run; returns the importance table (empty while too few trials)."""
     from mlflow.tracking import MlflowClient
     from optuna.trial import TrialState
 
     client = MlflowClient()
-    study = mirror(table, space, objective, maximize)
+    objective, maximize, name = study.objective, study.direction == "max", study.name
+    mirrored = mirror(table, space, objective, maximize)
     figures = {"plots/pareto_front.png": pareto_figure(table, objective, maximize, f"study {name}: accuracy vs cost")}
-    if study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        figures["plots/optimization_history.png"] = history_figure(study, f"study {name}: {objective} by trial")
-        figures["plots/slice.png"] = slice_figure(study, f"study {name}: {objective} against each hyperparameter")
-    table_of_importance = importance(study, noise_sd)
+    if mirrored.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        figures["plots/optimization_history.png"] = history_figure(mirrored, f"study {name}: {objective} by trial")
+        figures["plots/slice.png"] = slice_figure(mirrored, f"study {name}: {objective} against each hyperparameter")
+    table_of_importance = importance(mirrored, noise_sd)
     if not table_of_importance.empty:
         floor = "with its seed-noise floor" if noise_sd else "(noise floor measured when the study ends)"
         figures["plots/importance.png"] = importance_figure(table_of_importance, f"study {name}: importance\n{floor}")
     for path, figure in figures.items():
-        client.log_figure(run_id, figure, path)
+        client.log_figure(study.parent_run_id, figure, path)
         plots.plt.close(figure)
     return table_of_importance

@@ -7,11 +7,9 @@ Both the HyperModel and the Tuner go through :mod:`cnnlab.train` to build and fi
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import math
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import keras
@@ -80,6 +78,9 @@ class TrackedTunerMixin:
 
     def __init__(self, *args: Any, study: Any, pruner: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._track(study, pruner)
+
+    def _track(self, study: Any, pruner: Any) -> None:
         self.study = study
         self.pruner = pruner
         self._epochs: dict[int, float] = {}
@@ -138,15 +139,8 @@ class TrackedTunerMixin:
         if getattr(self.oracle, "trials", None) is not None:  # a distributed worker's oracle client has none
             from cnnlab.tuning import analysis, study
 
-            cfg = self.hypermodel.cfg
-            analysis.refresh(
-                self.study.parent_run_id,
-                study.trials_table(self.oracle, self.study),
-                cfg.sweep.space,
-                self.study.objective,
-                self.study.direction == "max",
-                self.study.name,
-            )
+            table = study.trials_table(self.oracle, self.study)
+            analysis.refresh(self.study, table, self.hypermodel.cfg.sweep.space)
 
     def retrain(self, trial: Any, seed: int) -> float | None:
         """Trains ``trial``'s configuration again on ``seed``, as a child run of the study: its objective score."""
@@ -217,12 +211,15 @@ class StudyOracle:
             return {hp.name: hp.default for hp in space.space if space.is_active(hp)}
         return super()._random_values()
 
+    def set_state(self, state: dict[str, Any]) -> None:
+        super().set_state(state)
+        self._saved_running = dict(state.get("ongoing_trials", {}))  # reload() requeues them right after this
+
     def reload(self) -> None:
         super().reload()
         if not self.keep_running_trials:
             return
-        state = json.loads(Path(self._get_oracle_fname()).read_text())  # what super() read before requeueing
-        for tuner_id, trial_id in state.get("ongoing_trials", {}).items():
+        for tuner_id, trial_id in self._saved_running.items():
             trial = self.trials[trial_id]
             # The file can still list a trial that just ended (keras-tuner saves before it forgets it): only a trial
             # whose own file says RUNNING is still being trained.
@@ -263,7 +260,7 @@ class TrackedHyperband(TrackedTunerMixin, kt.Hyperband):
     """keras-tuner's Hyperband tuner (it trains a trial for its bracket's epochs) around a given oracle."""
 
     def __init__(self, oracle: Any, study: Any, pruner: Any = None, **kwargs: Any) -> None:
-        self.study, self.pruner, self._epochs, self._pruned = study, pruner, {}, None
+        self._track(study, pruner)
         kt.Tuner.__init__(self, oracle=oracle, **kwargs)  # kt.Hyperband.__init__ would make its own oracle
 
 

@@ -8,7 +8,6 @@ prune: every worker reads the same store. The rule itself is Optuna's ``Percenti
 
 from __future__ import annotations
 
-import logging
 import warnings
 from typing import Any
 
@@ -16,8 +15,6 @@ import numpy as np
 from mlflow.tracking import MlflowClient
 
 from cnnlab.config import option
-
-log = logging.getLogger(__name__)
 
 PRUNED_TAG = "cnnlab.pruned"
 
@@ -44,12 +41,7 @@ class EpochPruner:
     def finished_histories(self) -> dict[str, dict[int, float]]:
         """Each finished, unpruned trial's objective per epoch; a finished run's history is fetched once."""
         client = MlflowClient()
-        runs = client.search_runs(
-            [self.study.experiment_id],
-            filter_string=f"tags.mlflow.parentRunId = '{self.study.parent_run_id}' and attributes.status = 'FINISHED'",
-            max_results=5000,
-        )
-        for run in runs:
+        for run in self.study.finished_runs():
             tags = run.data.tags
             if "cnnlab.trial_id" not in tags or PRUNED_TAG in tags or run.info.run_id in self._histories:
                 continue

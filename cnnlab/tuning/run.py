@@ -88,15 +88,7 @@ def report(cfg: Any, tuner: Any, study: Any, data: Any) -> dict[str, Any]:
     plots.plt.close(figure)
     summary: dict[str, Any] = {"study": study, "table": table}
     noise = measure_seed_noise(cfg, tuner, study, table)
-    importance = analysis.refresh(
-        study.parent_run_id,
-        table,
-        cfg.sweep.space,
-        study.objective,
-        study.direction == "max",
-        study.name,
-        noise_sd=noise.sd if noise else None,
-    )
+    importance = analysis.refresh(study, table, cfg.sweep.space, noise_sd=noise.sd if noise else None)
     if not importance.empty:
         mlflow.log_text(importance.to_csv(index=False), "importance.csv")
         mlflow.log_text(importance_text(importance, noise, table, study.objective), "importance.md")
@@ -118,23 +110,16 @@ def report(cfg: Any, tuner: Any, study: Any, data: Any) -> dict[str, Any]:
 def measure_seed_noise(cfg: Any, tuner: Any, study: Any, table: Any) -> Any:
     """Retrains the best and the median finished trial on ``sweep.noise_seeds`` extra seeds (kept in MLflow, so a
     resumed study retrains only what is missing) and pools their spread: the objective's seed noise."""
-    from mlflow.tracking import MlflowClient
-
     from cnnlab.tuning import analysis
 
     finished = table[table["status"] == "COMPLETED"].dropna(subset=[study.objective])
     if cfg.sweep.noise_seeds == 0 or finished.empty:
         return None
     chosen = list(dict.fromkeys([finished["trial"].iloc[0], finished["trial"].iloc[len(finished) // 2]]))
-    runs = MlflowClient().search_runs(
-        [study.experiment_id],
-        filter_string=f"tags.mlflow.parentRunId = '{study.parent_run_id}' and attributes.status = 'FINISHED'",
-        max_results=5000,
-    )
     score = f"best_{study.objective}"
     done = {
         (run.data.tags["cnnlab.noise_of"], run.data.tags["cnnlab.seed"]): run.data.metrics.get(score)
-        for run in runs
+        for run in study.finished_runs()
         if "cnnlab.noise_of" in run.data.tags
     }
     values: dict[str, list[float]] = {}

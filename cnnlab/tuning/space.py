@@ -144,15 +144,6 @@ def _declare_one(hp: Any, param: Any, default: Any) -> Any:
     return hp.Float(name, float(param.min), float(param.max), step=param.step, sampling=sampling, default=default)
 
 
-def outside_base(cfg: Any) -> list[str]:
-    """The searched keys whose base value the range cannot take: the warm start's trial 0 cannot hold them."""
-    return [
-        f"{param.key}={OmegaConf.select(cfg, positional(cfg, param.key), default=None)}"
-        for param in cfg.sweep.space
-        if base_value(cfg, param) is None and param.parent is None
-    ]
-
-
 def apply(cfg: Any, values: dict[str, Any]) -> Any:
     """A copy of ``cfg`` with the chosen values set (types checked by the schema)."""
     trial_cfg = copy.deepcopy(cfg)

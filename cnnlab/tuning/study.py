@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
@@ -129,6 +128,14 @@ class Study:
             "process died mid-trial; the trial is run again",
         )
 
+    def finished_runs(self) -> list[Any]:
+        """The study's FINISHED child runs: trials (tag ``cnnlab.trial_id``), retrained trials, finalists."""
+        return MlflowClient().search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{self.parent_run_id}' and attributes.status = 'FINISHED'",
+            max_results=5000,
+        )
+
     def report_progress(self, oracle: Any, trial: Any, pruned: str | None = None) -> None:
         trials = getattr(oracle, "trials", None)  # a distributed worker's oracle client only answers RPCs
         if trials is not None:
@@ -189,10 +196,9 @@ def write_state(path: Path, state: dict[str, Any]) -> None:
 
 def trials_table(oracle: Any, study: Study) -> pd.DataFrame:
     """One row per trial: id, status, score, hyperparameters, and its MLflow run; best first, NaN scores last."""
-    runs = mlflow.search_runs(
-        [study.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{study.parent_run_id}'", output_format="list"
-    )
-    finished = {r.data.tags.get("cnnlab.trial_id"): r for r in runs if r.info.status == "FINISHED"}
+    finished = {
+        run.data.tags["cnnlab.trial_id"]: run for run in study.finished_runs() if "cnnlab.trial_id" in run.data.tags
+    }
     rows = []
     for trial in oracle.trials.values():
         score = trial.score if trial.score is not None and math.isfinite(trial.score) else None
