@@ -67,7 +67,6 @@ class Lab:
         self.namespace = {host: f"cnl{tag}-{host}" for host in HOSTS}
         self.bridge = f"cnl{tag}br"
         self.workdir = workdir
-        self.processes: list[subprocess.Popen] = []
 
     def up(self) -> None:
         sh("ip", "link", "add", self.bridge, "type", "bridge")
@@ -99,7 +98,7 @@ class Lab:
         if words[0] == "make":
             words[1:1] = ["-C", str(ROOT)]
         log = open(self.workdir / f"{log_name}.log", "a")  # noqa: SIM115 - kept open for the process's life
-        process = subprocess.Popen(
+        return subprocess.Popen(
             ["ip", "netns", "exec", self.namespace[host], *words, *extra],
             env=env,
             cwd=self.workdir,
@@ -107,17 +106,17 @@ class Lab:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        self.processes.append(process)
-        return process
 
     def run(self, host: str, *command: str, user: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
         prefix = ["runuser", "-u", user, "--"] if user else []
         return sh("ip", "netns", "exec", self.namespace[host], *prefix, *command, check=check)
 
+    def pids(self, host: str) -> list[str]:
+        return sh("ip", "netns", "pids", self.namespace[host], check=False).stdout.split()
+
     def kill(self, host: str) -> None:
         """SIGKILL every process in ``host``'s namespace: the host is lost."""
-        pids = sh("ip", "netns", "pids", self.namespace[host], check=False).stdout.split()
-        for pid in pids:
+        for pid in self.pids(host):
             with contextlib.suppress(ProcessLookupError, ValueError):
                 os.kill(int(pid), signal.SIGKILL)
 
@@ -139,7 +138,7 @@ class Lab:
     def cpu_seconds(self, host: str, postgres: bool = False) -> float:
         """CPU time so far of ``host``'s processes: PostgreSQL's alone, or everything else."""
         total = 0
-        for pid in sh("ip", "netns", "pids", self.namespace[host], check=False).stdout.split():
+        for pid in self.pids(host):
             with contextlib.suppress(OSError, IndexError):
                 name = Path(f"/proc/{pid}/comm").read_text().strip()
                 if (name == "postgres") == postgres:

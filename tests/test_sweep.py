@@ -268,3 +268,44 @@ def test_overwrite_starts_the_study_over_and_then_resumes_it(tmp_path, sweep_ove
     third = run_sweep(sweep_config(*sweep_overrides))
     assert third["study"].parent_run_id == second["study"].parent_run_id
     assert third["finished_before"] == 2
+
+
+@pytest.mark.parametrize("chief", [False, True])
+def test_reloaded_oracle_retrains_only_what_was_really_running(tmp_path, sweep_overrides, chief):
+    import json
+
+    import keras_tuner as kt
+
+    from cnnlab.tuning.hypermodel import make_oracle
+    from cnnlab.tuning.space import declare
+
+    cfg = sweep_config(*sweep_overrides, "sweep.max_trials=5")
+
+    def oracle():
+        made = make_oracle(cfg)
+        made.keep_running_trials = chief
+        made._set_project_dir(tmp_path, "study")
+        hp = kt.HyperParameters()
+        declare(hp, cfg.sweep.space, cfg)
+        made.update_space(hp)
+        return made
+
+    first = oracle()
+    ended, running = first.create_trial("tuner1"), first.create_trial("tuner2")
+    first.update_trial(ended.trial_id, {"val_accuracy": 0.5})
+    ended.status = "COMPLETED"
+    first.end_trial(ended)
+    # keras-tuner saves its state before it forgets an ended trial: a process killed in between leaves a file that
+    # still lists the ended trial as running.
+    state_file = tmp_path / "study" / "oracle.json"
+    state = json.loads(state_file.read_text())
+    state["ongoing_trials"] = {"tuner1": ended.trial_id, "tuner2": running.trial_id}
+    state_file.write_text(json.dumps(state))
+
+    reloaded = oracle()
+    reloaded.reload()
+    assert ended.trial_id not in reloaded._retry_queue  # never trained twice
+    if chief:  # the worker training it reports it when it reconnects
+        assert reloaded._retry_queue == [] and reloaded.ongoing_trials["tuner2"].trial_id == running.trial_id
+    else:  # a single process's running trial died with it: retried
+        assert reloaded._retry_queue == [running.trial_id] and not reloaded.ongoing_trials

@@ -216,22 +216,21 @@ class StudyOracle:
         self._saved_running = dict(state.get("ongoing_trials", {}))  # reload() requeues them right after this
 
     def reload(self) -> None:
-        super().reload()
-        if not self.keep_running_trials:
-            return
+        super().reload()  # keras-tuner queues every trial its state file lists as running for a retry
         for tuner_id, trial_id in self._saved_running.items():
             trial = self.trials[trial_id]
-            # The file can still list a trial that just ended (keras-tuner saves before it forgets it): only a trial
-            # whose own file says RUNNING is still being trained.
-            if trial_id in self.end_order or trial.status != kt.engine.trial.TrialStatus.RUNNING:
-                continue
-            if trial_id in self._retry_queue:
-                self._retry_queue.remove(trial_id)
-            self.ongoing_trials[tuner_id] = trial
-            # keras-tuner saves its state before its display notes a trial's start, so the newest trial's start is
-            # missing from the file; ending that trial would then fail with a KeyError in the chief.
-            self._display.trial_start.setdefault(trial_id, datetime.now())
-            self._display.trial_number.setdefault(trial_id, len(self.trials))
+            still_running = trial_id not in self.end_order and trial.status == kt.engine.trial.TrialStatus.RUNNING
+            if still_running and not self.keep_running_trials:
+                continue  # a single process: its trial died with it and is retried
+            # The file can still list a trial that had just ended (keras-tuner saves before it forgets it); retried,
+            # it would be trained twice. A chief's running trials stay with the workers training them.
+            self._retry_queue.remove(trial_id)
+            if still_running:
+                self.ongoing_trials[tuner_id] = trial
+                # keras-tuner saves its state before its display notes a trial's start, so the newest trial's start
+                # is missing from the file; ending that trial would then fail with a KeyError in the chief.
+                self._display.trial_start.setdefault(trial_id, datetime.now())
+                self._display.trial_number.setdefault(trial_id, len(self.trials))
 
 
 class RandomSearchOracle(StudyOracle, kt.oracles.RandomSearchOracle):
