@@ -64,6 +64,7 @@ def main() -> None:
     parser.add_argument("--output", default="BENCHMARKS.md")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="cnnlab-bench-distributed-"))
+    print(f"work folder, kept for its logs and MLflow store: {workdir}", flush=True)
     rows = []
     for index, (network, size) in enumerate(NETWORKS.items()):
         for workers, threads in LAYOUTS:

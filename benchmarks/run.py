@@ -193,6 +193,7 @@ def main() -> None:
     register_configs()
     dataset = dataset_overrides(args)
     workdir = tempfile.mkdtemp(prefix="cnnlab-bench-")
+    print(f"work folder, kept for its logs and MLflow store: {workdir}", flush=True)
     store = f"sqlite:///{workdir}/bench.db"
     data = Path(workdir) / "plain.npz"  # the plain script reads the very same images
     peaks = {}

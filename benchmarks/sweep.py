@@ -266,6 +266,7 @@ def main() -> None:
         args.studies, args.settings = 1, ["random", "random + median pruning"]
         args.memory_trials, args.memory_images = 3, 400
     workdir = Path(tempfile.mkdtemp(prefix="cnnlab-bench-sweep-"))
+    print(f"work folder, kept for its logs and MLflow store: {workdir}", flush=True)
     store = f"sqlite:///{workdir}/bench.db"
     if args.part in ("all", "efficiency"):
         studies = efficiency_part(args, workdir, store)

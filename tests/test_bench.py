@@ -45,7 +45,8 @@ def test_memory_verdict_calls_steady_growth_growing_and_a_one_off_rise_flat():
 @pytest.fixture
 def synthetic_kmnist(tmp_path, arrays) -> dict:
     folder = kmnist_folder(tmp_path, arrays)
-    env = {**os.environ, "CNNLAB_DATA": str(tmp_path / "cache")}
+    # TMPDIR: the scripts keep their work folders (logs, stores) for a reader; a test's belong in its own folder
+    env = {**os.environ, "CNNLAB_DATA": str(tmp_path / "cache"), "TMPDIR": str(tmp_path)}
     env.pop("MLFLOW_TRACKING_URI", None)
     return {"args": ["--short", "--dataset", "kmnist", "--local-dir", str(folder)], "env": env}
 
@@ -132,6 +133,7 @@ def test_fidelity_compares_cnnlab_seeds_with_the_plain_script_and_writes_its_sec
     assert result.stdout.count("plain script, seed") == 2
     text = output.read_text()
     assert "kept" in text and "<!-- section: fidelity -->" in text
+    assert "a new seeded order of the training images each epoch" in text  # the default plain protocol, named
     row = next(line for line in text.splitlines() if line.startswith("| mnist_simple |"))
     assert re.search(r"\| [+-]\d+\.\d\d \[[+-]\d+\.\d\d, [+-]\d+\.\d\d\] \| (equivalent|different|not shown)", row)
     # a second run trains nothing: both sides are found in MLflow
