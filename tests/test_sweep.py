@@ -309,3 +309,21 @@ def test_reloaded_oracle_retrains_only_what_was_really_running(tmp_path, sweep_o
         assert reloaded._retry_queue == [] and reloaded.ongoing_trials["tuner2"].trial_id == running.trial_id
     else:  # a single process's running trial died with it: retried
         assert reloaded._retry_queue == [running.trial_id] and not reloaded.ongoing_trials
+
+
+def test_progress_line_shows_stepped_floats_as_written(tmp_path, capsys):
+    from types import SimpleNamespace
+
+    import keras_tuner
+
+    from cnnlab.tuning.study import Study
+
+    hp = keras_tuner.HyperParameters()
+    hp.Float("model.blocks.dropout2.rate", 0.0, 0.5, step=0.05)
+    hp.values["model.blocks.dropout2.rate"] = 0.1 + 0.2  # what keras-tuner's stepped draws can hold
+    trial = SimpleNamespace(trial_id="0003", hyperparameters=hp, score=0.5, status="COMPLETED")
+    oracle = SimpleNamespace(trials={"0003": trial}, get_best_trials=lambda count: [])
+    study = Study("s", tmp_path, "0", "run", "sweep", "val_accuracy", "max", 4, resumed=False)
+    study.report_progress(oracle, trial)
+    line = capsys.readouterr().out
+    assert "{'model.blocks.dropout2.rate': 0.3}" in line and "trial 1/4 completed" in line

@@ -147,7 +147,12 @@ class Study:
         best_text = f"{best[0].score:.4f} (trial {best[0].trial_id})" if best and best[0].score is not None else "-"
         unscored = "n/a" if trials is not None else "scored by the chief"
         score = f"{trial.score:.4f}" if trial.score is not None else unscored
-        values = {k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")}
+        # 6 significant digits: a stepped float reads 0.3, not keras-tuner's 0.30000000000000004
+        values = {
+            k: float(f"{v:.6g}") if isinstance(v, float) else v
+            for k, v in trial.hyperparameters.values.items()
+            if not k.startswith("tuner/")
+        }
         print(
             f"[study {self.name}] trial "
             + (f"{done}/{total}" if done is not None else f"#{trial.trial_id} (budget {total})")
