@@ -56,8 +56,11 @@ bench-sweep: setup ## Random, random+median pruning, Bayesian, Hyperband: 3 stud
 bench-distributed: setup ## Trials/hour, 1 worker x 2 threads vs 2 workers x 1 thread; updates its section of BENCHMARKS.md
 	$(PY) benchmarks/distributed.py $(ARGS)
 
-test: setup ## Run the test suite (synthetic data, no network)
-	$(PY) -m pytest $(ARGS)
+# Files in parallel, one worker per core: much of a test's time is single-threaded (interpreter and TensorFlow start-up,
+# MLflow store creation, servers coming up), which a second worker overlaps. TEST_WORKERS=0 runs serially.
+TEST_WORKERS ?= auto
+test: setup ## Run the test suite (synthetic data, no network), test files in parallel (TEST_WORKERS=0: serially)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15 $(ARGS)
 
 reliability: setup ## Fault injection: kill -9 a sweep 10 times at random points, resuming after each (~3 min)
 	$(PY) -m pytest -m chaos -s $(ARGS)
