@@ -217,7 +217,7 @@ def plot(results: list[dict], target: float, path: Path) -> None:
             label = None if result["tuner"] in labelled else result["tuner"]
             labelled.add(result["tuner"])
             axis.step([s / 60 for s in seconds], best, where="post", color=colours[result["tuner"]], label=label)
-    axis.axhline(target, color="red", lw=0.8, label=f"target {target:.0%}")
+    axis.axhline(target, color="black", ls="--", lw=0.8, label=f"target {target:.2%}")  # not a tuner's colour
     axis.set_xlabel("minutes since the study started")
     axis.set_ylabel("best val_accuracy so far")
     axis.set_title("Sweep efficiency: same space, same wall-clock budget")
