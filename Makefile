@@ -41,7 +41,7 @@ sweep: setup ## Run (or resume) the default keras-tuner study, ~10 min on 2 core
 reproduce: setup ## Reproduce every tutorial claim (seeds=auto: 3 to 10 seeds, until decided), writing REPRODUCTION.md; resumable (hours)
 	$(PY) -m cnnlab.reproduce report_path=REPRODUCTION.md $(ARGS)
 
-fidelity: setup ## cnnlab against the plain tutorial script, 5 seeds of mnist_simple and fashion_deep; REPRODUCTION.md (~1 h)
+fidelity: setup ## cnnlab against the plain tutorial script, 10 seeds of mnist_simple and fashion_deep; REPRODUCTION.md (~1.5 h from nothing on AVX-512, resumes)
 	$(PY) benchmarks/fidelity.py $(ARGS)
 
 register: setup ## Register a logged model: make register ARGS="model_uri=runs:/<id>/model name=<name> [alias=champion]"
