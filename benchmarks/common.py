@@ -6,6 +6,7 @@ import argparse
 import datetime
 import shlex
 import sys
+import tempfile
 from pathlib import Path
 
 from cnnlab import documents, machine
@@ -45,3 +46,10 @@ def command_line(target: str) -> str:
     """How this section was made: the make target, and the script's arguments when it was given any."""
     arguments = sys.argv[1:]
     return target + (f"  # python benchmarks/{Path(sys.argv[0]).name} {shlex.join(arguments)}" if arguments else "")
+
+
+def work_folder(prefix: str) -> Path:
+    """A new folder for a benchmark's stores and logs, kept afterwards for a reader and named on stdout."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    print(f"work folder, kept for its logs and MLflow store: {folder}", flush=True)
+    return folder

@@ -11,11 +11,10 @@ import os
 import shlex
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from common import command_line, write_section
+from common import command_line, work_folder, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYOUTS = ((1, 2), (2, 1))  # (workers, threads per worker)
@@ -63,8 +62,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--output", default="BENCHMARKS.md")
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="cnnlab-bench-distributed-"))
-    print(f"work folder, kept for its logs and MLflow store: {workdir}", flush=True)
+    workdir = work_folder("cnnlab-bench-distributed-")
     rows = []
     for index, (network, size) in enumerate(NETWORKS.items()):
         for workers, threads in LAYOUTS:

@@ -14,11 +14,10 @@ import shlex
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from common import add_dataset_arguments, command_line, dataset_overrides, write_section
+from common import add_dataset_arguments, command_line, dataset_overrides, work_folder, write_section
 
 from cnnlab.machine import native_bf16
 
@@ -192,8 +191,7 @@ def main() -> None:
 
     register_configs()
     dataset = dataset_overrides(args)
-    workdir = tempfile.mkdtemp(prefix="cnnlab-bench-")
-    print(f"work folder, kept for its logs and MLflow store: {workdir}", flush=True)
+    workdir = work_folder("cnnlab-bench-")
     store = f"sqlite:///{workdir}/bench.db"
     data = Path(workdir) / "plain.npz"  # the plain script reads the very same images
     peaks = {}

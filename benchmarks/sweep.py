@@ -23,12 +23,11 @@ import shlex
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
-from common import add_dataset_arguments, command_line, dataset_overrides, write_section
+from common import add_dataset_arguments, command_line, dataset_overrides, work_folder, write_section
 
 from cnnlab.machine import choose_precision
 
@@ -265,8 +264,7 @@ def main() -> None:
         args.minutes, args.images, args.max_epochs, args.max_trials = 1, 400, 2, 2
         args.studies, args.settings = 1, ["random", "random + median pruning"]
         args.memory_trials, args.memory_images = 3, 400
-    workdir = Path(tempfile.mkdtemp(prefix="cnnlab-bench-sweep-"))
-    print(f"work folder, kept for its logs and MLflow store: {workdir}", flush=True)
+    workdir = work_folder("cnnlab-bench-sweep-")
     store = f"sqlite:///{workdir}/bench.db"
     if args.part in ("all", "efficiency"):
         studies = efficiency_part(args, workdir, store)
