@@ -154,7 +154,27 @@ def compare(cnnlab: list[float], plain: list[float], tolerance: float) -> dict[s
         reading = f"different: the whole interval is beyond +-{100 * tolerance:.1f} pt"
     else:
         reading = f"not shown equivalent: the interval reaches past +-{100 * tolerance:.1f} pt"
+        needed = seeds_to_show_equivalence(cnnlab, plain, tolerance)
+        reading += (
+            f"; about {needed} seeds a side would show it if the means and spreads hold"
+            if needed
+            else "; the difference itself sits at the tolerance, so more seeds would not show it"
+        )
     return {"difference": difference, "low": float(interval.low), "high": float(interval.high), "reading": reading}
+
+
+def seeds_to_show_equivalence(cnnlab: list[float], plain: list[float], tolerance: float, cap: int = 200) -> int | None:
+    """A planning figure: seeds a side at which Welch's 95% interval around the difference measured so far would
+    fit within +-tolerance, assuming the means and spreads stay as measured. None beyond ``cap``."""
+    import numpy as np
+    from scipy import stats
+
+    distance = tolerance - abs(float(np.mean(cnnlab)) - float(np.mean(plain)))
+    variance = float(np.var(cnnlab, ddof=1) + np.var(plain, ddof=1))
+    for n in range(max(len(cnnlab), len(plain)), cap + 1):
+        if distance > 0 and stats.t.ppf(0.975, 2 * n - 2) * (variance / n) ** 0.5 < distance:
+            return n
+    return None
 
 
 def main() -> None:

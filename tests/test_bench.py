@@ -151,6 +151,27 @@ def test_fidelity_reading_of_the_interval():
     assert noisy["reading"].startswith("not shown equivalent")
 
 
+def test_fidelity_names_the_seeds_that_would_show_equivalence():
+    import numpy as np
+
+    fidelity = load_benchmark("fidelity")
+
+    def sample(n: int, mean: float, sd: float) -> list[float]:
+        """n values with exactly this mean and sample sd: what "the means and spreads hold" means."""
+        z = np.random.default_rng(n).standard_normal(n)
+        return list(mean + sd * (z - z.mean()) / z.std(ddof=1))
+
+    cnnlab, plain = sample(10, 0.9144, 0.0043), sample(10, 0.9134, 0.0050)
+    reading = fidelity.compare(cnnlab, plain, tolerance=0.005)["reading"]
+    needed = int(re.search(r"about (\d+) seeds a side would show it", reading).group(1))
+    assert needed > 10
+    at = fidelity.compare(sample(needed, 0.9144, 0.0043), sample(needed, 0.9134, 0.0050), tolerance=0.005)
+    before = fidelity.compare(sample(needed - 1, 0.9144, 0.0043), sample(needed - 1, 0.9134, 0.0050), tolerance=0.005)
+    assert at["reading"].startswith("equivalent") and before["reading"].startswith("not shown")
+    hopeless = fidelity.compare(sample(10, 0.9180, 0.004), sample(10, 0.9128, 0.004), tolerance=0.005)["reading"]
+    assert hopeless.endswith("sits at the tolerance, so more seeds would not show it")
+
+
 @pytest.mark.parametrize("feed", ["arrays", "tfdata", "arrays --epoch-order=reshuffled"])
 def test_plain_script_trains_from_arrays_and_from_cnnlabs_pipeline(tmp_path, arrays, feed):
     import json
