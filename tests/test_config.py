@@ -6,7 +6,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -88,10 +87,8 @@ def test_out_of_range_values_name_the_key(override, message):
         validate(cfg)
 
 
-def run_cli(*args: str, cwd: Path) -> tuple[subprocess.CompletedProcess, float]:
-    started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "cnnlab.run", *args], cwd=cwd, capture_output=True, text=True)
-    return result, time.perf_counter() - started
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cnnlab.run", *args], cwd=cwd, capture_output=True, text=True)
 
 
 @pytest.mark.parametrize(
@@ -108,13 +105,12 @@ def run_cli(*args: str, cwd: Path) -> tuple[subprocess.CompletedProcess, float]:
     ],
 )
 def test_cli_rejects_bad_input_before_anything_is_created(tmp_path, override, expected):
-    result, seconds = run_cli(override, f"tracking.uri=sqlite:///{tmp_path}/mlruns/mlflow.db", cwd=tmp_path)
+    result = run_cli(override, f"tracking.uri=sqlite:///{tmp_path}/mlruns/mlflow.db", cwd=tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
     assert expected in result.stderr
     assert "Traceback" not in result.stderr and "HYDRA_FULL_ERROR" not in result.stderr
     assert result.stderr.startswith("Error: ")
     assert list(tmp_path.iterdir()) == []  # no store, no outputs/ folder
-    assert seconds < 5, f"rejecting {override} took {seconds:.1f}s"  # generous: this is a test, not a benchmark
 
 
 def test_config_path_never_imports_tensorflow():
@@ -251,13 +247,11 @@ def test_every_domain_refuses_a_value_outside_it_naming_the_key(key, tmp_path, m
     domain = DOMAINS[key]
     command, cfg, concrete = _holding(key)
     OmegaConf.update(cfg, concrete, domain.outside, force_add=False)
-    started = time.perf_counter()
     with pytest.raises(ConfigError) as refused:
         check(command, cfg, [])
     assert f"{concrete}: " in str(refused.value)
     if domain.ok is not None:
         assert f"must be {domain.says}" in str(refused.value)
-    assert time.perf_counter() - started < 5  # ~0.05-0.5 s here; generous, as a loaded CI machine is no benchmark
 
 
 def _typed_leaves(cfg, prefix=""):
@@ -285,15 +279,10 @@ def test_every_typed_key_refuses_a_wrong_type_at_composition():
     """Booleans, options, whole numbers and numbers: Hydra's schema refuses a wrong type with the key named."""
     typed = _every_typed_key()
     assert len(typed) > 60
-    seconds = []
     for key, (command, kind) in typed:
-        started = time.perf_counter()
         with pytest.raises(Exception) as refused:
             _composed(command, f"{key}=not_a_{kind}")
-        seconds.append(time.perf_counter() - started)
         assert key in str(refused.value) or key in str(refused.value.__cause__), (key, str(refused.value))
-    # Each refusal is one composition (~0.05 s idle); a loaded CI machine can stall one, so the bound is on the median.
-    assert sorted(seconds)[len(seconds) // 2] < 2 and max(seconds) < 10
 
 
 @pytest.mark.parametrize(
