@@ -18,6 +18,7 @@ validation accuracy so far against time) and benchmarks/sweep_memory.png (memory
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import signal
@@ -102,6 +103,8 @@ def trial_runs(store: str, name: str) -> tuple[list, object]:
 def efficiency(store: str, study: dict) -> dict:
     """Best val_accuracy so far against seconds since start."""
     runs, client = trial_runs(store, study["name"])
+    # An earlier attempt at the same study (one that failed, before --resume ran it again) is not this study's.
+    runs = [run for run in runs if run.info.start_time / 1000 >= study["started"]]
     points = sorted(
         (point.timestamp / 1000 - study["started"], point.value)
         for run in runs
@@ -260,13 +263,19 @@ def main() -> None:
     parser.add_argument("--memory-plot", default="benchmarks/sweep_memory.png")
     parser.add_argument("--part", choices=["all", "efficiency", "memory"], default="all", help="run one part only")
     add_dataset_arguments(parser)
+    parser.add_argument(
+        "--resume",
+        metavar="WORK_FOLDER",
+        help="an earlier run's work folder: studies it finished are read back, not run again (each study is timed "
+        "from its own start, so a study run later is measured as one run at once)",
+    )
     parser.add_argument("--short", action="store_true", help="a check that it still runs (CI, under a minute)")
     args = parser.parse_args()
     if args.short:
         args.minutes, args.images, args.max_epochs, args.max_trials = 1, 400, 2, 2
         args.studies, args.settings = 1, ["random", "random + median pruning"]
         args.memory_trials, args.memory_images = 3, 400
-    workdir = work_folder("cnnlab-bench-sweep-")
+    workdir = Path(args.resume) if args.resume else work_folder("cnnlab-bench-sweep-")
     store = f"sqlite:///{workdir}/bench.db"
     if args.part in ("all", "efficiency"):
         studies = efficiency_part(args, workdir, store)
@@ -317,7 +326,12 @@ def efficiency_part(args: argparse.Namespace, workdir: Path, store: str) -> list
             ]
             name = f"efficiency-{setting.replace(' + ', '-').replace(' ', '-')}-s{study_seed}"
             print(f"{setting}, study seed {study_seed}: up to {args.minutes:g} min ...", flush=True)
-            study = run_study(name, overrides, workdir, args.minutes * 60)
+            record = workdir / f"{name}.json"
+            if record.exists():  # finished by an earlier run of this work folder (--resume)
+                study = json.loads(record.read_text())
+            else:
+                study = run_study(name, overrides, workdir, args.minutes * 60)
+                record.write_text(json.dumps({key: study[key] for key in ("name", "started", "wall", "stopped")}))
             studies.append({**efficiency(store, study), "tuner": setting, "study_seed": study_seed})
             print(f"{setting}: best {studies[-1]['best']:.4f}", flush=True)
     return studies

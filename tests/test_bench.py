@@ -87,11 +87,14 @@ def test_training_benchmark_short_mode_writes_its_section(tmp_path, synthetic_km
 
 
 def test_sweep_benchmark_short_mode_reports_each_setting_and_memory(tmp_path, synthetic_kmnist):
+    """Each part alone (--part), as a rerun of one half would be: each writes its own section and keeps the other's."""
     output, figure, memory_figure = tmp_path / "BENCHMARKS.md", tmp_path / "sweep.png", tmp_path / "memory.png"
     arguments = ["--output", str(output), "--plot", str(figure), "--memory-plot", str(memory_figure)]
-    run("sweep.py", [*synthetic_kmnist["args"], *arguments], synthetic_kmnist["env"])
+    kind = machine.kind()
+    run("sweep.py", [*synthetic_kmnist["args"], *arguments, "--part", "efficiency"], synthetic_kmnist["env"])
 
     text = output.read_text()
+    assert re.findall(r"<!-- section: ([\w /-]+?) -->", text) == [f"sweep / {kind}"]
     studies = re.findall(
         r"^\| (random|random \+ median pruning) \| 0 \| .+? \| (\d\.\d{4}) \| (\d+) \| (\d+) \|", text, flags=re.M
     )
@@ -99,20 +102,20 @@ def test_sweep_benchmark_short_mode_reports_each_setting_and_memory(tmp_path, sy
     assert all(int(finished) >= 1 and float(best) > 0 for _, best, _, finished in studies)
     medians = re.findall(r"^\| (random|random \+ median pruning) \| (>= )?\d+\.\d min \(.+?\) \| [01]/1 \|", text, re.M)
     assert [m[0] for m in medians] == ["random", "random + median pruning"]
-    per_trial = re.search(r"RSS after each trial, MB: (.+)", text).group(1).split(", ")
+    settings = "Settings, as overrides: random: `tuner=random`; random + median pruning: `tuner=random sweep.pruning"
+    assert settings in text
+    assert figure.stat().st_size > 10_000 and not memory_figure.exists()
+
+    run("sweep.py", [*synthetic_kmnist["args"], *arguments, "--part", "memory"], synthetic_kmnist["env"])
+    both = output.read_text()
+    assert re.findall(r"<!-- section: ([\w /-]+?) -->", both) == [f"sweep / {kind}", f"sweep-memory / {kind}"]
+    assert text.split("<!-- end of section")[0] in both  # the efficiency section kept as it was
+    assert both.count("## Sweep memory") == 1
+    per_trial = re.search(r"RSS after each trial, MB: (.+)", both).group(1).split(", ")
     assert len(per_trial) == 3 and all(float(v) > 100 for v in per_trial)
     growth = r"Growth per trial over trials 2-3 .+: [+-]\d+\.\d MB, [+-]\d+\.\d% over the study: (flat|GROWING)"
-    assert re.search(growth, text)
-    assert figure.stat().st_size > 10_000 and memory_figure.stat().st_size > 10_000
-
-    # One part alone rewrites its own section and leaves the other's.
-    kind = machine.kind()
-    sections = re.findall(r"<!-- section: ([\w /-]+?) -->", text)
-    assert sections == [f"sweep / {kind}", f"sweep-memory / {kind}"]
-    efficiency = text.split(f"<!-- section: sweep / {kind} -->")[1].split(f"<!-- end of section: sweep / {kind} -->")[0]
-    run("sweep.py", [*synthetic_kmnist["args"], *arguments, "--part", "memory"], synthetic_kmnist["env"])
-    assert output.read_text().count("## Sweep memory") == 1
-    assert efficiency in output.read_text()
+    assert re.search(growth, both)
+    assert memory_figure.stat().st_size > 10_000
 
 
 def test_fidelity_compares_cnnlab_seeds_with_the_plain_script_and_writes_its_section(tmp_path, synthetic_kmnist):

@@ -39,6 +39,23 @@ def test_shipped_studies_compose_and_validate():
         check_space(sweep_config(f"sweep={study}"))
 
 
+def test_numpy_values_from_bayesian_optimisation_apply_to_the_typed_config():
+    """keras-tuner's Gaussian process proposes np.float64 and np.int64; the typed config takes them as numbers."""
+    import numpy as np
+
+    from cnnlab.tuning.space import apply
+
+    cfg = sweep_config("sweep=default", "optimizer=rmsprop")
+    values = {
+        "optimizer.rho": np.float64(0.864057430721123),
+        "optimizer.learning_rate": np.float64(0.002),
+        "model.blocks.dense1.units": np.int64(192),
+    }
+    trial = apply(cfg, values)
+    assert trial.optimizer.rho == pytest.approx(0.864057430721123) and trial.optimizer.learning_rate == 0.002
+    assert trial.model.blocks[10].units == 192 and type(trial.model.blocks[10].units) is int
+
+
 def children(client: MlflowClient, summary) -> list:
     study = summary["study"]
     return client.search_runs([study.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{study.parent_run_id}'")

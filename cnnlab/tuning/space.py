@@ -148,5 +148,7 @@ def apply(cfg: Any, values: dict[str, Any]) -> Any:
     """A copy of ``cfg`` with the chosen values set (types checked by the schema)."""
     trial_cfg = copy.deepcopy(cfg)
     for key, value in values.items():
-        OmegaConf.update(trial_cfg, positional(cfg, key), value, merge=False)
+        # Bayesian optimisation proposes NumPy scalars (np.float64), which OmegaConf's typed nodes refuse.
+        plain = value.item() if hasattr(value, "item") else value
+        OmegaConf.update(trial_cfg, positional(cfg, key), plain, merge=False)
     return trial_cfg
