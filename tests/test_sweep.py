@@ -56,6 +56,18 @@ def test_numpy_values_from_bayesian_optimisation_apply_to_the_typed_config():
     assert trial.model.blocks[10].units == 192 and type(trial.model.blocks[10].units) is int
 
 
+@pytest.mark.parametrize("tuner", ["random", "bayesian", "hyperband", "grid"])
+def test_the_study_seed_fixes_the_search_seed_zero_included(tuner):
+    """keras-tuner takes seed 0 for "no seed"; a study on cnnlab's default seed must still draw the same trials."""
+    from cnnlab.tuning.hypermodel import make_oracle
+
+    def oracle_seed(seed: int) -> int:
+        return make_oracle(sweep_config(f"tuner={tuner}", f"seed={seed}")).seed
+
+    seeds = {seed: [oracle_seed(seed), oracle_seed(seed)] for seed in (0, 1)}
+    assert seeds[0][0] == seeds[0][1] and seeds[1][0] == seeds[1][1] and seeds[0][0] != seeds[1][0]
+
+
 def children(client: MlflowClient, summary) -> list:
     study = summary["study"]
     return client.search_runs([study.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{study.parent_run_id}'")

@@ -266,7 +266,10 @@ class TrackedHyperband(TrackedTunerMixin, kt.Hyperband):
 def make_oracle(cfg: Any) -> kt.Oracle:
     """The search algorithm named by ``cfg.tuner.name``; random, Bayesian and Hyperband warm-start on request."""
     name = option(cfg.tuner.name)
-    common = dict(objective=kt.Objective(cfg.sweep.objective, direction=option(cfg.sweep.direction)), seed=cfg.seed)
+    # keras-tuner reads seed 0, cnnlab's default, as no seed at all (`seed or random.randint(1, 10000)`), which left
+    # a default study's draws to chance; one more than the study's seed keeps every seed its own search.
+    objective = kt.Objective(cfg.sweep.objective, direction=option(cfg.sweep.direction))
+    common = dict(objective=objective, seed=cfg.seed + 1)
     if name == "hyperband":
         oracle = HyperbandOracle(
             max_epochs=cfg.sweep.max_epochs,
