@@ -325,11 +325,12 @@ def efficiency_part(args: argparse.Namespace, workdir: Path, store: str) -> list
                 "sweep.warm_start=false",
             ]
             name = f"efficiency-{setting.replace(' + ', '-').replace(' ', '-')}-s{study_seed}"
-            print(f"{setting}, study seed {study_seed}: up to {args.minutes:g} min ...", flush=True)
             record = workdir / f"{name}.json"
             if record.exists():  # finished by an earlier run of this work folder (--resume)
+                print(f"{setting}, study seed {study_seed}: finished before, read back", flush=True)
                 study = json.loads(record.read_text())
             else:
+                print(f"{setting}, study seed {study_seed}: up to {args.minutes:g} min ...", flush=True)
                 study = run_study(name, overrides, workdir, args.minutes * 60)
                 record.write_text(json.dumps({key: study[key] for key in ("name", "started", "wall", "stopped")}))
             studies.append({**efficiency(store, study), "tuner": setting, "study_seed": study_seed})
