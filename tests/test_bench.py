@@ -91,9 +91,20 @@ def test_sweep_benchmark_short_mode_reports_each_setting_and_memory(tmp_path, sy
     output, figure, memory_figure = tmp_path / "BENCHMARKS.md", tmp_path / "sweep.png", tmp_path / "memory.png"
     arguments = ["--output", str(output), "--plot", str(figure), "--memory-plot", str(memory_figure)]
     kind = machine.kind()
-    run("sweep.py", [*synthetic_kmnist["args"], *arguments, "--part", "efficiency"], synthetic_kmnist["env"])
+    first = run("sweep.py", [*synthetic_kmnist["args"], *arguments, "--part", "efficiency"], synthetic_kmnist["env"])
 
     text = output.read_text()
+    # --resume reads the finished studies back from the work folder: nothing runs, the same rows come out.
+    folder = re.search(r"work folder, kept for its logs and MLflow store: (\S+)", first.stdout).group(1)
+    again = run(
+        "sweep.py",
+        [*synthetic_kmnist["args"], *arguments, "--part", "efficiency", "--resume", folder],
+        synthetic_kmnist["env"],
+    )
+    assert again.stdout.count("finished before, read back") == 2 and " min ...\n" not in again.stdout
+    rows = [line for line in text.splitlines() if line.startswith("| random")]
+    text = output.read_text()
+    assert rows and all(row in text for row in rows)
     assert re.findall(r"<!-- section: ([\w /-]+?) -->", text) == [f"sweep / {kind}"]
     studies = re.findall(
         r"^\| (random|random \+ median pruning) \| 0 \| .+? \| (\d\.\d{4}) \| (\d+) \| (\d+) \|", text, flags=re.M
