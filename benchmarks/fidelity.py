@@ -170,9 +170,11 @@ def seeds_to_show_equivalence(cnnlab: list[float], plain: list[float], tolerance
     from scipy import stats
 
     distance = tolerance - abs(float(np.mean(cnnlab)) - float(np.mean(plain)))
+    if distance <= 0:  # the difference itself is at the tolerance: no number of seeds narrows past it
+        return None
     variance = float(np.var(cnnlab, ddof=1) + np.var(plain, ddof=1))
     for n in range(max(len(cnnlab), len(plain)), cap + 1):
-        if distance > 0 and stats.t.ppf(0.975, 2 * n - 2) * (variance / n) ** 0.5 < distance:
+        if stats.t.ppf(0.975, 2 * n - 2) * (variance / n) ** 0.5 < distance:
             return n
     return None
 
