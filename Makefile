@@ -50,7 +50,7 @@ register: setup ## Register a logged model: make register ARGS="model_uri=runs:/
 bench: setup ## Plain Keras vs cnnlab (float32; bf16 where native) per network; writes BENCHMARKS.md (~30 min on 2 cores)
 	$(PY) benchmarks/run.py $(ARGS)
 
-bench-sweep: setup ## Random, random+median pruning, Bayesian, Hyperband: 3 studies each, time to a target; memory over 20 trials (~80 min)
+bench-sweep: setup ## Random and Bayesian, each with and without median pruning, Hyperband: 4 studies each, time to a target (~85 min); memory over 20 trials
 	$(PY) benchmarks/sweep.py $(ARGS)
 
 bench-distributed: setup ## Trials/hour, 1 worker x 2 threads vs 2 workers x 1 thread; updates its section of BENCHMARKS.md
