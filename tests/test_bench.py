@@ -87,25 +87,19 @@ def test_training_benchmark_short_mode_writes_its_section(tmp_path, synthetic_km
 
 
 def test_sweep_benchmark_short_mode_reports_each_setting_and_memory(tmp_path, synthetic_kmnist):
-    """Each part alone (--part), as a rerun of one half would be: each writes its own section and keeps the other's."""
+    """One part alone keeps the other's section; a rerun with --resume reads the finished studies back (it trains
+    none of them again) and writes the same rows, and its memory part replaces the older memory section."""
     output, figure, memory_figure = tmp_path / "BENCHMARKS.md", tmp_path / "sweep.png", tmp_path / "memory.png"
-    arguments = ["--output", str(output), "--plot", str(figure), "--memory-plot", str(memory_figure)]
     kind = machine.kind()
-    first = run("sweep.py", [*synthetic_kmnist["args"], *arguments, "--part", "efficiency"], synthetic_kmnist["env"])
+    older_memory = f"<!-- section: sweep-memory / {kind} -->\nan older memory section\n"
+    output.write_text(f"# Benchmarks\n\n{older_memory}<!-- end of section: sweep-memory / {kind} -->\n")
+    arguments = [*synthetic_kmnist["args"], "--output", str(output), "--plot", str(figure)]
+    arguments += ["--memory-plot", str(memory_figure)]
+    first = run("sweep.py", [*arguments, "--part", "efficiency"], synthetic_kmnist["env"])
 
     text = output.read_text()
-    # --resume reads the finished studies back from the work folder: nothing runs, the same rows come out.
-    folder = re.search(r"work folder, kept for its logs and MLflow store: (\S+)", first.stdout).group(1)
-    again = run(
-        "sweep.py",
-        [*synthetic_kmnist["args"], *arguments, "--part", "efficiency", "--resume", folder],
-        synthetic_kmnist["env"],
-    )
-    assert again.stdout.count("finished before, read back") == 2 and " min ...\n" not in again.stdout
-    rows = [line for line in text.splitlines() if line.startswith("| random")]
-    text = output.read_text()
-    assert rows and all(row in text for row in rows)
-    assert re.findall(r"<!-- section: ([\w /-]+?) -->", text) == [f"sweep / {kind}"]
+    assert older_memory in text  # the efficiency part alone left the memory section as it was
+    assert re.findall(r"<!-- section: ([\w /-]+?) -->", text) == [f"sweep-memory / {kind}", f"sweep / {kind}"]
     studies = re.findall(
         r"^\| (random|random \+ median pruning) \| 0 \| .+? \| (\d\.\d{4}) \| (\d+) \| (\d+) \|", text, flags=re.M
     )
@@ -117,11 +111,14 @@ def test_sweep_benchmark_short_mode_reports_each_setting_and_memory(tmp_path, sy
     assert settings in text
     assert figure.stat().st_size > 10_000 and not memory_figure.exists()
 
-    run("sweep.py", [*synthetic_kmnist["args"], *arguments, "--part", "memory"], synthetic_kmnist["env"])
+    folder = re.search(r"work folder, kept for its logs and MLflow store: (\S+)", first.stdout).group(1)
+    again = run("sweep.py", [*arguments, "--part", "all", "--resume", folder], synthetic_kmnist["env"])
+    assert again.stdout.count("finished before, read back") == 2 and " min ...\n" not in again.stdout
     both = output.read_text()
-    assert re.findall(r"<!-- section: ([\w /-]+?) -->", both) == [f"sweep / {kind}", f"sweep-memory / {kind}"]
-    assert text.split("<!-- end of section")[0] in both  # the efficiency section kept as it was
-    assert both.count("## Sweep memory") == 1
+    rows = [line for line in text.splitlines() if line.startswith("| random")]
+    assert rows and all(row in both for row in rows)
+    assert re.findall(r"<!-- section: ([\w /-]+?) -->", both) == [f"sweep-memory / {kind}", f"sweep / {kind}"]
+    assert "an older memory section" not in both and both.count("## Sweep memory") == 1
     per_trial = re.search(r"RSS after each trial, MB: (.+)", both).group(1).split(", ")
     assert len(per_trial) == 3 and all(float(v) > 100 for v in per_trial)
     growth = r"Growth per trial over trials 2-3 .+: [+-]\d+\.\d MB, [+-]\d+\.\d% over the study: (flat|GROWING)"
