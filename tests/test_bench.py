@@ -29,6 +29,21 @@ def load_benchmark(name: str):
     return module
 
 
+def test_settings_are_paired_with_random_search_by_study_seed():
+    paired = load_benchmark("sweep").paired_with_random
+
+    def study(tuner: str, seed: int, reached: float | None) -> dict:
+        return {"tuner": tuner, "study_seed": seed, "reached": reached}
+
+    studies = [
+        *(study("random", seed, reached) for seed, reached in enumerate([100.0, 50.0, None, None])),
+        *(study("pruned", seed, reached) for seed, reached in enumerate([60.0, 80.0, 200.0, None])),
+    ]
+    # seed 0 faster, seed 1 slower, seed 2 reached where random missed (faster), seed 3 both missed (tied)
+    assert paired(studies, budget_s=240.0)["pruned"] == {"faster": 2, "slower": 1, "tied": 1}
+    assert paired(studies, budget_s=240.0)["random"] == {"faster": 0, "slower": 0, "tied": 4}
+
+
 def test_memory_verdict_calls_steady_growth_growing_and_a_one_off_rise_flat():
     verdict = load_benchmark("sweep").memory_verdict
     leak = [900.0] + [1000.0 + 4 * trial for trial in range(19)]  # +4 MB every trial: +7.2% over the study
@@ -107,6 +122,7 @@ def test_sweep_benchmark_short_mode_reports_each_setting_and_memory(tmp_path, sy
     assert all(int(finished) >= 1 and float(best) > 0 for _, best, _, finished in studies)
     medians = re.findall(r"^\| (random|random \+ median pruning) \| (>= )?\d+\.\d min \(.+?\) \| [01]/1 \|", text, re.M)
     assert [m[0] for m in medians] == ["random", "random + median pruning"]
+    assert re.search(r"^\| random \+ median pruning \| .+ \| [01] / [01] / [01] \|$", text, flags=re.M)
     settings = "Settings, as overrides: random: `tuner=random`; random + median pruning: `tuner=random sweep.pruning"
     assert settings in text
     assert figure.stat().st_size > 10_000 and not memory_figure.exists()

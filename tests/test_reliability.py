@@ -121,25 +121,27 @@ def test_four_concurrent_runs_into_one_new_experiment(tmp_path, arrays):
     assert all("test_accuracy" in r.data.metrics for r in runs)
 
 
-@pytest.mark.parametrize("damage", ["truncate", "empty"])
-@pytest.mark.parametrize("file", ["oracle.json", "trial_0/trial.json"])
-def test_broken_study_state_names_the_file(tmp_path, sweep_overrides, damage, file):
+def test_broken_study_state_names_the_file(tmp_path, sweep_overrides):
+    """Each state file, truncated or emptied in turn (and put back after), over one finished study."""
     from cnnlab.tuning.run import run_sweep
 
     cfg = sweep_config(*sweep_overrides)
     summary = run_sweep(cfg)
-    path = tmp_path / "sweeps" / "toy" / file
-    text = path.read_text()
-    path.write_text(text[: len(text) // 2] if damage == "truncate" else "")
-    with pytest.raises(ConfigError) as error:
-        run_sweep(cfg)
-    message = str(error.value)
-    assert str(path) in message and "sweep.overwrite=true" in message
-    assert path.exists() and (tmp_path / "sweeps" / "toy" / "trial_1").exists()  # nothing wiped
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
     study = summary["study"]
-    children = client.search_runs([study.experiment_id], f"tags.mlflow.parentRunId = '{study.parent_run_id}'")
-    assert len(children) == 2 and {c.info.status for c in children} == {"FINISHED"}
+    for file in ("oracle.json", "trial_0/trial.json"):
+        path = tmp_path / "sweeps" / "toy" / file
+        intact = path.read_text()
+        for damage, broken in (("truncate", intact[: len(intact) // 2]), ("empty", "")):
+            path.write_text(broken)
+            with pytest.raises(ConfigError) as error:
+                run_sweep(cfg)
+            message = str(error.value)
+            assert str(path) in message and "sweep.overwrite=true" in message, (file, damage, message)
+            assert path.read_text() == broken and (tmp_path / "sweeps" / "toy" / "trial_1").exists()  # nothing wiped
+            children = client.search_runs([study.experiment_id], f"tags.mlflow.parentRunId = '{study.parent_run_id}'")
+            assert len(children) == 2 and {c.info.status for c in children} == {"FINISHED"}, (file, damage)
+            path.write_text(intact)
 
 
 def test_diverging_trial_fails_and_the_sweep_goes_on(tmp_path, sweep_overrides):
