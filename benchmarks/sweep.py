@@ -100,22 +100,24 @@ def trial_runs(store: str, name: str) -> tuple[list, object]:
     return [run for run in runs if run.data.tags.get("mlflow.parentRunId")], client
 
 
-def efficiency(store: str, study: dict) -> dict:
-    """Best val_accuracy so far against seconds since start."""
+def efficiency(store: str, study: dict, budget_s: float) -> dict:
+    """Best val_accuracy so far against seconds since start, within the budget."""
     runs, client = trial_runs(store, study["name"])
     # An earlier attempt at the same study (one that failed, before --resume ran it again) is not this study's.
     runs = [run for run in runs if run.info.start_time / 1000 >= study["started"]]
+    # A study stopped at the budget may still log an epoch while it shuts down: that one came too late to count.
     points = sorted(
-        (point.timestamp / 1000 - study["started"], point.value)
+        (seconds, point.value)
         for run in runs
         for point in client.get_metric_history(run.info.run_id, "val_accuracy")
+        if (seconds := point.timestamp / 1000 - study["started"]) <= budget_s
     )
     curve, best = [], 0.0
     for seconds, value in points:
         best = max(best, value)
         curve.append((seconds, best))
     if curve:
-        curve.append((study["wall"], best))  # the best so far holds until the study ends
+        curve.append((min(study["wall"], budget_s), best))  # the best so far holds until the study ends
     finished = sum(run.info.status == "FINISHED" for run in runs)
     return {**study, "curve": curve, "best": best, "trials": len(runs), "finished": finished}
 
@@ -340,7 +342,7 @@ def efficiency_part(args: argparse.Namespace, workdir: Path, store: str) -> list
                 print(f"{setting}, study seed {study_seed}: up to {args.minutes:g} min ...", flush=True)
                 study = run_study(name, overrides, workdir, args.minutes * 60)
                 record.write_text(json.dumps({key: study[key] for key in ("name", "started", "wall", "stopped")}))
-            studies.append({**efficiency(store, study), "tuner": setting, "study_seed": study_seed})
+            studies.append({**efficiency(store, study, args.minutes * 60), "tuner": setting, "study_seed": study_seed})
             print(f"{setting}: best {studies[-1]['best']:.4f}", flush=True)
     return studies
 
@@ -423,10 +425,16 @@ def write_efficiency(args: argparse.Namespace, studies: list[dict]) -> None:
         "|---|---|---|---|---|",
     ]
     baseline = summary.get("random", {}).get("median")
+    baseline_censored = summary.get("random", {}).get("censored", False)
     paired = paired_with_random(studies, args.minutes * 60)
     for setting, row in summary.items():
         median = f"{'>= ' if row['censored'] else ''}{row['median'] / 60:.1f} min"
         ratio = f"{row['median'] / baseline:.2f}x" if baseline else ""
+        # A median that is only a bound ("at least the budget") bounds the ratio too, or leaves it unknown.
+        if setting != "random" and baseline and baseline_censored != row["censored"]:
+            ratio = ("<= " if baseline_censored else ">= ") + ratio
+        elif setting != "random" and baseline and baseline_censored:
+            ratio = "unknown (both medians censored)"
         pairs = " / ".join(str(paired[setting][outcome]) for outcome in ("faster", "slower", "tied"))
         lines.append(
             f"| {setting} | {median} ({row['min'] / 60:.1f}-{row['max'] / 60:.1f}) | {row['reached']}/{row['studies']} "
@@ -439,6 +447,14 @@ def write_efficiency(args: argparse.Namespace, studies: list[dict]) -> None:
         "budget, so two misses tie. With this few studies a ratio of medians is a description, not a ranking; the "
         "pairs say how often the setting got there first.",
     ]
+    late = [s for s in studies if s["wall"] > args.minutes * 60 + 10]
+    if late:
+        lines += [
+            "",
+            "Stopped late (after SIGTERM at the budget; what they logged after the budget is not counted): "
+            + ", ".join(f"{s['tuner']} seed {s['study_seed']} ({s['wall'] - args.minutes * 60:.0f} s)" for s in late)
+            + ".",
+        ]
     lines += [
         "",
         "| setting | study seed | time to target | best val_accuracy | trials started | trials finished |",

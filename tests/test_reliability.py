@@ -74,6 +74,40 @@ def test_signal_mid_epoch_ends_the_run_killed(tmp_path, arrays, signum, code):
     assert [p.step for p in client.get_metric_history(run.info.run_id, "val_accuracy")][0] == 1  # kept
 
 
+SWALLOWED_SIGTERM = """
+import os, signal, sys, time
+import mlflow
+from cnnlab import tracking
+from cnnlab.errors import Terminated
+
+mlflow.set_tracking_uri(sys.argv[1])
+experiment = mlflow.create_experiment("swallowed")
+try:
+    with tracking.tracked_run(experiment, "run", {}, ""):
+        try:  # the first Terminated lands where Python drops it, as in a weakref callback
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)
+        except BaseException:
+            print("swallowed", flush=True)
+        time.sleep(30)
+        print("not stopped", flush=True)
+except Terminated:
+    print("terminated", flush=True)
+"""
+
+
+def test_a_sigterm_dropped_in_a_callback_is_raised_again(tmp_path):
+    store = f"sqlite:///{tmp_path}/store.db"
+    result = subprocess.run(
+        [sys.executable, "-c", SWALLOWED_SIGTERM, store], capture_output=True, text=True, timeout=120
+    )
+    # Without the repeat: "swallowed", "not stopped" after the script's 30 s, and the run FINISHED.
+    assert result.stdout.split() == ["swallowed", "terminated"], result.stdout + result.stderr[-2000:]
+    client = MlflowClient(tracking_uri=store)
+    (run,) = client.search_runs([client.get_experiment_by_name("swallowed").experiment_id])
+    assert run.info.status == "KILLED" and run.data.tags["cnnlab.status_reason"] == "terminated by SIGTERM"
+
+
 def test_kill_9_of_a_plain_run_is_marked_killed_by_the_next_command_on_this_host(tmp_path, arrays):
     from cnnlab import tracking
     from tests.conftest import compose_config

@@ -11,6 +11,8 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -172,6 +174,36 @@ def rerun_command(module: str, overrides: list[str]) -> str:
     return shlex.join(["python", "-m", module, *overrides])
 
 
+class _SigtermState:
+    pending = False  # raised in the main thread, not yet seen by a run
+    delivered = False  # a run has seen it: the process is closing its runs and exiting
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    """Raises Terminated in the main thread, and raises it again until a run has seen it.
+
+    Python runs a signal handler between any two bytecodes of the main thread, weakref and finalizer callbacks
+    included, and an exception raised inside one of those is printed ("Exception ignored in ...") and dropped: seen
+    in a sweep told to stop, which trained on for a minute until it was killed. So the signal is sent again every
+    second until ``tracked_run`` has seen the exception; once it has, the runs are being closed and a repeat would
+    only interrupt that.
+    """
+    if _SigtermState.delivered:
+        return
+    if not _SigtermState.pending:
+        _SigtermState.pending = True
+        threading.Thread(target=_resend_sigterm, name="cnnlab-sigterm", daemon=True).start()
+    raise Terminated("SIGTERM")
+
+
+def _resend_sigterm() -> None:
+    while True:
+        time.sleep(1.0)
+        if not _SigtermState.pending:
+            return
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 @contextlib.contextmanager
 def tracked_run(
     experiment_id: str,
@@ -189,12 +221,9 @@ def tracked_run(
     ``system_metrics_interval`` (seconds) turns on MLflow's system metrics for the run.
     """
     previous_term = signal.getsignal(signal.SIGTERM)
-
-    def on_sigterm(signum, frame):
-        raise Terminated("SIGTERM")
-
+    _SigtermState.delivered = False
     with contextlib.suppress(ValueError):  # not the main thread (e.g. a test runner's worker): keep the default
-        signal.signal(signal.SIGTERM, on_sigterm)
+        signal.signal(signal.SIGTERM, _on_sigterm)
     tags = {**tags, **process_tags()}
     if run_id is not None:
         run = mlflow.start_run(run_id=run_id)
@@ -217,6 +246,7 @@ def tracked_run(
         _end(run, "KILLED", "interrupted by SIGINT (Ctrl-C)")
         raise
     except Terminated:
+        _SigtermState.pending, _SigtermState.delivered = False, True
         _end(run, "KILLED", "terminated by SIGTERM")
         raise
     except BaseException as error:
