@@ -57,7 +57,8 @@ bench-distributed: setup ## Trials/hour, 1 worker x 2 threads vs 2 workers x 1 t
 	$(PY) benchmarks/distributed.py $(ARGS)
 
 # Files in parallel, one worker per core: much of a test's time is single-threaded (interpreter and TensorFlow start-up,
-# MLflow store creation, servers coming up), which a second worker overlaps. TEST_WORKERS=0 runs serially.
+# MLflow store creation, servers coming up), which a second worker overlaps. A third worker on 2 cores was slower
+# (9m28s against 8m51s here: TensorFlow's threads then contend). TEST_WORKERS=0 runs serially.
 TEST_WORKERS ?= auto
 test: setup ## Run the test suite (synthetic data, no network), test files in parallel (TEST_WORKERS=0: serially)
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15 $(ARGS)

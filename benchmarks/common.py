@@ -44,8 +44,12 @@ def dataset_overrides(args: argparse.Namespace) -> list[str]:
 
 def command_line(target: str) -> str:
     """How this section was made: the make target, and the script's arguments when it was given any."""
-    arguments = sys.argv[1:]
-    return target + (f"  # python benchmarks/{Path(sys.argv[0]).name} {shlex.join(arguments)}" if arguments else "")
+    arguments, note = sys.argv[1:], ""
+    if "--resume" in arguments:  # its work folder is this machine's: a rerun starts without it
+        at = arguments.index("--resume")
+        arguments, note = arguments[:at] + arguments[at + 2 :], "; read back from an earlier run's work folder"
+    shown = f"  # python benchmarks/{Path(sys.argv[0]).name} {shlex.join(arguments)}" if arguments else ""
+    return target + shown + note
 
 
 def work_folder(prefix: str) -> Path:
