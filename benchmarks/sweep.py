@@ -278,13 +278,13 @@ def main() -> None:
         args.minutes, args.images, args.max_epochs, args.max_trials = 1, 400, 2, 2
         args.studies, args.settings = 1, ["random", "random + median pruning"]
         args.memory_trials, args.memory_images = 3, 400
+    args.budget_s = args.minutes * 60
     workdir = Path(args.resume) if args.resume else work_folder("cnnlab-bench-sweep-")
     store = f"sqlite:///{workdir}/bench.db"
     if args.part in ("all", "efficiency"):
         studies = efficiency_part(args, workdir, store)
-        budget_s = args.minutes * 60
         args.auto_target = args.target == "auto"
-        args.target = automatic_target(studies, budget_s) if args.auto_target else float(args.target)
+        args.target = automatic_target(studies, args.budget_s) if args.auto_target else float(args.target)
         for study in studies:
             study["reached"] = reached_at(study["curve"], args.target)
         plot(studies, args.target, ROOT / args.plot)
@@ -340,11 +340,16 @@ def efficiency_part(args: argparse.Namespace, workdir: Path, store: str) -> list
                 study = json.loads(record.read_text())
             else:
                 print(f"{setting}, study seed {study_seed}: up to {args.minutes:g} min ...", flush=True)
-                study = run_study(name, overrides, workdir, args.minutes * 60)
+                study = run_study(name, overrides, workdir, args.budget_s)
                 record.write_text(json.dumps({key: study[key] for key in ("name", "started", "wall", "stopped")}))
-            studies.append({**efficiency(store, study, args.minutes * 60), "tuner": setting, "study_seed": study_seed})
+            studies.append({**efficiency(store, study, args.budget_s), "tuner": setting, "study_seed": study_seed})
             print(f"{setting}: best {studies[-1]['best']:.4f}", flush=True)
     return studies
+
+
+def seconds_to_target(study: dict, budget_s: float) -> float:
+    """When the study first reached the target; a study that never did counts as the whole budget."""
+    return study["reached"] if study["reached"] is not None else budget_s
 
 
 def time_to_target(studies: list[dict], budget_s: float) -> dict[str, dict]:
@@ -354,7 +359,7 @@ def time_to_target(studies: list[dict], budget_s: float) -> dict[str, dict]:
 
     summary = {}
     for setting in dict.fromkeys(study["tuner"] for study in studies):
-        times = [s["reached"] if s["reached"] is not None else budget_s for s in studies if s["tuner"] == setting]
+        times = [seconds_to_target(s, budget_s) for s in studies if s["tuner"] == setting]
         reached = sum(s["reached"] is not None for s in studies if s["tuner"] == setting)
         summary[setting] = {
             "median": float(np.median(times)),
@@ -369,16 +374,12 @@ def time_to_target(studies: list[dict], budget_s: float) -> dict[str, dict]:
 
 def paired_with_random(studies: list[dict], budget_s: float) -> dict[str, dict[str, int]]:
     """Per setting: in how many study seeds it reached the target before, after, or together with random search."""
-
-    def time(study: dict) -> float:
-        return study["reached"] if study["reached"] is not None else budget_s
-
-    random_time = {s["study_seed"]: time(s) for s in studies if s["tuner"] == "random"}
+    random_time = {s["study_seed"]: seconds_to_target(s, budget_s) for s in studies if s["tuner"] == "random"}
     counts: dict[str, dict[str, int]] = {}
     for study in studies:
         outcome = counts.setdefault(study["tuner"], {"faster": 0, "slower": 0, "tied": 0})
         if study["study_seed"] in random_time:
-            difference = time(study) - random_time[study["study_seed"]]
+            difference = seconds_to_target(study, budget_s) - random_time[study["study_seed"]]
             outcome["faster" if difference < 0 else "slower" if difference > 0 else "tied"] += 1
     return counts
 
@@ -399,7 +400,7 @@ def memory_part(args: argparse.Namespace, workdir: Path, store: str) -> dict:
 
 def write_efficiency(args: argparse.Namespace, studies: list[dict]) -> None:
     images = f"{args.images:,}" if args.images else "all"
-    summary = time_to_target(studies, args.minutes * 60)
+    summary = time_to_target(studies, args.budget_s)
     lines = [
         "## Sweep efficiency",
         "",
@@ -426,15 +427,16 @@ def write_efficiency(args: argparse.Namespace, studies: list[dict]) -> None:
     ]
     baseline = summary.get("random", {}).get("median")
     baseline_censored = summary.get("random", {}).get("censored", False)
-    paired = paired_with_random(studies, args.minutes * 60)
+    paired = paired_with_random(studies, args.budget_s)
     for setting, row in summary.items():
         median = f"{'>= ' if row['censored'] else ''}{row['median'] / 60:.1f} min"
         ratio = f"{row['median'] / baseline:.2f}x" if baseline else ""
         # A median that is only a bound ("at least the budget") bounds the ratio too, or leaves it unknown.
-        if setting != "random" and baseline and baseline_censored != row["censored"]:
-            ratio = ("<= " if baseline_censored else ">= ") + ratio
-        elif setting != "random" and baseline and baseline_censored:
-            ratio = "unknown (both medians censored)"
+        if setting != "random" and baseline and (baseline_censored or row["censored"]):
+            if baseline_censored and row["censored"]:
+                ratio = "unknown (both medians censored)"
+            else:
+                ratio = ("<= " if baseline_censored else ">= ") + ratio
         pairs = " / ".join(str(paired[setting][outcome]) for outcome in ("faster", "slower", "tied"))
         lines.append(
             f"| {setting} | {median} ({row['min'] / 60:.1f}-{row['max'] / 60:.1f}) | {row['reached']}/{row['studies']} "
@@ -447,12 +449,12 @@ def write_efficiency(args: argparse.Namespace, studies: list[dict]) -> None:
         "budget, so two misses tie. With this few studies a ratio of medians is a description, not a ranking; the "
         "pairs say how often the setting got there first.",
     ]
-    late = [s for s in studies if s["wall"] > args.minutes * 60 + 10]
+    late = [s for s in studies if s["wall"] > args.budget_s + 10]
     if late:
         lines += [
             "",
             "Stopped late (after SIGTERM at the budget; what they logged after the budget is not counted): "
-            + ", ".join(f"{s['tuner']} seed {s['study_seed']} ({s['wall'] - args.minutes * 60:.0f} s)" for s in late)
+            + ", ".join(f"{s['tuner']} seed {s['study_seed']} ({s['wall'] - args.budget_s:.0f} s)" for s in late)
             + ".",
         ]
     lines += [
