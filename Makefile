@@ -61,7 +61,7 @@ bench-distributed: setup ## Trials/hour, 1 worker x 2 threads vs 2 workers x 1 t
 # (9m28s against 8m51s here: TensorFlow's threads then contend). TEST_WORKERS=0 runs serially.
 TEST_WORKERS ?= auto
 test: setup ## Run the test suite (synthetic data, no network), test files in parallel (TEST_WORKERS=0: serially)
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15 $(ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15 $(ARGS)
 
 reliability: setup ## Fault injection: kill -9 a sweep 10 times at random points, resuming after each (~3 min)
 	$(PY) -m pytest -m chaos -s $(ARGS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import shutil
 import socket
 from dataclasses import replace
 from pathlib import Path
@@ -85,13 +86,35 @@ def pin_mnist(monkeypatch, arrays):
     return digests
 
 
+@pytest.fixture(scope="session")
+def store_template(tmp_path_factory) -> Path:
+    """An empty MLflow SQLite store, made once per test process: MLflow's schema migrations take about a second a
+    store, and a copy of the file is the same store. Tests of how a store comes to exist make their own."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("store-template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def new_store(tmp_path: Path, store_template: Path):
+    """``new_store(name)``: the URI of an empty MLflow store at ``tmp_path / name``, ready to use."""
+
+    def make(name: str = "mlflow.db") -> str:
+        shutil.copyfile(store_template, tmp_path / name)
+        return f"sqlite:///{tmp_path / name}"
+
+    return make
+
+
 def compose_config(*overrides: str, config_name: str = "config"):
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         return compose(config_name=config_name, overrides=list(overrides))
 
 
 @pytest.fixture
-def tiny_run_overrides(tmp_path: Path, idx_dir: Path, pin_mnist) -> list[str]:
+def tiny_run_overrides(idx_dir: Path, pin_mnist, new_store) -> list[str]:
     """A one-epoch run of the smallest network on synthetic MNIST-shaped data, tracked in tmp_path."""
     return [
         "dataset=mnist",
@@ -101,7 +124,7 @@ def tiny_run_overrides(tmp_path: Path, idx_dir: Path, pin_mnist) -> list[str]:
         "trainer.epochs=1",
         "trainer.batch_size=32",
         "trainer.verbose=0",
-        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+        f"tracking.uri={new_store()}",
     ]
 
 
@@ -119,7 +142,7 @@ def sweep_config(*overrides: str):
 
 
 @pytest.fixture
-def sweep_overrides(tmp_path, idx_dir, pin_mnist) -> list[str]:
+def sweep_overrides(tmp_path, idx_dir, pin_mnist, new_store) -> list[str]:
     return [
         "dataset=mnist",
         f"dataset.local_dir={idx_dir}",
@@ -128,7 +151,7 @@ def sweep_overrides(tmp_path, idx_dir, pin_mnist) -> list[str]:
         "model=simple",
         "trainer.holdout_size=60",
         "trainer.verbose=0",
-        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+        f"tracking.uri={new_store()}",
         "sweep.name=toy",
         f"sweep.directory={tmp_path}/sweeps",
         f"sweep.export_dir={tmp_path}/exported",
@@ -171,3 +194,29 @@ def kmnist_folder(tmp_path, arrays, copies: int = 1):
     for name, file in catalog.KMNIST_FILES.items():
         np.savez_compressed(folder / file, arr_0=np.concatenate([arrays[name]] * copies))
     return folder
+
+
+# Test files by how long they take, longest first (measured: `make test ARGS=--durations=0`). pytest-xdist hands out
+# whole files in collection order (`--dist loadfile --no-loadscope-reorder`), so a long file collected last would run
+# alone at the end; the multi-host study, which mostly waits on servers and restarts, overlaps best when it starts
+# first. Files not named keep their order after these.
+LONGEST_FIRST = (
+    "test_multihost.py",
+    "test_bench.py",
+    "test_sweep.py",
+    "test_reliability.py",
+    "test_distributed.py",
+    "test_ui.py",
+    "test_config.py",
+    "test_claims.py",
+    "test_train.py",
+    "test_server.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: tests keep their order within a file
