@@ -24,12 +24,46 @@ def _cpuinfo() -> str | None:
         return None
 
 
+# oneDNN's dispatcher control (ONEDNN_MAX_CPU_ISA, formerly DNNL_MAX_CPU_ISA) caps the instructions TensorFlow's
+# kernels use, whatever the CPU has: under ONEDNN_MAX_CPU_ISA=AVX2 an AVX-512 machine runs as the AVX2 kind, bf16
+# emulated included. Each cap and the flags of interest it leaves usable; other values leave the CPU as it is.
+_AVX2 = ("avx2", "fma")
+_AVX512 = (*_AVX2, "avx512f")
+_AVX512_BF16 = (*_AVX512, "avx512_bf16")
+ISA_CAPS = {
+    "SSE41": (),
+    "AVX": (),
+    "AVX2": _AVX2,
+    "AVX2_VNNI": _AVX2,
+    "AVX2_VNNI_2": _AVX2,
+    "AVX512_CORE": _AVX512,
+    "AVX512_CORE_VNNI": _AVX512,
+    "AVX512_CORE_BF16": _AVX512_BF16,
+    "AVX512_CORE_FP16": _AVX512_BF16,
+    "AVX10_1_512": _AVX512_BF16,
+}
+
+
+def isa_cap() -> str | None:
+    """The oneDNN ISA cap in force, as ``ONEDNN_MAX_CPU_ISA=AVX2``, or None."""
+    for variable in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        value = os.environ.get(variable, "").upper()
+        if value in ISA_CAPS:
+            return f"{variable}={value}"
+    return None
+
+
 def cpu_flags() -> set[str]:
+    """The CPU's flags, less those of interest that a oneDNN ISA cap hides from TensorFlow."""
     text = _cpuinfo()
     if text is None:
         return set()
     line = next((line for line in text.splitlines() if line.startswith("flags")), "")
-    return set(line.partition(":")[2].split())
+    flags = set(line.partition(":")[2].split())
+    cap = isa_cap()
+    if cap is not None:
+        flags -= set(RELEVANT_FLAGS) - set(ISA_CAPS[cap.partition("=")[2]])
+    return flags
 
 
 def cpu_model() -> str:
@@ -55,12 +89,14 @@ def kind() -> str:
 
 
 def cpu_description() -> str:
-    """e.g. ``AMD EPYC, 2 cores, flags: avx2 fma avx512f avx512_bf16 (no amx_bf16 amx_tile)``."""
+    """e.g. ``AMD EPYC, 2 cores, flags: avx2 fma avx512f avx512_bf16 (no amx_bf16 amx_tile)``; under a oneDNN cap,
+    ``AMD EPYC, 2 cores, flags: avx2 fma (no avx512f avx512_bf16 amx_bf16 amx_tile, capped by ONEDNN_MAX_CPU_ISA=AVX2)``."""
     flags = cpu_flags()
     present = [flag for flag in RELEVANT_FLAGS if flag in flags]
     absent = [flag for flag in RELEVANT_FLAGS if flag not in flags]
+    cap = isa_cap()
     return f"{cpu_model()}, {os.cpu_count()} cores, flags: {' '.join(present) or 'none of interest'}" + (
-        f" (no {' '.join(absent)})" if absent else ""
+        f" (no {' '.join(absent)}{', capped by ' + cap if cap else ''})" if absent else ""
     )
 
 

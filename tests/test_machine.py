@@ -93,3 +93,30 @@ def test_the_new_switch_at_its_default_leaves_recorded_fingerprints_alone():
     assert fingerprint(cfg, hashes) == fingerprint(OmegaConf.create(before), hashes)
     cfg.trainer.allow_emulated_bf16 = True
     assert fingerprint(cfg, hashes) != fingerprint(OmegaConf.create(before), hashes)
+
+
+@pytest.mark.parametrize(
+    "cap,kind,native",
+    [
+        (None, "avx512_bf16", True),
+        ("AVX512_CORE", "avx512", False),
+        ("avx2", "avx2", False),  # oneDNN reads the value in any case
+        ("DEFAULT", "avx512_bf16", True),
+    ],
+)
+def test_a_onednn_isa_cap_hides_the_flags_above_it(monkeypatch, cap, kind, native):
+    """Under ONEDNN_MAX_CPU_ISA=AVX2 TensorFlow cannot run bf16 at all (oneDNN has no bf16 matmul below AVX-512: the
+    process aborts), so `auto` must not pick it, and speed figures belong to the AVX2 kind."""
+    monkeypatch.setattr(
+        machine, "_cpuinfo", lambda: "model name\t: Test CPU\nflags\t\t: sse4_2 avx2 fma avx512f avx512_bf16\n"
+    )
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    if cap is None:
+        monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    else:
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    assert machine.kind() == kind
+    assert (machine.choose_precision("auto")[0] == "bf16") is native
+    capped = cap is not None and cap != "DEFAULT"
+    assert ("capped by ONEDNN_MAX_CPU_ISA=" in machine.cpu_description()) is capped
+    assert "sse4_2" in machine.cpu_flags()  # flags outside oneDNN's vector units are untouched
