@@ -57,8 +57,9 @@ bench-distributed: setup ## Trials/hour, 1 worker x 2 threads vs 2 workers x 1 t
 	$(PY) benchmarks/distributed.py $(ARGS)
 
 # Files in parallel, one worker per core: much of a test's time is single-threaded (interpreter and TensorFlow start-up,
-# MLflow store creation, servers coming up), which a second worker overlaps. A third worker on 2 cores was slower
-# (9m28s against 8m51s here: TensorFlow's threads then contend). TEST_WORKERS=0 runs serially.
+# servers coming up), which a second worker overlaps. Files go out longest first (tests/conftest.py, hence
+# --no-loadscope-reorder), so the long multi-host study does not run alone at the end. A third worker on 2 cores gained
+# nothing clear (7m40s against 7m50s here; 9m28s against 8m51s before the ordering). TEST_WORKERS=0 runs serially.
 TEST_WORKERS ?= auto
 test: setup ## Run the test suite (synthetic data, no network), test files in parallel (TEST_WORKERS=0: serially)
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15 $(ARGS)

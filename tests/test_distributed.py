@@ -72,13 +72,9 @@ def check_store(tmp_path, trials):
     return runs
 
 
-def run_launcher_killing_a_worker(tmp_path, arrays):
+def run_launcher_killing_a_worker(tmp_path, arrays, store_uri):
     folder = kmnist_folder(tmp_path, arrays, copies=4)
-    env = {
-        **os.environ,
-        "CNNLAB_DATA": str(tmp_path / "cache"),
-        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/store.db",
-    }
+    env = {**os.environ, "CNNLAB_DATA": str(tmp_path / "cache"), "MLFLOW_TRACKING_URI": store_uri}
     launcher = subprocess.Popen(
         sweep_command(tmp_path, folder, free_port()),
         env=env,
@@ -103,11 +99,11 @@ def run_launcher_killing_a_worker(tmp_path, arrays):
     return text, killed
 
 
-def test_chief_and_two_workers_run_every_trial_once_a_killed_worker_included(tmp_path, arrays):
+def test_chief_and_two_workers_run_every_trial_once_a_killed_worker_included(tmp_path, arrays, new_store):
     """The launcher's whole promise in one study (each study costs a minute of start-ups): every trial once as a
     child run, a worker killed mid-study restarted, and nothing left running. A study without the kill takes the
     same path minus the restart, which this one covers."""
-    text, killed = run_launcher_killing_a_worker(tmp_path, arrays)
+    text, killed = run_launcher_killing_a_worker(tmp_path, arrays, new_store("store.db"))
     assert "[chief]" in text and "[tuner0]" in text and "[tuner1]" in text
     assert killed, "the test never found tuner0 mid-study to kill"
     assert "tuner0 died" in text

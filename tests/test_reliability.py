@@ -55,8 +55,9 @@ def cli(tmp_path, folder, *extra):
 
 
 @pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_signal_mid_epoch_ends_the_run_killed(tmp_path, arrays, signum, code):
-    folder = kmnist_folder(tmp_path, arrays, copies=40)  # 9,600 images: epochs long enough to land a signal in one
+def test_signal_mid_epoch_ends_the_run_killed(tmp_path, arrays, new_store, signum, code):
+    folder = kmnist_folder(tmp_path, arrays, copies=20)  # 4,800 images: epochs long enough to land a signal in one
+    new_store("store.db")  # the store cli() names
     command, env = cli(tmp_path, folder, "trainer.epochs=50", "trainer.verbose=2", "trainer.steps_per_execution=1")
     process = start(command, env, tmp_path)
     for line in process.stdout:  # wait for the first finished epoch, then signal during the second
@@ -108,11 +109,12 @@ def test_a_sigterm_dropped_in_a_callback_is_raised_again(tmp_path):
     assert run.info.status == "KILLED" and run.data.tags["cnnlab.status_reason"] == "terminated by SIGTERM"
 
 
-def test_kill_9_of_a_plain_run_is_marked_killed_by_the_next_command_on_this_host(tmp_path, arrays):
+def test_kill_9_of_a_plain_run_is_marked_killed_by_the_next_command_on_this_host(tmp_path, arrays, new_store):
     from cnnlab import tracking
     from tests.conftest import compose_config
 
-    folder = kmnist_folder(tmp_path, arrays, copies=40)
+    folder = kmnist_folder(tmp_path, arrays, copies=20)
+    new_store("store.db")  # the store cli() names
     command, env = cli(tmp_path, folder, "trainer.epochs=50", "trainer.verbose=2", "trainer.steps_per_execution=1")
     process = start(command, env, tmp_path)
     for line in process.stdout:
