@@ -90,7 +90,7 @@ def kind() -> str:
 
 def cpu_description() -> str:
     """e.g. ``AMD EPYC, 2 cores, flags: avx2 fma avx512f avx512_bf16 (no amx_bf16 amx_tile)``; under a oneDNN cap,
-    ``AMD EPYC, 2 cores, flags: avx2 fma (no avx512f avx512_bf16 amx_bf16 amx_tile, capped by ONEDNN_MAX_CPU_ISA=AVX2)``."""
+    ``... flags: avx2 fma (no avx512f avx512_bf16 amx_bf16 amx_tile, capped by ONEDNN_MAX_CPU_ISA=AVX2)``."""
     flags = cpu_flags()
     present = [flag for flag in RELEVANT_FLAGS if flag in flags]
     absent = [flag for flag in RELEVANT_FLAGS if flag not in flags]
