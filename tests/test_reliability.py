@@ -232,3 +232,61 @@ def test_disk_full_while_saving_the_model_fails_the_run(tmp_path, tiny_run_overr
 
         mlflow.set_tracking_uri(client.tracking_uri)
         mlflow.keras.load_model(f"runs:/{run.info.run_id}/model")
+
+
+RACE_MESSAGES = {
+    # what the tracking server answered in tests/test_multihost.py, over PostgreSQL
+    "postgresql": "BAD_REQUEST: (psycopg.errors.UniqueViolation) duplicate key value violates unique constraint "
+    '"dataset_pk"',
+    "sqlite": "(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id, datasets.name, "
+    "datasets.digest",
+}
+
+
+@pytest.mark.parametrize("database", sorted(RACE_MESSAGES))
+def test_a_dataset_logged_by_another_process_at_the_same_moment_is_linked_not_failed(
+    new_store, arrays, monkeypatch, database
+):
+    """The other worker's insert lands between this process's look-up and its insert: the store refuses the
+    duplicate, and the run must still get its input, linked to the one dataset row."""
+    import mlflow
+    from mlflow.data import from_numpy
+    from mlflow.entities import DatasetInput, InputTag
+    from mlflow.exceptions import MlflowException
+
+    from cnnlab import tracking
+
+    mlflow.set_tracking_uri(new_store())
+    client = MlflowClient()
+    experiment_id = client.create_experiment("race")
+    dataset = from_numpy(arrays["x_test"], targets=arrays["y_test"], name="mnist-test", digest="d" * 32)
+    other_run = client.create_run(experiment_id)
+    real_log_input, attempts = mlflow.log_input, []
+
+    def racing(dataset, context=None, **kwargs):
+        attempts.append(context)
+        if len(attempts) == 1:
+            entity = DatasetInput(dataset._to_mlflow_entity(), [InputTag("mlflow.data.context", "test")])
+            client.log_inputs(other_run.info.run_id, [entity])  # the other worker, first to insert
+            raise MlflowException(RACE_MESSAGES[database])
+        return real_log_input(dataset, context=context, **kwargs)
+
+    monkeypatch.setattr(mlflow, "log_input", racing)
+    with mlflow.start_run(experiment_id=experiment_id) as run:
+        tracking.log_input(dataset, "test")
+    assert attempts == ["test", "test"]
+    mine = client.get_run(run.info.run_id).inputs.dataset_inputs
+    theirs = client.get_run(other_run.info.run_id).inputs.dataset_inputs
+    assert [i.dataset.digest for i in mine] == [i.dataset.digest for i in theirs] == ["d" * 32]
+
+    # Any other refusal is not a race: it is raised, not retried.
+    attempts.clear()
+
+    def refused(dataset, context=None, **kwargs):
+        attempts.append(context)
+        raise MlflowException("RESOURCE_DOES_NOT_EXIST: run not found")
+
+    monkeypatch.setattr(mlflow, "log_input", refused)
+    with mlflow.start_run(experiment_id=experiment_id), pytest.raises(MlflowException, match="run not found"):
+        tracking.log_input(dataset, "test")
+    assert attempts == ["test"]

@@ -358,6 +358,27 @@ def log_datasets(data: Any, dataset_name: str) -> None:
         dataset = from_numpy(
             split.x, source=source, targets=split.y, name=f"{dataset_name}-{split_name}", digest=digest
         )
+        log_input(dataset, context)
+
+
+# How each database backing an MLflow store words a broken unique key (PostgreSQL, SQLite, MySQL).
+DUPLICATE_KEY = ("duplicate key value violates unique constraint", "UNIQUE constraint failed", "Duplicate entry")
+
+
+def log_input(dataset: Any, context: str) -> None:
+    """``mlflow.log_input``, tried once more when another process logged the same dataset at the same moment.
+
+    The store looks the dataset up, then inserts it, in one transaction: two workers' first trials logging one
+    dataset can both miss it, and the second insert breaks the store's unique key (PostgreSQL's UniqueViolation on
+    ``dataset_pk`` failed a trial in tests/test_multihost.py). The transaction is rolled back whole, so the second
+    try finds the other process's row and only links it to this run.
+    """
+    try:
+        mlflow.log_input(dataset, context=context)
+    except mlflow.exceptions.MlflowException as error:
+        if not any(words in str(error) for words in DUPLICATE_KEY):
+            raise
+        log.info("dataset %s was logged by another process at the same moment; linking it", dataset.name)
         mlflow.log_input(dataset, context=context)
 
 
