@@ -199,6 +199,9 @@ def test_exported_best_is_a_delta_that_retrains_the_best_trial(tmp_path, sweep_o
     learning_rate = OmegaConf.select(delta, "optimizer.learning_rate", default=1e-3)
     assert learning_rate == pytest.approx(best_row["optimizer.learning_rate"])
     assert delta.model.blocks[0].filters == best_row["model.blocks.0.filters"]
+    # each block holds only what is set: a conv block no null rate or units, a flatten block nothing but its kind
+    assert "rate" not in delta.model.blocks[0] and "units" not in delta.model.blocks[0]
+    assert [dict(b) for b in delta.model.blocks if b.type == "flatten"] == [{"type": "flatten", "name": "flatten"}]
     assert delta.trainer.epochs == 1  # the study's own setting is kept ...
     assert "batch_size" not in delta.trainer and "loss" not in delta.trainer  # ... defaults are not repeated
     # Hydra composes it from the export folder, as `python -m cnnlab.run --config-dir <folder> experiment=best` does.

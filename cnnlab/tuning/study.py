@@ -8,7 +8,7 @@ import logging
 import math
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from omegaconf import OmegaConf
 
 from cnnlab import plots, tracking
 from cnnlab.config import (
+    Block,
     ConfigError,
     option,
 )
@@ -301,6 +302,8 @@ def export_best(cfg: Any, table: pd.DataFrame, study: Study, best_cfg: Any) -> P
         value = resolved
         for part in path:
             value = value[part]
+        if path == ["model", "blocks"]:
+            value = [_set_fields(block) for block in value]
         OmegaConf.update(delta, ".".join(path), value, force_add=True)
     folder = (Path(cfg.sweep.export_dir) if cfg.sweep.export_dir else study.folder) / "experiment"
     folder.mkdir(parents=True, exist_ok=True)
@@ -316,6 +319,13 @@ def export_best(cfg: Any, table: pd.DataFrame, study: Study, best_cfg: Any) -> P
     body = OmegaConf.to_yaml(delta) if changed else ""
     path.write_text(header + ("\n" + body if body else ""))
     return path
+
+
+def _set_fields(block: dict) -> dict:
+    """A block's fields less those at the schema's default (null, strides 1, ...), which composing puts back: a pool
+    block reads ``{type: pool, name: pool1}``, not eight fields it has no use for."""
+    defaults = {field.name: option(field.default) for field in fields(Block) if field.default is not MISSING}
+    return {key: value for key, value in block.items() if key not in defaults or value != defaults[key]}
 
 
 # The sections of a run's config that decide how it trains (tracking and the study's own settings do not).
