@@ -681,16 +681,20 @@ def validate(cfg: Any) -> None:
         "early stopping and checkpointing need a validation set; pick test, test_halves or holdout",
     )
     need(len(cfg.dataset.classes) >= 2, "dataset.classes", "needs at least two class names")
-    if option(trainer.precision) == "bf16" and not trainer.allow_emulated_bf16:
-        from cnnlab.machine import cpu_description, native_bf16
+    if option(trainer.precision) == "bf16":
+        from cnnlab.machine import bf16_impossible, cpu_description, native_bf16
 
-        need(
-            native_bf16() is not None,
-            "trainer.precision",
-            f"bf16 has no native support on this machine ({cpu_description()}): TensorFlow would emulate it, "
-            "roughly 10x slower than float32 (10.8x measured on an AVX2 EPYC). Use trainer.precision=float32, or "
-            "auto (bf16 only where native); to measure the emulation anyway, add trainer.allow_emulated_bf16=true",
-        )
+        impossible = bf16_impossible()
+        if impossible is not None:
+            need(False, "trainer.precision", f"bf16 cannot run here: {impossible}")
+        elif not trainer.allow_emulated_bf16:
+            need(
+                native_bf16() is not None,
+                "trainer.precision",
+                f"bf16 has no native support on this machine ({cpu_description()}): TensorFlow would emulate it, "
+                "roughly 10x slower than float32 (10.8x measured on an AVX2 EPYC). Use trainer.precision=float32, or "
+                "auto (bf16 only where native); to measure the emulation anyway, add trainer.allow_emulated_bf16=true",
+            )
     local_dir = cfg.dataset.local_dir
     if local_dir is not None and "local" in cfg.dataset.sources:
         need(Path(local_dir).is_dir(), "dataset.local_dir", f"no such folder: {local_dir}")

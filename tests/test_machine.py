@@ -120,3 +120,20 @@ def test_a_onednn_isa_cap_hides_the_flags_above_it(monkeypatch, cap, kind, nativ
     capped = cap is not None and cap != "DEFAULT"
     assert ("capped by ONEDNN_MAX_CPU_ISA=" in machine.cpu_description()) is capped
     assert "sse4_2" in machine.cpu_flags()  # flags outside oneDNN's vector units are untouched
+
+
+def test_bf16_under_a_cap_below_avx512_is_refused_even_when_emulation_is_allowed(monkeypatch, tmp_path):
+    """TensorFlow would abort mid-run (oneDNN has no bf16 kernel below AVX-512); AVX512_CORE emulates it."""
+    monkeypatch.setattr(machine, "_cpuinfo", lambda: "flags\t\t: avx2 fma avx512f avx512_bf16\n")
+    monkeypatch.chdir(tmp_path)
+    emulated = compose_config("trainer.precision=bf16", "trainer.allow_emulated_bf16=true")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    with pytest.raises(ConfigError) as refused:
+        check("run", emulated, [])
+    assert "trainer.precision: bf16 cannot run here: ONEDNN_MAX_CPU_ISA=AVX2 leaves oneDNN no bfloat16 kernel" in str(
+        refused.value
+    )
+    assert "no native support" not in str(refused.value)  # one reason, the one that holds
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE")
+    check("run", emulated, [])
