@@ -55,8 +55,8 @@ def isa_cap() -> str | None:
 
 def bf16_impossible() -> str | None:
     """Why TensorFlow cannot run bfloat16 here at all, or None. It sends bf16 matmuls to oneDNN whatever the cap, and
-    below AVX-512 oneDNN has no bf16 kernel: the process aborts (measured: ONEDNN_MAX_CPU_ISA=AVX2 on an AVX-512 EPYC;
-    AVX512_CORE emulates bf16, 76 against 416 GFLOP/s native)."""
+    below AVX-512 oneDNN has no bf16 kernel: the process aborts (seen under ONEDNN_MAX_CPU_ISA=AVX2 on an AVX-512
+    EPYC: "could not create a primitive descriptor for the matmul primitive"; AVX512_CORE emulates bf16)."""
     cap = isa_cap()
     if cap is not None and "avx512f" not in ISA_CAPS[cap.partition("=")[2]]:
         return f"{cap} leaves oneDNN no bfloat16 kernel and TensorFlow would abort; unset it or raise it to AVX512_CORE"

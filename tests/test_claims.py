@@ -317,6 +317,10 @@ def test_unknown_claim_fails_fast(tmp_path):
 def test_bf16_variant_pairs_with_float32_runs_of_the_same_seeds(reproduce_setup, capsys):
     """precisions=[float32,bf16] reuses float32 runs made without it and pairs bf16 with them seed by seed."""
     from cnnlab.claims.reproduce import reproduce
+    from cnnlab.machine import bf16_impossible
+
+    if bf16_impossible():
+        pytest.skip(bf16_impossible())
     from tests.conftest import compose_config
 
     _, overrides, compose = reproduce_setup

@@ -17,7 +17,9 @@ AVX512_BF16 = {"avx2", "fma", "avx512f", "avx512_bf16"}
 
 @pytest.fixture
 def cpu(monkeypatch):
-    """Sets the CPU flags cnnlab sees; no GPU."""
+    """Sets the CPU flags cnnlab sees; no GPU, no oneDNN cap from the shell that runs the tests."""
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
 
     def set_flags(flags: set[str]) -> None:
         monkeypatch.setattr(machine, "cpu_flags", lambda: set(flags))
