@@ -211,6 +211,8 @@ LONGEST_FIRST = (
     "test_claims.py",
     "test_train.py",
     "test_server.py",
+    "test_postgres.py",  # where PostgreSQL is installed (.ci/run): ~30 s
+    "test_serving.py",
 )
 
 
