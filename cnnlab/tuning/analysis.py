@@ -17,6 +17,7 @@ few seeds, which the report states beside it.
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 from dataclasses import dataclass
@@ -27,6 +28,10 @@ import pandas as pd
 
 from cnnlab import plots
 from cnnlab.config import option
+
+# Optuna's slice plot draws choice values (filters 32, 64) as categories, and matplotlib says so at INFO for every
+# axis of every refresh: two dozen lines in a three-trial study under Hydra's INFO logging, none a user can act on.
+logging.getLogger("matplotlib.category").setLevel(logging.WARNING)
 
 NULL_DRAWS = 39  # pure-noise studies per floor: with 39, "above all but one draw" is a test at exactly 5%
 LEVEL = 0.05
