@@ -25,8 +25,9 @@ def _cpuinfo() -> str | None:
 
 
 # oneDNN's dispatcher control (ONEDNN_MAX_CPU_ISA, formerly DNNL_MAX_CPU_ISA) caps the instructions TensorFlow's
-# kernels use, whatever the CPU has: under ONEDNN_MAX_CPU_ISA=AVX2 an AVX-512 machine runs as the AVX2 kind, bf16
-# emulated included. Each cap and the flags of interest it leaves usable; other values leave the CPU as it is.
+# kernels use, whatever the CPU has: under ONEDNN_MAX_CPU_ISA=AVX2 an AVX-512 machine runs as the AVX2 kind (and
+# cannot run bf16 at all, see bf16_impossible). Each cap and the flags of interest it leaves usable; other values
+# (DEFAULT, the AMX caps, AVX2_VNNI_2 with its own bf16 instructions) leave the CPU as it is.
 _AVX2 = ("avx2", "fma")
 _AVX512 = (*_AVX2, "avx512f")
 _AVX512_BF16 = (*_AVX512, "avx512_bf16")
@@ -35,7 +36,6 @@ ISA_CAPS = {
     "AVX": (),
     "AVX2": _AVX2,
     "AVX2_VNNI": _AVX2,
-    "AVX2_VNNI_2": _AVX2,
     "AVX512_CORE": _AVX512,
     "AVX512_CORE_VNNI": _AVX512,
     "AVX512_CORE_BF16": _AVX512_BF16,
