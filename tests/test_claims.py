@@ -318,11 +318,10 @@ def test_bf16_variant_pairs_with_float32_runs_of_the_same_seeds(reproduce_setup,
     """precisions=[float32,bf16] reuses float32 runs made without it and pairs bf16 with them seed by seed."""
     from cnnlab.claims.reproduce import reproduce
     from cnnlab.machine import bf16_impossible
+    from tests.conftest import compose_config
 
     if bf16_impossible():
         pytest.skip(bf16_impossible())
-    from tests.conftest import compose_config
-
     _, overrides, compose = reproduce_setup
     passthrough = [o for o in overrides if not o.startswith(("seeds=", "claims="))]
     # On a CPU without native bf16 (the AVX2 kind) TensorFlow emulates it, which a user must ask for; the pairing
