@@ -8,7 +8,7 @@ import logging
 import math
 import os
 import shutil
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +19,10 @@ from omegaconf import OmegaConf
 
 from cnnlab import plots, tracking
 from cnnlab.config import (
-    Block,
     ConfigError,
     option,
 )
+from cnnlab.models.shapes import FIELD_DEFAULTS
 from cnnlab.tuning.pruning import PRUNED_TAG
 
 log = logging.getLogger(__name__)
@@ -324,8 +324,7 @@ def export_best(cfg: Any, table: pd.DataFrame, study: Study, best_cfg: Any) -> P
 def _set_fields(block: dict) -> dict:
     """A block's fields less those at the schema's default (null, strides 1, ...), which composing puts back: a pool
     block reads ``{type: pool, name: pool1}``, not eight fields it has no use for."""
-    defaults = {field.name: option(field.default) for field in fields(Block) if field.default is not MISSING}
-    return {key: value for key, value in block.items() if key not in defaults or value != defaults[key]}
+    return {key: value for key, value in block.items() if value is not None and value != FIELD_DEFAULTS.get(key)}
 
 
 # The sections of a run's config that decide how it trains (tracking and the study's own settings do not).
