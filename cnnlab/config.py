@@ -685,9 +685,8 @@ def validate(cfg: Any) -> None:
         from cnnlab.machine import bf16_impossible, cpu_description, native_bf16
 
         impossible = bf16_impossible()
-        if impossible is not None:
-            need(False, "trainer.precision", f"bf16 cannot run here: {impossible}")
-        elif not trainer.allow_emulated_bf16:
+        need(impossible is None, "trainer.precision", f"bf16 cannot run here: {impossible}")
+        if impossible is None and not trainer.allow_emulated_bf16:
             need(
                 native_bf16() is not None,
                 "trainer.precision",

@@ -44,12 +44,12 @@ ISA_CAPS = {
 }
 
 
-def isa_cap() -> str | None:
-    """The oneDNN ISA cap in force, as ``ONEDNN_MAX_CPU_ISA=AVX2``, or None."""
+def isa_cap() -> tuple[str, tuple[str, ...]] | None:
+    """The oneDNN ISA cap in force, as its setting (``ONEDNN_MAX_CPU_ISA=AVX2``) and the flags it leaves usable."""
     for variable in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
         value = os.environ.get(variable, "").upper()
         if value in ISA_CAPS:
-            return f"{variable}={value}"
+            return f"{variable}={value}", ISA_CAPS[value]
     return None
 
 
@@ -58,9 +58,9 @@ def bf16_impossible() -> str | None:
     below AVX-512 oneDNN has no bf16 kernel: the process aborts (seen under ONEDNN_MAX_CPU_ISA=AVX2 on an AVX-512
     EPYC: "could not create a primitive descriptor for the matmul primitive"; AVX512_CORE emulates bf16)."""
     cap = isa_cap()
-    if cap is not None and "avx512f" not in ISA_CAPS[cap.partition("=")[2]]:
-        return f"{cap} leaves oneDNN no bfloat16 kernel and TensorFlow would abort; unset it or raise it to AVX512_CORE"
-    return None
+    if cap is None or "avx512f" in cap[1]:
+        return None
+    return f"{cap[0]} leaves oneDNN no bfloat16 kernel and TensorFlow would abort; unset it or raise it to AVX512_CORE"
 
 
 def cpu_flags() -> set[str]:
@@ -72,7 +72,7 @@ def cpu_flags() -> set[str]:
     flags = set(line.partition(":")[2].split())
     cap = isa_cap()
     if cap is not None:
-        flags -= set(RELEVANT_FLAGS) - set(ISA_CAPS[cap.partition("=")[2]])
+        flags -= set(RELEVANT_FLAGS) - set(cap[1])
     return flags
 
 
@@ -106,7 +106,7 @@ def cpu_description() -> str:
     absent = [flag for flag in RELEVANT_FLAGS if flag not in flags]
     cap = isa_cap()
     return f"{cpu_model()}, {os.cpu_count()} cores, flags: {' '.join(present) or 'none of interest'}" + (
-        f" (no {' '.join(absent)}{', capped by ' + cap if cap else ''})" if absent else ""
+        f" (no {' '.join(absent)}{', capped by ' + cap[0] if cap else ''})" if absent else ""
     )
 
 
