@@ -17,6 +17,11 @@ ALLOWED_HOSTS ?=
 # The standard MLflow variable wins, as it does for `cnnlab.run`.
 TRACKING_URI ?= $(or $(MLFLOW_TRACKING_URI),sqlite:///mlruns/mlflow.db)
 ARGS ?=
+# How `make ui` and `make server` start MLflow: no usage data sent, and none of MLflow 3's job runners (GenAI scorers
+# and prompt jobs cnnlab never submits: 8 more processes on a SQLite store, README's Telemetry paragraph). Either can
+# be turned back on from the environment.
+MLFLOW_SERVER_ENV := MLFLOW_DISABLE_TELEMETRY=$${MLFLOW_DISABLE_TELEMETRY:-true} \
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=$${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}
 
 .DEFAULT_GOAL := help
 .PHONY: help setup run sweep reproduce fidelity register bench bench-sweep bench-distributed test reliability lint format ui server serve clean
@@ -79,13 +84,13 @@ ui: setup ## Browse runs in the MLflow UI on http://$(HOST):$(PORT) (HOST=, PORT
 	@mkdir -p mlruns
 	@echo "MLflow UI for $(TRACKING_URI): open http://$(HOST):$(PORT)/#/experiments?workflowType=machine_learning  (Ctrl-C to stop)"
 	@echo "(that link opens MLflow's model-training view; to make this browser keep it, open http://$(HOST):$(PORT) once and pick 'Model training' in the switch at the top left)"
-	MLFLOW_DISABLE_TELEMETRY=$${MLFLOW_DISABLE_TELEMETRY:-true} $(VENV)/bin/mlflow ui --backend-store-uri $(TRACKING_URI) --host $(HOST) --port $(PORT)
+	$(MLFLOW_SERVER_ENV) $(VENV)/bin/mlflow ui --backend-store-uri $(TRACKING_URI) --host $(HOST) --port $(PORT)
 
 server: setup ## MLflow tracking server on http://HOST:SERVER_PORT over BACKEND_URI (mlruns/mlflow.db); ARTIFACTS=, ALLOWED_HOSTS=
 	@mkdir -p $(ARTIFACTS)
 	@echo "MLflow tracking server for $(BACKEND_URI) at http://$(HOST):$(SERVER_PORT), artifacts in $(ARTIFACTS)"
 	@echo "point runs and sweeps at it: export MLFLOW_TRACKING_URI=http://$(HOST):$(SERVER_PORT)"
-	MLFLOW_DISABLE_TELEMETRY=$${MLFLOW_DISABLE_TELEMETRY:-true} exec $(VENV)/bin/mlflow server --backend-store-uri $(BACKEND_URI) \
+	$(MLFLOW_SERVER_ENV) exec $(VENV)/bin/mlflow server --backend-store-uri $(BACKEND_URI) \
 		--artifacts-destination $(ARTIFACTS) --host $(HOST) --port $(SERVER_PORT) $(if $(ALLOWED_HOSTS),--allowed-hosts $(ALLOWED_HOSTS))
 
 serve: setup ## Serve a logged model over HTTP: make serve MODEL=runs:/<run id>/model (POST raw pixels to /invocations)

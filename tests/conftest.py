@@ -19,6 +19,10 @@ CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 register_configs()
 
 
+# How `make ui` and `make server` start MLflow (Makefile's MLFLOW_SERVER_ENV), for tests that start it themselves.
+MLFLOW_SERVER_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
 def free_port() -> int:
     """A TCP port nothing listens on now, for a server a test starts on loopback."""
     with socket.socket() as sock:

@@ -16,7 +16,7 @@ import uuid
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import LEARNING_RATE_SPACE, free_port, kmnist_folder
+from tests.conftest import LEARNING_RATE_SPACE, MLFLOW_SERVER_ENV, free_port, kmnist_folder
 
 POSTGRES = os.environ.get("CNNLAB_TEST_POSTGRES")
 pytestmark = [
@@ -46,6 +46,7 @@ def server(tmp_path):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, **MLFLOW_SERVER_ENV},
     )
     address = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120

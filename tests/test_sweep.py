@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -68,6 +70,16 @@ def test_the_study_seed_fixes_the_search_seed_zero_included(tuner):
     assert seeds[0][0] == seeds[0][1] and seeds[1][0] == seeds[1][1] and seeds[0][0] != seeds[1][0]
 
 
+@pytest.fixture
+def plot_refreshes(monkeypatch) -> list:
+    """Each redrawing of a study's plots, recorded (and still done)."""
+    from cnnlab.tuning import analysis
+
+    calls, refresh = [], analysis.refresh
+    monkeypatch.setattr(analysis, "refresh", lambda *args, **kwargs: calls.append(args) or refresh(*args, **kwargs))
+    return calls
+
+
 def children(client: MlflowClient, summary) -> list:
     study = summary["study"]
     return client.search_runs([study.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{study.parent_run_id}'")
@@ -126,9 +138,11 @@ def test_warm_start_off_leaves_the_first_trial_to_the_search(tmp_path, sweep_ove
 
 
 @pytest.mark.slow
-def test_pruned_trial_stops_early_and_says_so(tmp_path, sweep_overrides, monkeypatch):
-    from cnnlab.tuning import pruning
+def test_pruned_trial_stops_early_and_says_so(tmp_path, sweep_overrides, monkeypatch, plot_refreshes):
+    from cnnlab.tuning import hypermodel, pruning
     from cnnlab.tuning.run import run_sweep
+
+    monkeypatch.setattr(hypermodel, "PLOT_REFRESH_S", 0.0)  # plots due after every trial
 
     # The rule is tested on its own (tests/test_analysis.py); here: what pruning does to a trial, wherever it hits.
     def prune_once_a_trial_has_finished(self, epochs):
@@ -145,6 +159,7 @@ def test_pruned_trial_stops_early_and_says_so(tmp_path, sweep_overrides, monkeyp
     assert "cnnlab.pruned" not in runs["0"].data.tags
     epochs = {trial: len(client.get_metric_history(run.info.run_id, "val_accuracy")) for trial, run in runs.items()}
     assert epochs == {"0": 2, "1": 1}
+    assert len(plot_refreshes) == 3  # after each trial, the pruned one included, and the report
 
 
 def test_pruning_is_refused_where_it_cannot_work(sweep_overrides):
@@ -180,13 +195,16 @@ def test_study_measures_seed_noise_and_ranks_importance_above_it(tmp_path, sweep
 
 
 @pytest.mark.slow
-def test_exported_best_is_a_delta_that_retrains_the_best_trial(tmp_path, sweep_overrides, monkeypatch):
+def test_exported_best_is_a_delta_that_retrains_the_best_trial(tmp_path, sweep_overrides, monkeypatch, plot_refreshes):
     from omegaconf import OmegaConf
 
     from cnnlab.config import leaves
+    from cnnlab.tuning import hypermodel
     from cnnlab.tuning.run import run_sweep
 
+    monkeypatch.setattr(hypermodel, "PLOT_REFRESH_S", 3600.0)
     summary = run_sweep(sweep_config(*sweep_overrides))
+    assert len(plot_refreshes) == 1  # no trial ended an hour after the last drawing: drawn once, by the report
     exported = summary["exported"]
     assert exported == tmp_path / "exported" / "experiment" / "best.yaml"
     text = exported.read_text()
@@ -229,6 +247,7 @@ def test_interrupted_study_resumes_toward_the_same_budget(tmp_path, sweep_overri
 
     def interrupt_second_trial(self, hp, model, *args, **kwargs):
         calls["n"] += 1
+        calls["frozen"] = gc.get_freeze_count()
         if calls["n"] == 2:
             raise KeyboardInterrupt
         return original_fit(self, hp, model, *args, **kwargs)
@@ -237,6 +256,9 @@ def test_interrupted_study_resumes_toward_the_same_budget(tmp_path, sweep_overri
     cfg = sweep_config(*sweep_overrides, "sweep.max_trials=3")
     with pytest.raises(KeyboardInterrupt):
         run_sweep(cfg)
+    # what existed before the search was frozen while trials ran (keras-tuner's collections skip it), and is
+    # collectable again once the search is interrupted
+    assert calls["frozen"] > 100_000 and gc.get_freeze_count() == 0
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
     experiment = client.get_experiment_by_name("cnnlab-sweep-toy")
     (parent,) = client.search_runs([experiment.experiment_id], filter_string="tags.mlflow.runName = 'study-toy'")

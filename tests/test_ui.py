@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from cnnlab.train import train
-from tests.conftest import LEARNING_RATE_SPACE, compose_config, free_port
+from tests.conftest import LEARNING_RATE_SPACE, MLFLOW_SERVER_ENV, compose_config, free_port
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "test-output" / "ui"
@@ -63,7 +63,7 @@ def ui(tmp_path, tiny_run_overrides):
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},  # as `make ui` starts it
+        env={**os.environ, **MLFLOW_SERVER_ENV},
     )
     address = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60

@@ -7,8 +7,10 @@ Both the HyperModel and the Tuner go through :mod:`cnnlab.train` to build and fi
 from __future__ import annotations
 
 import copy
+import gc
 import logging
 import math
+import time
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +26,10 @@ from cnnlab.tuning import distributed, pruning
 from cnnlab.tuning import space as search_space
 
 log = logging.getLogger(__name__)
+
+# The study's plots are redrawn after a trial only when this long has passed since they were last drawn (and always
+# when the study reports): four figures and fANOVA cost ~1 s on 2 cores, more than a whole trial of a quick study.
+PLOT_REFRESH_S = 60.0
 
 HYPERBAND_KEYS = ("tuner/epochs", "tuner/initial_epoch", "tuner/bracket", "tuner/round", "tuner/trial_id")
 
@@ -85,6 +91,17 @@ class TrackedTunerMixin:
         self.pruner = pruner
         self._epochs: dict[int, float] = {}
         self._pruned: str | None = None
+        self._plots_drawn_at = time.monotonic()
+
+    def search(self, *args: Any, **kwargs: Any) -> None:
+        # keras-tuner collects garbage twice before every trial (its own gc.collect and clear_session's), each a walk
+        # over every object TensorFlow, MLflow and Hydra made at import: ~0.5 s a trial on 2 cores. Frozen for the
+        # search, those objects are skipped; what the trials make is still collected, and all of it after the search.
+        gc.freeze()
+        try:
+            super().search(*args, **kwargs)
+        finally:
+            gc.unfreeze()
 
     def on_epoch_end(self, trial: Any, model: Any, epoch: int, logs: Any = None) -> None:
         super().on_epoch_end(trial, model, epoch, logs=logs)
@@ -136,11 +153,13 @@ class TrackedTunerMixin:
     def on_trial_end(self, trial: Any) -> None:
         super().on_trial_end(trial)
         self.study.report_progress(self.oracle, trial, pruned=self._pruned)
-        if getattr(self.oracle, "trials", None) is not None:  # a distributed worker's oracle client has none
+        due = time.monotonic() - self._plots_drawn_at >= PLOT_REFRESH_S
+        if due and getattr(self.oracle, "trials", None) is not None:  # a distributed worker's oracle client has none
             from cnnlab.tuning import analysis, study
 
             table = study.trials_table(self.oracle, self.study)
             analysis.refresh(self.study, table, self.hypermodel.cfg.sweep.space)
+            self._plots_drawn_at = time.monotonic()
 
     def retrain(self, trial: Any, seed: int) -> float | None:
         """Trains ``trial``'s configuration again on ``seed``, as a child run of the study: its objective score."""
