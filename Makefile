@@ -6,6 +6,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 5000
+# make ui serves one person from one uvicorn process, up sooner than MLflow's default 4 workers (README, after
+# `make run`); make server keeps MLflow's default for a lab.
+UI_WORKERS ?= 1
 SERVER_PORT ?= 5001
 SERVE_PORT ?= 5002
 # make server's backend: the project's SQLite store, or a team's database, e.g. postgresql://user:pw@host/mlflow
@@ -84,7 +87,8 @@ ui: setup ## Browse runs in the MLflow UI on http://$(HOST):$(PORT) (HOST=, PORT
 	@mkdir -p mlruns
 	@echo "MLflow UI for $(TRACKING_URI): open http://$(HOST):$(PORT)/#/experiments?workflowType=machine_learning  (Ctrl-C to stop)"
 	@echo "(that link opens MLflow's model-training view; to make this browser keep it, open http://$(HOST):$(PORT) once and pick 'Model training' in the switch at the top left)"
-	$(MLFLOW_SERVER_ENV) $(VENV)/bin/mlflow ui --backend-store-uri $(TRACKING_URI) --host $(HOST) --port $(PORT)
+	$(MLFLOW_SERVER_ENV) $(VENV)/bin/mlflow ui --backend-store-uri $(TRACKING_URI) --host $(HOST) --port $(PORT) \
+		--workers $(UI_WORKERS)
 
 server: setup ## MLflow tracking server on http://HOST:SERVER_PORT over BACKEND_URI (mlruns/mlflow.db); ARTIFACTS=, ALLOWED_HOSTS=
 	@mkdir -p $(ARTIFACTS)

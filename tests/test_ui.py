@@ -60,10 +60,12 @@ def ui(tmp_path, tiny_run_overrides):
             "127.0.0.1",
             "--port",
             str(port),
+            "--workers",
+            "1",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env={**os.environ, **MLFLOW_SERVER_ENV},
+        env={**os.environ, **MLFLOW_SERVER_ENV},  # as `make ui` starts it
     )
     address = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
