@@ -47,6 +47,11 @@ def test_one_epoch_run_is_fully_tracked(tiny_run_overrides, client, arrays):
         "version.cnnlab",
         "command",
     } <= set(tags)
+    import keras
+    import tensorflow as tf
+
+    # read from the installed metadata, not by importing: the same versions as the libraries that trained the run
+    assert (tags["version.tensorflow"], tags["version.keras"]) == (tf.__version__, keras.__version__)
     assert "trainer.epochs=1" in tags["hydra.overrides"]
     assert "python -m cnnlab.run" in tags["mlflow.note.content"]
 

@@ -317,12 +317,11 @@ def write_reproduction_md(
     """Writes the reproduction's section of REPRODUCTION.md (other sections, e.g. harness fidelity, stay)."""
     import platform
 
-    import keras
-    import tensorflow as tf
-
     from cnnlab import documents
     from cnnlab.machine import cpu_description
+    from cnnlab.tracking import versions
 
+    library = versions()
     done = {r.name for r in results}
     not_run = "".join(f"\n- **{name}**: not run yet." for name in claims if name not in done)
     pending = [r.label for r in results if r.needs_more_seeds()]
@@ -359,8 +358,8 @@ def write_reproduction_md(
 
 Command: `{report["command"]}`
 
-Machine: {cpu_description()}; Python {platform.python_version()}, TensorFlow {tf.__version__}, Keras
-{keras.__version__}. MLflow parent run `{parent_id}` (experiment `cnnlab-reproductions`; `make ui`, its
+Machine: {cpu_description()}; Python {platform.python_version()}, TensorFlow {library["version.tensorflow"]}, Keras
+{library["version.keras"]}. MLflow parent run `{parent_id}` (experiment `cnnlab-reproductions`; `make ui`, its
 report.html). Design: {design_text}; each claim held to within its tolerance ({tolerance_text} points). {status}
 
 {report["markdown"]}

@@ -94,10 +94,7 @@ def fingerprint(cfg: Any, data_hashes: dict[str, str]) -> str:
     Every other key is in, so adding a field to the run schema (even one whose default keeps today's behaviour)
     changes every claim's fingerprint and retrains every seed, unless it is listed in ADDED_AT_DEFAULT.
     """
-    import keras
-    import tensorflow as tf
-
-    import cnnlab
+    from cnnlab.tracking import versions
 
     container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     for key in ("seed", "tracking", "claim"):
@@ -111,7 +108,7 @@ def fingerprint(cfg: Any, data_hashes: dict[str, str]) -> str:
     payload = {
         "data": data_hashes,
         "config": container,
-        "versions": [cnnlab.__version__, tf.__version__, keras.__version__],
+        "versions": [versions()[f"version.{library}"] for library in ("cnnlab", "tensorflow", "keras")],
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 

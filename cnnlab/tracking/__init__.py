@@ -158,13 +158,14 @@ def git_state() -> dict[str, str]:
 
 
 def versions() -> dict[str, str]:
-    import keras
-    import tensorflow as tf
+    """The libraries a run's numbers depend on, read from their installed metadata: importing TensorFlow to ask it
+    costs ~5 CPU-s, which a reproduction or report with nothing left to train would spend on this alone."""
+    from importlib.metadata import version
 
     return {
         "version.cnnlab": cnnlab.__version__,
-        "version.tensorflow": tf.__version__,
-        "version.keras": keras.__version__,
+        "version.tensorflow": version("tensorflow"),
+        "version.keras": version("keras"),
         "version.mlflow": mlflow.__version__,
         "version.python": sys.version.split()[0],
     }
