@@ -200,16 +200,18 @@ def test_fidelity_names_the_seeds_that_would_show_equivalence():
 
 
 @pytest.mark.parametrize("feed", ["arrays", "tfdata", "arrays --epoch-order=reshuffled"])
-def test_plain_script_trains_from_arrays_and_from_cnnlabs_pipeline(tmp_path, arrays, feed):
+def test_plain_script_trains_from_arrays_and_from_cnnlabs_pipeline(tmp_path, arrays, feed, monkeypatch, capsys):
+    """In this process: the benchmark and fidelity tests above run the script as a program."""
     import json
 
     import numpy as np
 
     data = tmp_path / "data.npz"
     np.savez(data, **arrays)
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     source, *order = feed.split()
     arguments = [f"--data={data}", "--network=simple", "--images=200", "--epochs=2", f"--input={source}", *order]
-    result = json.loads(run("plain_keras.py", arguments, env).stdout.strip().splitlines()[-1])
+    monkeypatch.setattr(sys, "argv", ["plain_keras.py", *arguments])
+    load_benchmark("plain_keras").main()
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["images"] == 200 and len(result["epoch_seconds"]) == 2
     assert result["test_accuracy"] > 0.3  # ten learnable classes: chance is 0.1, so it trained on what it was fed
