@@ -96,6 +96,7 @@ def fingerprint(cfg: Any, data_hashes: dict[str, str]) -> str:
     """
     from cnnlab.tracking import versions
 
+    installed = versions()
     container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     for key in ("seed", "tracking", "claim"):
         container.pop(key, None)
@@ -108,7 +109,7 @@ def fingerprint(cfg: Any, data_hashes: dict[str, str]) -> str:
     payload = {
         "data": data_hashes,
         "config": container,
-        "versions": [versions()[f"version.{library}"] for library in ("cnnlab", "tensorflow", "keras")],
+        "versions": [installed[f"version.{library}"] for library in ("cnnlab", "tensorflow", "keras")],
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
