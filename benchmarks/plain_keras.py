@@ -127,7 +127,8 @@ def main():
             one_hot_classes=10,
             shuffle_seed=args.seed,
         )
-        model.fit(batches, epochs=args.epochs, verbose=0, callbacks=[times])
+        # the pipeline shuffles every epoch itself; Keras ignores (and warns about) its own shuffle for a Dataset
+        model.fit(batches, epochs=args.epochs, shuffle=False, verbose=0, callbacks=[times])
     else:
         x_train = x_train.reshape(-1, 28, 28, 1).astype("float32") / scale
         y_train = keras.utils.to_categorical(y_train, 10)
