@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
+import os
 import shutil
+import signal
 import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,12 +22,9 @@ from hydra import compose, initialize_config_dir
 
 from cnnlab.config import register_configs
 
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+ROOT = Path(__file__).resolve().parents[1]
+CONF_DIR = str(ROOT / "conf")
 register_configs()
-
-
-# How `make ui` and `make server` start MLflow (Makefile's MLFLOW_SERVER_ENV), for tests that start it themselves.
-MLFLOW_SERVER_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
 def free_port() -> int:
@@ -28,6 +32,40 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def make_mlflow(target: str, store: str, log: Path, *variables: str) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``make ui`` or ``make server`` over ``store`` on a free loopback port, started as a user starts it (the
+    Makefile's environment and options, nothing copied here). Yields its address once ``/health`` answers, and the
+    ``make`` process; stops the whole process group after. Its output goes to ``log``."""
+    port = free_port()
+    where = [f"PORT={port}", f"TRACKING_URI={store}"]
+    if target == "server":
+        where = [f"SERVER_PORT={port}", f"BACKEND_URI={store}"]
+    with open(log, "w") as output:
+        process = subprocess.Popen(
+            ["make", "--no-print-directory", target, *where, *variables],
+            cwd=ROOT,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    address = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{address}/health", timeout=2)
+                break
+            except OSError:
+                if process.poll() is not None or time.time() > deadline:
+                    pytest.fail(f"make {target} did not answer on {address}:\n{log.read_text()[-2000:]}")
+                time.sleep(0.5)
+        yield address, process
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
 
 
 def synthetic_arrays(train: int = 240, test: int = 80, seed: int = 0) -> dict[str, np.ndarray]:

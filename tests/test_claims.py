@@ -320,8 +320,8 @@ def test_bf16_variant_pairs_with_float32_runs_of_the_same_seeds(reproduce_setup,
     from cnnlab.machine import bf16_impossible
     from tests.conftest import compose_config
 
-    if bf16_impossible():
-        pytest.skip(bf16_impossible())
+    if reason := bf16_impossible():
+        pytest.skip(reason)
     _, overrides, compose = reproduce_setup
     passthrough = [o for o in overrides if not o.startswith(("seeds=", "claims="))]
     # On a CPU without native bf16 (the AVX2 kind) TensorFlow emulates it, which a user must ask for; the pairing

@@ -9,14 +9,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 import uuid
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import LEARNING_RATE_SPACE, MLFLOW_SERVER_ENV, free_port, kmnist_folder
+from tests.conftest import LEARNING_RATE_SPACE, kmnist_folder, make_mlflow
 
 POSTGRES = os.environ.get("CNNLAB_TEST_POSTGRES")
 pytestmark = [
@@ -27,40 +25,9 @@ pytestmark = [
 
 @pytest.fixture
 def server(tmp_path):
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--backend-store-uri",
-            POSTGRES,
-            "--artifacts-destination",
-            str(tmp_path / "artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **MLFLOW_SERVER_ENV},
-    )
-    address = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(f"{address}/health", timeout=2)
-            break
-        except OSError:
-            if process.poll() is not None:
-                pytest.fail(f"mlflow server exited: {process.stderr.read()[-2000:]}")
-            time.sleep(0.5)
-    yield address
-    process.terminate()
-    process.wait(timeout=30)
+    artifacts = f"ARTIFACTS={tmp_path / 'artifacts'}"
+    with make_mlflow("server", POSTGRES, tmp_path / "server.log", artifacts) as (address, _):
+        yield address
 
 
 def test_run_and_sweep_log_to_a_postgres_backed_server(tmp_path, arrays, server):

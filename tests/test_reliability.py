@@ -34,12 +34,8 @@ def start(command, env, cwd) -> subprocess.Popen:
     )
 
 
-def cli(tmp_path, folder, *extra):
-    env = {
-        **os.environ,
-        "CNNLAB_DATA": str(tmp_path / "cache"),
-        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/store.db",
-    }
+def cli(tmp_path, folder, store, *extra):
+    env = {**os.environ, "CNNLAB_DATA": str(tmp_path / "cache"), "MLFLOW_TRACKING_URI": store}
     command = [
         sys.executable,
         "-m",
@@ -57,8 +53,9 @@ def cli(tmp_path, folder, *extra):
 @pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_mid_epoch_ends_the_run_killed(tmp_path, arrays, new_store, signum, code):
     folder = kmnist_folder(tmp_path, arrays, copies=20)  # 4,800 images: epochs long enough to land a signal in one
-    new_store("store.db")  # the store cli() names
-    command, env = cli(tmp_path, folder, "trainer.epochs=50", "trainer.verbose=2", "trainer.steps_per_execution=1")
+    command, env = cli(
+        tmp_path, folder, new_store(), "trainer.epochs=50", "trainer.verbose=2", "trainer.steps_per_execution=1"
+    )
     process = start(command, env, tmp_path)
     for line in process.stdout:  # wait for the first finished epoch, then signal during the second
         if "val_accuracy" in line:
@@ -114,8 +111,9 @@ def test_kill_9_of_a_plain_run_is_marked_killed_by_the_next_command_on_this_host
     from tests.conftest import compose_config
 
     folder = kmnist_folder(tmp_path, arrays, copies=20)
-    new_store("store.db")  # the store cli() names
-    command, env = cli(tmp_path, folder, "trainer.epochs=50", "trainer.verbose=2", "trainer.steps_per_execution=1")
+    command, env = cli(
+        tmp_path, folder, new_store(), "trainer.epochs=50", "trainer.verbose=2", "trainer.steps_per_execution=1"
+    )
     process = start(command, env, tmp_path)
     for line in process.stdout:
         if "val_accuracy" in line:
@@ -140,15 +138,16 @@ def test_kill_9_of_a_plain_run_is_marked_killed_by_the_next_command_on_this_host
 
 def test_four_concurrent_runs_into_one_new_experiment(tmp_path, arrays):
     folder = kmnist_folder(tmp_path, arrays)
+    store = f"sqlite:///{tmp_path}/store.db"  # not there yet: the four runs make it
     processes = []
     for seed in range(4):
-        command, env = cli(tmp_path, folder, "trainer.epochs=1", f"seed={seed}")
+        command, env = cli(tmp_path, folder, store, "trainer.epochs=1", f"seed={seed}")
         processes.append(start(command, env, tmp_path))
     outputs = [p.communicate(timeout=300) for p in processes]
     for process, (_stdout, stderr) in zip(processes, outputs, strict=True):
         assert process.returncode == 0, stderr[-3000:]
         assert "database is locked" not in stderr
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/store.db")
+    client = MlflowClient(tracking_uri=store)
     experiments = [e for e in client.search_experiments() if e.name == "cnnlab-kmnist"]
     assert len(experiments) == 1
     runs = client.search_runs([experiments[0].experiment_id])

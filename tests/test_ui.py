@@ -7,17 +7,13 @@ without it the test is skipped with the reason printed.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from cnnlab.train import train
-from tests.conftest import LEARNING_RATE_SPACE, MLFLOW_SERVER_ENV, compose_config, free_port
+from tests.conftest import LEARNING_RATE_SPACE, compose_config, make_mlflow
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "test-output" / "ui"
@@ -30,7 +26,7 @@ pytestmark = [
 
 @pytest.fixture
 def ui(tmp_path, tiny_run_overrides):
-    """A tiny run and a tiny sweep in a fresh store, served by `mlflow ui` on a free loopback port."""
+    """A tiny run and a tiny sweep in a fresh store, served by `make ui` on a free loopback port."""
     from cnnlab.tuning.run import run_sweep
 
     run = train(compose_config(*tiny_run_overrides, "trainer.epochs=2"), overrides=["model=simple"])
@@ -47,40 +43,8 @@ def ui(tmp_path, tiny_run_overrides):
         LEARNING_RATE_SPACE,
     ]
     study = run_sweep(compose_config(*sweep_overrides, config_name="sweep_config"))["study"]
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "ui",
-            "--backend-store-uri",
-            f"sqlite:///{tmp_path}/mlflow.db",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, **MLFLOW_SERVER_ENV},  # as `make ui` starts it
-    )
-    address = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(f"{address}/health", timeout=2)
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        server.kill()
-        pytest.fail("mlflow ui did not answer within 60 s")
-    yield address, run, study
-    server.terminate()
-    server.wait(timeout=20)
+    with make_mlflow("ui", f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "ui.log") as (address, _):
+        yield address, run, study
 
 
 def study_best(study) -> float:
