@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -104,6 +105,22 @@ class OptimizerConfig:
     momentum: float | None = None
     nesterov: bool | None = None
     rho: float | None = None
+
+
+# The fields each Keras optimizer takes (models.builder passes exactly these). One schema holds them all, so that a
+# sweep may choose optimizer.name; a field another optimizer takes, set on this one, would change nothing, so it is
+# refused, as a field of another block kind is.
+OPTIMIZER_FIELDS = {
+    "adam": ("learning_rate", "beta_1", "beta_2", "epsilon"),
+    "sgd": ("learning_rate", "momentum", "nesterov"),
+    "rmsprop": ("learning_rate", "rho", "momentum", "epsilon"),
+}
+
+
+def fields_not_taken(optimizer: str) -> list[str]:
+    """The optimizer fields that ``optimizer`` does not take (adam: momentum, nesterov, rho)."""
+    every_field = {key for fields in OPTIMIZER_FIELDS.values() for key in fields}
+    return sorted(every_field - set(OPTIMIZER_FIELDS[optimizer]))
 
 
 @dataclass
@@ -681,6 +698,14 @@ def validate(cfg: Any) -> None:
         "early stopping and checkpointing need a validation set; pick test, test_halves or holdout",
     )
     need(len(cfg.dataset.classes) >= 2, "dataset.classes", "needs at least two class names")
+    optimizer = option(cfg.optimizer.name)
+    for key in fields_not_taken(optimizer):
+        need(
+            cfg.optimizer.get(key) is None,
+            f"optimizer.{key}",
+            f"has no effect on {optimizer} (it takes {', '.join(OPTIMIZER_FIELDS[optimizer])}); remove it, or pick "
+            f"an optimizer that takes it: {', '.join(name for name, keys in OPTIMIZER_FIELDS.items() if key in keys)}",
+        )
     if option(trainer.precision) == "bf16":
         from cnnlab.machine import bf16_impossible, cpu_description, native_bf16
 
@@ -700,3 +725,17 @@ def validate(cfg: Any) -> None:
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
     check_blocks(cfg.model.blocks, input_shape=(28, 28, 1), num_classes=len(cfg.dataset.classes))
+
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def compose_run_config(overrides: list[str]) -> Any:
+    """``conf/config.yaml`` with ``overrides``, inside a Hydra application (its search path) or outside one."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    if GlobalHydra.instance().is_initialized():
+        return compose("config", overrides=overrides)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=overrides)

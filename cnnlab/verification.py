@@ -61,7 +61,7 @@ def verify(run_id: str, tracking_uri: str) -> Verification:
     from mlflow.exceptions import MlflowException
 
     from cnnlab import tracking, train
-    from cnnlab.config import Config, validate
+    from cnnlab.config import Config, fields_not_taken, option, validate
 
     if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri.removeprefix("sqlite:///")).exists():
         raise VerificationRefused(f"tracking_uri: no MLflow store at {tracking_uri} (run from where the run was made)")
@@ -76,6 +76,10 @@ def verify(run_id: str, tracking_uri: str) -> Verification:
     except Exception as error:
         raise VerificationRefused(f"run {run_id} has no config.yaml artifact: not a cnnlab training run") from error
     cfg = OmegaConf.merge(OmegaConf.structured(Config), logged_config)
+    # A sweep trial logged before optimizers took only their own fields may carry another optimizer's (adam's
+    # beta_1 in an rmsprop trial), which Keras was never given: dropped, so such a run still reruns as it trained.
+    for key in fields_not_taken(option(cfg.optimizer.name)):
+        cfg.optimizer[key] = None
     validate(cfg)
     tags = run.data.tags
     current = tracking.versions()

@@ -104,6 +104,7 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
         ("optimizer.name=adamw", "optimizer.name"),
         ("trainer.epochs=-1", "trainer.epochs: must be >= 1"),
         ("model.blocks.0.kernel_size=0", "kernel_size must be a positive integer"),
+        ("optimizer.rho=0.8", "optimizer.rho: has no effect on adam"),  # the default optimizer
     ],
 )
 def test_cli_rejects_bad_input_before_anything_is_created(tmp_path, override, expected):

@@ -151,6 +151,70 @@ def test_a_search_space_cannot_search_a_field_the_block_does_not_use():
         check_space(cfg)
 
 
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["optimizer=sgd", "optimizer.beta_1=0.5"], r"optimizer.beta_1: has no effect on sgd .*takes it: adam$"),
+        (["optimizer=adam", "optimizer.rho=0.8"], r"optimizer.rho: has no effect on adam .*takes it: rmsprop$"),
+        (["optimizer=rmsprop", "optimizer.nesterov=true"], r"optimizer.nesterov: has no effect on rmsprop"),
+        (["optimizer=adam", "optimizer.momentum=0.9"], r"optimizer.momentum: .*takes it: sgd, rmsprop$"),
+    ],
+)
+def test_an_optimizer_admits_only_the_fields_keras_passes_it(overrides, message):
+    from cnnlab.config import validate
+
+    with pytest.raises(ConfigError, match=message):
+        validate(compose_config(*overrides))
+    for name in ("adam", "sgd", "rmsprop"):  # each option as shipped sets only its own fields
+        validate(compose_config(f"optimizer={name}"))
+
+
+def test_a_trial_that_picks_another_optimizer_gets_that_optimizers_fields():
+    """As `optimizer=<name>` would compose it: adam's betas do not follow into rmsprop or sgd, the chosen option's
+    defaults come in (sgd's learning rate is 0.01), and what the study set itself carries where the key exists."""
+    from omegaconf import OmegaConf
+
+    from cnnlab.config import leaves, validate
+    from cnnlab.tuning.space import apply
+
+    study = compose_config("optimizer=adam", "optimizer.epsilon=1e-6", config_name="sweep_config")
+    for name in ("rmsprop", "sgd"):
+        trial = apply(study, {"optimizer.name": name})
+        validate(trial)
+        composed = compose_config(f"optimizer={name}").optimizer
+        expected = {**OmegaConf.to_container(composed, enum_to_str=True)}
+        if name == "rmsprop":
+            expected["epsilon"] = 1e-6  # the study's own setting, which rmsprop takes too
+        assert leaves(trial.optimizer) == leaves(OmegaConf.create(expected)), name
+    assert apply(study, {"optimizer.name": "sgd"}).optimizer.learning_rate == 0.01
+    assert apply(study, {"optimizer.name": "sgd", "optimizer.learning_rate": 0.2}).optimizer.learning_rate == 0.2
+    assert apply(study, {"optimizer.name": "adam"}).optimizer.epsilon == 1e-6  # its own optimizer: untouched
+
+
+@pytest.mark.parametrize(
+    "entries,message",
+    [
+        (
+            "{key: optimizer.name, type: choice, values: [adam, sgd]}, "
+            "{key: optimizer.beta_1, type: float, min: 0.8, max: 0.95}",
+            r"(?s)sweep.space\[1\] \(optimizer.beta_1\): the value 0.8 with optimizer.name=sgd .*no effect on sgd"
+            r".*search it only where it applies: parent: optimizer.name, parent_values: \['adam'\]$",
+        ),
+        ("{key: optimizer.rho, type: float, min: 0.8, max: 0.95}", r"optimizer.rho: has no effect on adam"),
+    ],
+)
+def test_a_search_space_cannot_search_a_field_the_optimizer_does_not_take(entries, message):
+    from cnnlab.tuning.space import check_space
+
+    cfg = compose_config("optimizer=adam", f"sweep.space=[{entries}]", config_name="sweep_config")
+    with pytest.raises(ConfigError, match=message):
+        check_space(cfg)
+    # searched only under the optimizers that take it, it is accepted
+    conditional = entries.replace("max: 0.95}", "max: 0.95, parent: optimizer.name, parent_values: [adam]}")
+    if "optimizer.name" in entries:
+        check_space(compose_config("optimizer=adam", f"sweep.space=[{conditional}]", config_name="sweep_config"))
+
+
 def test_blocks_are_named_layers_and_names_change_no_weights():
     import keras
     import numpy as np

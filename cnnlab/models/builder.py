@@ -7,7 +7,7 @@ from typing import Any
 import keras
 from keras import layers
 
-from cnnlab.config import option
+from cnnlab.config import OPTIMIZER_FIELDS, option
 from cnnlab.models.dropout import with_cheap_mask
 from cnnlab.models.shapes import check_blocks
 
@@ -46,19 +46,11 @@ def build_model(model_cfg: Any, num_classes: int, precision: str = "float32") ->
     return keras.Sequential(stack, name=model_cfg.name)
 
 
-# The hyperparameters each Keras optimizer accepts; a sweep that switches optimizer.name keeps the others unused.
-OPTIMIZER_KEYS = {
-    "adam": ("learning_rate", "beta_1", "beta_2", "epsilon"),
-    "sgd": ("learning_rate", "momentum", "nesterov"),
-    "rmsprop": ("learning_rate", "rho", "momentum", "epsilon"),
-}
-
-
 def build_optimizer(optimizer_cfg: Any) -> keras.optimizers.Optimizer:
     """Keras optimizer from config; unset (null) hyperparameters keep Keras' own defaults."""
     name = option(optimizer_cfg.name)
     options = {
-        key: getattr(optimizer_cfg, key) for key in OPTIMIZER_KEYS[name] if getattr(optimizer_cfg, key) is not None
+        key: getattr(optimizer_cfg, key) for key in OPTIMIZER_FIELDS[name] if getattr(optimizer_cfg, key) is not None
     }
     classes = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
     return classes[name](**options)

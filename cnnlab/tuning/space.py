@@ -12,7 +12,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from cnnlab.config import ConfigError, option, validate
+from cnnlab.config import OPTIMIZER_FIELDS, ConfigError, option, validate
 
 _ABSENT = object()
 
@@ -70,15 +70,34 @@ def check_space(cfg: Any) -> None:
             if not param.parent_values or unknown:
                 raise ConfigError(f"{where}: parent_values must be some of {choices}, got {unknown or []}")
         seen[param.key] = param
-        for value in _extremes(param):
-            trial_cfg = copy.deepcopy(cfg)
-            try:
-                OmegaConf.update(trial_cfg, key, value, merge=False)
-                validate(trial_cfg)
-            except ConfigError as error:
-                raise ConfigError(f"{where}: the value {value!r} makes an invalid config: {error}") from error
-            except Exception as error:  # a type the schema refuses, e.g. a string for an int field
-                raise ConfigError(f"{where}: the value {value!r} does not fit {param.key}: {error}") from error
+        for context in _contexts(param, space):
+            for value in _extremes(param):
+                try:
+                    validate(apply(cfg, {**context, param.key: value}))
+                except ConfigError as error:
+                    within = "".join(f" with {key}={choice}" for key, choice in context.items())
+                    message = f"{where}: the value {value!r}{within} makes an invalid config: {error}"
+                    field = param.key.partition(".")[2]
+                    takers = [name for name, keys in OPTIMIZER_FIELDS.items() if field in keys]
+                    if "optimizer.name" in context and param.parent is None and takers:
+                        message += "\n  search it only where it applies: parent: optimizer.name, "
+                        message += f"parent_values: {takers}"
+                    raise ConfigError(message) from error
+                except Exception as error:  # a type the schema refuses, e.g. a string for an int field
+                    raise ConfigError(f"{where}: the value {value!r} does not fit {param.key}: {error}") from error
+
+
+def _contexts(param: Any, space: Any) -> list[dict[str, Any]]:
+    """The other searched values a value of ``param`` can meet in a trial and must be valid with: each of its
+    parent's values it is searched under, and, for an optimizer field, each optimizer the space may pick."""
+    contexts: list[dict[str, Any]] = [{}]
+    if param.parent is not None:
+        contexts = [{param.parent: value} for value in param.parent_values]
+    chooser = next((p for p in space if p.key == "optimizer.name" and _kind(p) == "choice"), None)
+    optimizer_field = param.key.startswith("optimizer.") and chooser is not None and param.key != chooser.key
+    if optimizer_field and param.parent != chooser.key:
+        contexts = [{**context, chooser.key: name} for context in contexts for name in chooser["values"]]
+    return contexts
 
 
 def _extremes(param: Any) -> list[Any]:
@@ -145,10 +164,44 @@ def _declare_one(hp: Any, param: Any, default: Any) -> Any:
 
 
 def apply(cfg: Any, values: dict[str, Any]) -> Any:
-    """A copy of ``cfg`` with the chosen values set (types checked by the schema)."""
+    """A copy of ``cfg`` with the chosen values set (types checked by the schema).
+
+    A chosen ``optimizer.name`` other than the study's brings that optimizer's own fields, as ``optimizer=<name>``
+    would on the command line (adam's beta_1 does not follow into an rmsprop trial; rmsprop's rho comes in), and
+    keeps what the study set on its own optimizer where the chosen one takes the key (``optimizer.epsilon=1e-6``)."""
     trial_cfg = copy.deepcopy(cfg)
+    chosen = values.get("optimizer.name")
+    if chosen is not None and option(chosen) != option(cfg.optimizer.name):
+        for field, value in switched_optimizer(cfg.optimizer, option(chosen)).items():
+            OmegaConf.update(trial_cfg, f"optimizer.{field}", value, merge=False)
     for key, value in values.items():
         # Bayesian optimisation proposes NumPy scalars (np.float64), which OmegaConf's typed nodes refuse.
         plain = value.item() if hasattr(value, "item") else value
         OmegaConf.update(trial_cfg, positional(cfg, key), plain, merge=False)
     return trial_cfg
+
+
+def switched_optimizer(study_optimizer: Any, name: str) -> Any:
+    """The optimizer section, every field, of a trial that picked ``name``: its option's fields
+    (``conf/optimizer/<name>.yaml``, the others null), and the study's own settings that differ from its option's
+    defaults, where ``name`` takes them."""
+    own_defaults = _option_defaults(option(study_optimizer.name))
+    section = _option_defaults(name)
+    for key in OPTIMIZER_FIELDS[name]:
+        value = study_optimizer.get(key)
+        if value is not None and value != own_defaults.get(key):
+            section[key] = value
+    return section
+
+
+_OPTION_DEFAULTS: dict[str, dict] = {}
+
+
+def _option_defaults(name: str) -> dict:
+    """``optimizer=<name>``'s section as Hydra composes it (once per process: composing takes ~0.3 s)."""
+    from cnnlab.config import compose_run_config
+
+    if name not in _OPTION_DEFAULTS:
+        composed = compose_run_config([f"optimizer={name}"]).optimizer
+        _OPTION_DEFAULTS[name] = OmegaConf.to_container(composed, enum_to_str=True)
+    return dict(_OPTION_DEFAULTS[name])

@@ -18,10 +18,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from cnnlab import plots, tracking
-from cnnlab.config import (
-    ConfigError,
-    option,
-)
+from cnnlab.config import ConfigError, compose_run_config, option
 from cnnlab.models.shapes import FIELD_DEFAULTS
 from cnnlab.tuning.pruning import PRUNED_TAG
 
@@ -30,7 +27,6 @@ log = logging.getLogger(__name__)
 STATE_FILE = "cnnlab_study.json"
 COST_COLUMNS = ("num_params", "seconds_per_epoch")  # what a trial cost, from its MLflow run
 INACTIVE = -0.12  # where parallel_coordinates draws a conditional hyperparameter that did not apply
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
 def study_fingerprint(cfg: Any) -> str:
@@ -329,17 +325,6 @@ def _set_fields(block: dict) -> dict:
 
 # The sections of a run's config that decide how it trains (tracking and the study's own settings do not).
 RUN_SECTIONS = ("seed", "dataset", "model", "optimizer", "trainer")
-
-
-def compose_run_config(overrides: list[str]) -> Any:
-    """``conf/config.yaml`` with ``overrides``, inside or outside a Hydra application."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    if GlobalHydra.instance().is_initialized():
-        return compose("config", overrides=overrides)
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose("config", overrides=overrides)
 
 
 def markdown(table: pd.DataFrame) -> str:
