@@ -12,7 +12,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from cnnlab.config import OPTIMIZER_FIELDS, ConfigError, option, validate
+from cnnlab.config import OPTIMIZER_FIELDS, ConfigError, compose_run_config, option, validate
 
 _ABSENT = object()
 
@@ -199,8 +199,6 @@ _OPTION_DEFAULTS: dict[str, dict] = {}
 
 def _option_defaults(name: str) -> dict:
     """``optimizer=<name>``'s section as Hydra composes it (once per process: composing takes ~0.3 s)."""
-    from cnnlab.config import compose_run_config
-
     if name not in _OPTION_DEFAULTS:
         composed = compose_run_config([f"optimizer={name}"]).optimizer
         _OPTION_DEFAULTS[name] = OmegaConf.to_container(composed, enum_to_str=True)
