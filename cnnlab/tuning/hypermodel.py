@@ -49,7 +49,14 @@ class CnnHyperModel(kt.HyperModel):
         return trial_cfg
 
     def build(self, hp: kt.HyperParameters) -> keras.Model:
-        return train.build_compiled_model(self.trial_config(hp))
+        model = train.build_compiled_model(self.trial_config(hp))
+        if "tuner/trial_id" in hp.values:
+            # Hyperband continues this trial from an earlier round's checkpoint, which Keras 3 saves with the
+            # optimizer's state. keras-tuner loads it into a model whose optimizer is not built yet, so Keras skips
+            # that state ("Skipping variable loading for optimizer") and Adam's moments and step count start over;
+            # built now, the optimizer takes them back and the trial continues where it stopped.
+            model.optimizer.build(model.trainable_variables)
+        return model
 
     def fit(self, hp: kt.HyperParameters, model: keras.Model, *args: Any, **kwargs: Any) -> Any:
         trial_cfg = self.trial_config(hp)
