@@ -329,7 +329,9 @@ def log_keras_model(network: Any, cfg: Any, data: PreparedData) -> None:
 
     model = raw_image_model(network, cfg.dataset.scale_pixels)
     example = as_pixels(data.splits.test.x[:4])
-    signature = infer_signature(example, model.predict(example, verbose=0))
+    # Called eagerly rather than through predict(), which would trace a predict function for four images: in a
+    # study that is one tracing per trial, and TensorFlow warns about "retracing" from the fifth trial on.
+    signature = infer_signature(example, keras.ops.convert_to_numpy(model(example, training=False)))
     metadata = {
         "class_names": list(data.class_names),
         "input": "raw pixels 0-255 (uint8 values as float32), shape (N, 28, 28); scaling happens inside",
