@@ -123,6 +123,11 @@ def fields_not_taken(optimizer: str) -> list[str]:
     return sorted(every_field - set(OPTIMIZER_FIELDS[optimizer]))
 
 
+def optimizers_taking(field: str) -> list[str]:
+    """The optimizers that take ``field`` (momentum: sgd, rmsprop)."""
+    return [name for name, fields in OPTIMIZER_FIELDS.items() if field in fields]
+
+
 @dataclass
 class EarlyStoppingConfig:
     enabled: bool = False
@@ -704,7 +709,7 @@ def validate(cfg: Any) -> None:
             cfg.optimizer.get(key) is None,
             f"optimizer.{key}",
             f"has no effect on {optimizer} (it takes {', '.join(OPTIMIZER_FIELDS[optimizer])}); remove it, or pick "
-            f"an optimizer that takes it: {', '.join(name for name, keys in OPTIMIZER_FIELDS.items() if key in keys)}",
+            f"an optimizer that takes it: {', '.join(optimizers_taking(key))}",
         )
     if option(trainer.precision) == "bf16":
         from cnnlab.machine import bf16_impossible, cpu_description, native_bf16

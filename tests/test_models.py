@@ -215,6 +215,17 @@ def test_a_search_space_cannot_search_a_field_the_optimizer_does_not_take(entrie
         check_space(compose_config("optimizer=adam", f"sweep.space=[{conditional}]", config_name="sweep_config"))
 
 
+def test_an_optimizer_field_out_of_range_is_not_told_to_move_to_another_optimizer():
+    from cnnlab.tuning.space import check_space
+
+    space = "{key: optimizer.name, type: choice, values: [adam, sgd]}, "
+    space += "{key: optimizer.beta_1, type: float, min: 0.8, max: 1.5}"
+    cfg = compose_config("optimizer=adam", f"sweep.space=[{space}]", config_name="sweep_config")
+    with pytest.raises(ConfigError, match=r"optimizer.beta_1: must be in \[0, 1\), got 1.5") as refused:
+        check_space(cfg)
+    assert "search it only where it applies" not in str(refused.value)  # adam takes beta_1: the range is wrong
+
+
 def test_blocks_are_named_layers_and_names_change_no_weights():
     import keras
     import numpy as np

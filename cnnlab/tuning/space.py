@@ -8,11 +8,20 @@ a config that passes :func:`cnnlab.config.validate` (so a trial never fails on a
 from __future__ import annotations
 
 import copy
+import functools
 from typing import Any
 
 from omegaconf import OmegaConf
 
-from cnnlab.config import OPTIMIZER_FIELDS, ConfigError, compose_run_config, option, validate
+from cnnlab.config import (
+    OPTIMIZER_FIELDS,
+    ConfigError,
+    compose_run_config,
+    fields_not_taken,
+    optimizers_taking,
+    option,
+    validate,
+)
 
 _ABSENT = object()
 
@@ -78,10 +87,10 @@ def check_space(cfg: Any) -> None:
                     within = "".join(f" with {key}={choice}" for key, choice in context.items())
                     message = f"{where}: the value {value!r}{within} makes an invalid config: {error}"
                     field = param.key.partition(".")[2]
-                    takers = [name for name, keys in OPTIMIZER_FIELDS.items() if field in keys]
-                    if "optimizer.name" in context and param.parent is None and takers:
+                    chosen = context.get("optimizer.name")
+                    if chosen is not None and param.parent is None and field in fields_not_taken(option(chosen)):
                         message += "\n  search it only where it applies: parent: optimizer.name, "
-                        message += f"parent_values: {takers}"
+                        message += f"parent_values: {optimizers_taking(field)}"
                     raise ConfigError(message) from error
                 except Exception as error:  # a type the schema refuses, e.g. a string for an int field
                     raise ConfigError(f"{where}: the value {value!r} does not fit {param.key}: {error}") from error
@@ -186,7 +195,7 @@ def switched_optimizer(study_optimizer: Any, name: str) -> Any:
     (``conf/optimizer/<name>.yaml``, the others null), and the study's own settings that differ from its option's
     defaults, where ``name`` takes them."""
     own_defaults = _option_defaults(option(study_optimizer.name))
-    section = _option_defaults(name)
+    section = dict(_option_defaults(name))
     for key in OPTIMIZER_FIELDS[name]:
         value = study_optimizer.get(key)
         if value is not None and value != own_defaults.get(key):
@@ -194,12 +203,7 @@ def switched_optimizer(study_optimizer: Any, name: str) -> Any:
     return section
 
 
-_OPTION_DEFAULTS: dict[str, dict] = {}
-
-
+@functools.cache
 def _option_defaults(name: str) -> dict:
     """``optimizer=<name>``'s section as Hydra composes it (once per process: composing takes ~0.3 s)."""
-    if name not in _OPTION_DEFAULTS:
-        composed = compose_run_config([f"optimizer={name}"]).optimizer
-        _OPTION_DEFAULTS[name] = OmegaConf.to_container(composed, enum_to_str=True)
-    return dict(_OPTION_DEFAULTS[name])
+    return OmegaConf.to_container(compose_run_config([f"optimizer={name}"]).optimizer, enum_to_str=True)
