@@ -25,13 +25,9 @@ def main() -> None:
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
 
-    from hydra import compose, initialize_config_dir
+    from cnnlab.config import compose_run_config, option
 
-    from cnnlab.config import option, register_configs
-
-    register_configs()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=[f"model={args.network}", *args.overrides])
+    cfg = compose_run_config([f"model={args.network}", *args.overrides])
 
     import numpy as np
     import tensorflow as tf

@@ -35,13 +35,9 @@ EXPERIMENT = "cnnlab-fidelity"
 
 
 def compose_claim(name: str, extra: list[str]):
-    from hydra import compose, initialize_config_dir
+    from cnnlab.config import compose_run_config
 
-    from cnnlab.config import register_configs
-
-    register_configs()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose("config", overrides=[f"experiment={name}", *extra])
+    return compose_run_config([f"experiment={name}", *extra])
 
 
 def cnnlab_values(name: str, cfg, arrays, seeds: int, extra: list[str]) -> list[float]:

@@ -191,21 +191,18 @@ def main() -> None:
     os.environ.update(ENV)
 
     import numpy as np
-    from hydra import compose, initialize_config_dir
 
-    from cnnlab.config import register_configs
+    from cnnlab.config import compose_run_config
     from cnnlab.data import load_arrays
     from cnnlab.models.shapes import training_flops_per_sample
 
-    register_configs()
     dataset = dataset_overrides(args)
     workdir = work_folder("cnnlab-bench-")
     store = f"sqlite:///{workdir}/bench.db"
     data = Path(workdir) / "plain.npz"  # the plain script reads the very same images
     peaks = {}
     if args.networks:
-        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-            arrays = load_arrays(compose("config", overrides=dataset).dataset)  # verified, cached on first use
+        arrays = load_arrays(compose_run_config(dataset).dataset)  # verified, cached on first use
         np.savez(data, x_train=arrays.x_train[: args.images], y_train=arrays.y_train[: args.images])
         # bf16 where TensorFlow can run it at all (a oneDNN cap below AVX-512 aborts the process)
         dtypes = ("float32", "bf16") if bf16_impossible() is None else ("float32",)
@@ -214,8 +211,7 @@ def main() -> None:
 
     rows = []
     for network in args.networks:
-        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-            flops = training_flops_per_sample(compose("config", overrides=[f"model={network}"]).model.blocks)
+        flops = training_flops_per_sample(compose_run_config([f"model={network}"]).model.blocks)
         # bf16 only where native: elsewhere trainer.precision=auto is float32 (emulated bf16 runs ~10x slower).
         kinds = ["plain", "float32", *(["bf16"] if native_bf16() else []), "xla", "bound"]
         jobs = {kind: [] for kind in kinds}

@@ -742,5 +742,6 @@ def compose_run_config(overrides: list[str]) -> Any:
 
     if GlobalHydra.instance().is_initialized():
         return compose("config", overrides=overrides)
+    register_configs()  # a script's own composition: no Hydra application registered the schema
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose("config", overrides=overrides)

@@ -20,10 +20,11 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
+from cnnlab.config import CONF_DIR as CONF_PATH
 from cnnlab.config import register_configs
 
 ROOT = Path(__file__).resolve().parents[1]
-CONF_DIR = str(ROOT / "conf")
+CONF_DIR = str(CONF_PATH)  # Hydra takes the folder as a string
 register_configs()
 
 
