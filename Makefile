@@ -27,7 +27,7 @@ MLFLOW_SERVER_ENV := MLFLOW_DISABLE_TELEMETRY=$${MLFLOW_DISABLE_TELEMETRY:-true}
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=$${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run sweep reproduce fidelity register bench bench-sweep bench-distributed test reliability lint format ui server serve clean
+.PHONY: help setup run sweep reproduce fidelity register bench bench-sweep bench-distributed test test-quick reliability lint format ui server serve clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -71,6 +71,11 @@ bench-distributed: setup ## Trials/hour, 1 worker x 2 threads vs 2 workers x 1 t
 TEST_WORKERS ?= auto
 test: setup ## Run the test suite (synthetic data, no network), test files in parallel (TEST_WORKERS=0: serially)
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15 $(ARGS)
+
+# The tests not marked slow (tests/ marks slow those that train a network end to end or start servers):
+# a minute here against make test's six and a half, for the loop between edits. make test stays the whole suite.
+test-quick: setup ## The tests not marked slow: no network trained end to end, no server (~1 min); make test runs all
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m 'not slow and not chaos' $(ARGS)
 
 reliability: setup ## Fault injection: kill -9 a sweep 10 times at random points, resuming after each (~3 min)
 	$(PY) -m pytest -m chaos -s $(ARGS)
