@@ -52,7 +52,9 @@ def cli(tmp_path, folder, store, *extra):
 
 @pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_mid_epoch_ends_the_run_killed(tmp_path, arrays, new_store, signum, code):
-    folder = kmnist_folder(tmp_path, arrays, copies=20)  # 4,800 images: epochs long enough to land a signal in one
+    # 2,400 images: an epoch takes ~1 s on the AVX-512 kind (several on the AVX2 kind), so the signal 0.5 s after the
+    # first epoch's line lands mid-epoch; the convolutions are most of that time, ~5x slower on the AVX2 kind
+    folder = kmnist_folder(tmp_path, arrays, copies=10)
     command, env = cli(
         tmp_path, folder, new_store(), "trainer.epochs=50", "trainer.verbose=2", "trainer.steps_per_execution=1"
     )
@@ -110,7 +112,7 @@ def test_kill_9_of_a_plain_run_is_marked_killed_by_the_next_command_on_this_host
     from cnnlab import tracking
     from tests.conftest import compose_config
 
-    folder = kmnist_folder(tmp_path, arrays, copies=20)
+    folder = kmnist_folder(tmp_path, arrays, copies=10)
     command, env = cli(
         tmp_path, folder, new_store(), "trainer.epochs=50", "trainer.verbose=2", "trainer.steps_per_execution=1"
     )
