@@ -69,13 +69,14 @@ bench-distributed: setup ## Trials/hour, 1 worker x 2 threads vs 2 workers x 1 t
 # --no-loadscope-reorder), so the long multi-host study does not run alone at the end. A third worker on 2 cores gained
 # nothing clear (7m40s against 7m50s here; 9m28s against 8m51s before the ordering). TEST_WORKERS=0 runs serially.
 TEST_WORKERS ?= auto
+PYTEST = $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 test: setup ## Run the test suite (synthetic data, no network), test files in parallel (TEST_WORKERS=0: serially)
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15 $(ARGS)
+	$(PYTEST) --durations=15 $(ARGS)
 
-# The tests not marked slow (tests/ marks slow those that train a network end to end or start servers):
-# a minute here against make test's six and a half, for the loop between edits. make test stays the whole suite.
+# The loop between edits: tests/ marks slow what trains a network end to end or starts servers, which is most of
+# make test's time (README). make test stays the whole suite. (-m replaces pyproject's, so chaos is named again.)
 test-quick: setup ## The tests not marked slow: no network trained end to end, no server (~1 min); make test runs all
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m 'not slow and not chaos' $(ARGS)
+	$(PYTEST) -m 'not slow and not chaos' $(ARGS)
 
 reliability: setup ## Fault injection: kill -9 a sweep 10 times at random points, resuming after each (~3 min)
 	$(PY) -m pytest -m chaos -s $(ARGS)

@@ -50,11 +50,15 @@ def cli(tmp_path, folder, store, *extra):
     return command, env
 
 
+# Copies of the 240 synthetic images for the runs signalled or killed after their first epoch: 2,400 images make an
+# epoch of ~1 s on the AVX-512 kind (several on the AVX2 kind, where the convolutions run ~5x slower), so a signal
+# 0.5 s after the first epoch's line lands mid-epoch.
+SIGNALLED_RUN_COPIES = 10
+
+
 @pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_mid_epoch_ends_the_run_killed(tmp_path, arrays, new_store, signum, code):
-    # 2,400 images: an epoch takes ~1 s on the AVX-512 kind (several on the AVX2 kind), so the signal 0.5 s after the
-    # first epoch's line lands mid-epoch; the convolutions are most of that time, ~5x slower on the AVX2 kind
-    folder = kmnist_folder(tmp_path, arrays, copies=10)
+    folder = kmnist_folder(tmp_path, arrays, copies=SIGNALLED_RUN_COPIES)
     command, env = cli(
         tmp_path, folder, new_store(), "trainer.epochs=50", "trainer.verbose=2", "trainer.steps_per_execution=1"
     )
@@ -112,7 +116,7 @@ def test_kill_9_of_a_plain_run_is_marked_killed_by_the_next_command_on_this_host
     from cnnlab import tracking
     from tests.conftest import compose_config
 
-    folder = kmnist_folder(tmp_path, arrays, copies=10)
+    folder = kmnist_folder(tmp_path, arrays, copies=SIGNALLED_RUN_COPIES)
     command, env = cli(
         tmp_path, folder, new_store(), "trainer.epochs=50", "trainer.verbose=2", "trainer.steps_per_execution=1"
     )
