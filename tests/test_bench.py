@@ -74,6 +74,7 @@ def run(script: str, extra: list[str], env: dict) -> subprocess.CompletedProcess
     return result
 
 
+@pytest.mark.system
 def test_training_benchmark_short_mode_writes_its_section(tmp_path, synthetic_kmnist):
     output = tmp_path / "BENCHMARKS.md"
     output.write_text("# Benchmarks\n\n<!-- section: sweep -->\nkept as it was\n<!-- end of section: sweep -->\n")
@@ -101,6 +102,7 @@ def test_training_benchmark_short_mode_writes_its_section(tmp_path, synthetic_km
     assert re.search(r"`python -m cnnlab.run --help`: \d+\.\d+ s", text)
 
 
+@pytest.mark.system
 def test_sweep_benchmark_short_mode_reports_each_setting_and_memory(tmp_path, synthetic_kmnist):
     """One part alone keeps the other's section; a rerun with --resume reads the finished studies back (it trains
     none of them again) and writes the same rows, and its memory part replaces the older memory section."""
@@ -142,6 +144,7 @@ def test_sweep_benchmark_short_mode_reports_each_setting_and_memory(tmp_path, sy
     assert memory_figure.stat().st_size > 10_000
 
 
+@pytest.mark.system
 def test_fidelity_compares_cnnlab_seeds_with_the_plain_script_and_writes_its_section(tmp_path, synthetic_kmnist):
     folder = synthetic_kmnist["args"][-1]
     output = tmp_path / "REPRODUCTION.md"

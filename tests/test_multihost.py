@@ -49,7 +49,7 @@ def why_not() -> str | None:
 
 
 REASON = why_not()
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(REASON is not None, reason=REASON or "")]
+pytestmark = [pytest.mark.slow, pytest.mark.system, pytest.mark.skipif(REASON is not None, reason=REASON or "")]
 
 
 def sh(*command: str, check: bool = True) -> subprocess.CompletedProcess:
