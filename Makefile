@@ -70,7 +70,7 @@ bench-distributed: setup ## Trials/hour, 1 worker x 2 threads vs 2 workers x 1 t
 # (7m40s against 7m50s here; 9m28s against 8m51s before the ordering). TEST_WORKERS=0 runs serially.
 TEST_WORKERS ?= auto
 PYTEST = $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
-test: setup ## Run the test suite (synthetic data, no network), test files in parallel (TEST_WORKERS=0: serially)
+test: setup ## Run the test suite but the system tests (synthetic data, no network), files in parallel (TEST_WORKERS=0: serially)
 	$(PYTEST) --durations=15 $(ARGS)
 
 # Other programs driven end to end, a third of the whole suite's CPU: the README's multi-host recipe across network
