@@ -73,7 +73,7 @@ PYTEST = $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reord
 test: setup ## Run the test suite but the system tests (synthetic data, no network), files in parallel (TEST_WORKERS=0: serially)
 	$(PYTEST) --durations=15 $(ARGS)
 
-# Other programs driven end to end, a third of the whole suite's CPU: the README's multi-host recipe across network
+# Other programs driven end to end, a third of the whole suite's time (README): the multi-host recipe across network
 # namespaces (root only: elsewhere it skips) and the benchmark scripts' short modes. Beyond make test they check the
 # recipe as the README writes it through a lost host, a server outage and a chief restart, and that the scripts still
 # run; .ci/run runs them after make test, so CI checks everything.
