@@ -73,11 +73,11 @@ PYTEST = $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reord
 test: setup ## Run the test suite but the system tests (synthetic data, no network), files in parallel (TEST_WORKERS=0: serially)
 	$(PYTEST) --durations=15 $(ARGS)
 
-# Other programs driven end to end, a third of the whole suite's time (README): the multi-host recipe across network
-# namespaces (root only: elsewhere it skips) and the benchmark scripts' short modes. Beyond make test they check the
-# recipe as the README writes it through a lost host, a server outage and a chief restart, and that the scripts still
-# run; .ci/run runs them after make test, so CI checks everything.
-test-system: setup ## The multi-host recipe and the benchmark scripts end to end (~4 min; .ci/run runs it after make test)
+# Other programs end to end (make ui and make server, mlflow models serve, Chromium on the UI, PostgreSQL, the
+# benchmark scripts' short modes) and several cnnlab processes at once (the multi-host recipe across network
+# namespaces, root only; the distributed launcher; four concurrent runs). They were 40% of the suite's CPU here
+# (README); apart, make test is the loop a change needs. .ci/run runs them after make test, so CI checks everything.
+test-system: setup ## Other programs and several processes end to end: servers, browser, PostgreSQL, multi-host, benchmarks
 	$(PYTEST) -m system --durations=5 $(ARGS)
 
 # The loop between edits: tests/ marks slow what trains a network end to end or starts servers, which is most of

@@ -35,11 +35,25 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# The markers of the test now running in this process, so that helpers can hold the suite's split (make_mlflow).
+RUNNING_MARKERS: set[str] = set()
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    RUNNING_MARKERS.clear()
+    RUNNING_MARKERS.update(marker.name for marker in item.iter_markers())
+
+
 @contextlib.contextmanager
 def make_mlflow(target: str, store: str, log: Path, *variables: str) -> Iterator[tuple[str, subprocess.Popen]]:
     """``make ui`` or ``make server`` over ``store`` on a free loopback port, started as a user starts it (the
     Makefile's environment and options, nothing copied here). Yields its address once ``/health`` answers, and the
-    ``make`` process; stops the whole process group after. Its output goes to ``log``."""
+    ``make`` process; stops the whole process group after. Its output goes to ``log``.
+
+    MLflow's server is another program end to end: a test that starts it runs in ``make test-system``, not in
+    ``make test``, whose time the README states."""
+    if "system" not in RUNNING_MARKERS:
+        pytest.fail(f"a test that starts make {target} belongs in make test-system: mark it @pytest.mark.system")
     port = free_port()
     where = [f"PORT={port}", f"TRACKING_URI={store}"]
     if target == "server":
@@ -242,19 +256,21 @@ def kmnist_folder(tmp_path, arrays, copies: int = 1):
 # Test files by how long they take, longest first (measured: `make test ARGS=--durations=0`). pytest-xdist hands out
 # whole files in collection order (`--dist loadfile --no-loadscope-reorder`), so a long file collected last would run
 # alone at the end; the multi-host study, which mostly waits on servers and restarts, overlaps best when it starts
-# first. Files not named keep their order after these.
+# first. Files not named keep their order after these. One order serves both runs: make test deselects the system
+# tests (test_multihost, test_bench's scripts, test_distributed, test_ui, test_postgres, test_server), make test-system
+# keeps only them.
 LONGEST_FIRST = (
     "test_multihost.py",
     "test_bench.py",
+    "test_distributed.py",
     "test_sweep.py",
     "test_reliability.py",
-    "test_distributed.py",
-    "test_ui.py",
-    "test_config.py",
     "test_claims.py",
     "test_train.py",
-    "test_server.py",
+    "test_ui.py",
     "test_postgres.py",  # where PostgreSQL is installed (.ci/run): ~30 s
+    "test_config.py",
+    "test_server.py",
     "test_serving.py",
 )
 

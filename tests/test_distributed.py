@@ -13,7 +13,8 @@ from mlflow.tracking import MlflowClient
 
 from tests.conftest import free_port, kmnist_folder, kmnist_study
 
-pytestmark = pytest.mark.slow
+# A chief and two workers at once, then a restart: several processes end to end (make test-system).
+pytestmark = [pytest.mark.slow, pytest.mark.system]
 
 
 def sweep_command(tmp_path, folder, port, trials=4):

@@ -17,8 +17,10 @@ from mlflow.tracking import MlflowClient
 from tests.conftest import LEARNING_RATE_SPACE, kmnist_folder, make_mlflow
 
 POSTGRES = os.environ.get("CNNLAB_TEST_POSTGRES")
+# PostgreSQL behind make server: make test-system
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.system,
     pytest.mark.skipif(not POSTGRES, reason="CNNLAB_TEST_POSTGRES unset: .ci/run sets it after starting postgresql"),
 ]
 

@@ -142,6 +142,7 @@ def test_kill_9_of_a_plain_run_is_marked_killed_by_the_next_command_on_this_host
     assert client.get_run(elsewhere.info.run_id).info.status == "RUNNING"
 
 
+@pytest.mark.system  # four cnnlab processes at once (make test-system)
 def test_four_concurrent_runs_into_one_new_experiment(tmp_path, arrays):
     folder = kmnist_folder(tmp_path, arrays)
     store = f"sqlite:///{tmp_path}/store.db"  # not there yet: the four runs make it

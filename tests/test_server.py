@@ -12,7 +12,8 @@ import pytest
 
 from tests.conftest import make_mlflow
 
-pytestmark = pytest.mark.slow
+# MLflow's own server, as make starts it (make server: uvicorn's four workers): make test-system
+pytestmark = [pytest.mark.slow, pytest.mark.system]
 
 
 def listening_addresses(port: int) -> set[str]:

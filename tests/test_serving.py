@@ -45,6 +45,7 @@ def test_the_logged_model_takes_raw_pixels_and_says_so(logged_run, tmp_path, arr
     np.testing.assert_allclose(raw, scaled, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.system  # MLflow's scoring server, another program end to end
 def test_mlflow_models_serve_answers_uint8_pixels_as_cnnlab_predict_does(logged_run, tmp_path, arrays):
     uri = f"runs:/{logged_run.run_id}/model"
     store = f"sqlite:///{tmp_path}/mlflow.db"

@@ -18,8 +18,10 @@ from tests.conftest import LEARNING_RATE_SPACE, compose_config, make_mlflow
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "test-output" / "ui"
 
+# make ui and Chromium, other programs end to end: make test-system
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.system,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} missing: apt-get install chromium"),
 ]
 
