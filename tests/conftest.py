@@ -117,30 +117,42 @@ def arrays() -> dict[str, np.ndarray]:
     return synthetic_arrays()
 
 
-@pytest.fixture
-def idx_dir(tmp_path: Path, arrays) -> Path:
-    folder = tmp_path / "idx"
+def write_idx_folder(folder: Path, arrays: dict[str, np.ndarray]) -> Path:
     folder.mkdir()
     for name, file in IDX_NAMES.items():
         write_idx(folder / file, arrays[name])
     return folder
 
 
+@pytest.fixture
+def idx_dir(tmp_path: Path, arrays) -> Path:
+    return write_idx_folder(tmp_path / "idx", arrays)
+
+
+def isolate(patch: pytest.MonkeyPatch, folder: Path) -> None:
+    """No test touches the user's cache, store or network settings. (mlflow.set_tracking_uri also sets
+    MLFLOW_TRACKING_URI, which cnnlab obeys: an earlier test's store would win over the next one's tracking.uri.)"""
+    patch.setenv("CNNLAB_DATA", str(folder / "cache"))
+    patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
 @pytest.fixture(autouse=True)
 def isolated_environment(tmp_path: Path, monkeypatch):
-    """No test touches the user's cache, store or network settings."""
-    monkeypatch.setenv("CNNLAB_DATA", str(tmp_path / "cache"))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    isolate(monkeypatch, tmp_path)
+
+
+def pin_mnist_hashes(patch: pytest.MonkeyPatch, arrays: dict[str, np.ndarray]) -> dict[str, str]:
+    """Pins the catalog's MNIST hashes to ``arrays``, so verification runs exactly as for real data."""
+    from cnnlab.data import catalog
+
+    digests = {name: hashlib.sha256(value.tobytes()).hexdigest() for name, value in arrays.items()}
+    patch.setitem(catalog.CATALOG, "mnist", replace(catalog.CATALOG["mnist"], array_sha256=digests))
+    return digests
 
 
 @pytest.fixture
 def pin_mnist(monkeypatch, arrays):
-    """Pins the catalog's MNIST hashes to the synthetic arrays, so verification runs exactly as for real data."""
-    from cnnlab.data import catalog
-
-    digests = {name: hashlib.sha256(value.tobytes()).hexdigest() for name, value in arrays.items()}
-    monkeypatch.setitem(catalog.CATALOG, "mnist", replace(catalog.CATALOG["mnist"], array_sha256=digests))
-    return digests
+    return pin_mnist_hashes(monkeypatch, arrays)
 
 
 @pytest.fixture(scope="session")
@@ -170,9 +182,8 @@ def compose_config(*overrides: str, config_name: str = "config"):
         return compose(config_name=config_name, overrides=list(overrides))
 
 
-@pytest.fixture
-def tiny_run_overrides(idx_dir: Path, pin_mnist, new_store) -> list[str]:
-    """A one-epoch run of the smallest network on synthetic MNIST-shaped data, tracked in tmp_path."""
+def tiny_run(idx_dir: Path, store: str) -> list[str]:
+    """A one-epoch run of the smallest network on the synthetic MNIST-shaped files in ``idx_dir``."""
     return [
         "dataset=mnist",
         f"dataset.local_dir={idx_dir}",
@@ -181,8 +192,14 @@ def tiny_run_overrides(idx_dir: Path, pin_mnist, new_store) -> list[str]:
         "trainer.epochs=1",
         "trainer.batch_size=32",
         "trainer.verbose=0",
-        f"tracking.uri={new_store()}",
+        f"tracking.uri={store}",
     ]
+
+
+@pytest.fixture
+def tiny_run_overrides(idx_dir: Path, pin_mnist, new_store) -> list[str]:
+    """``tiny_run`` tracked in tmp_path."""
+    return tiny_run(idx_dir, new_store())
 
 
 SPACE = (

@@ -9,59 +9,78 @@ from mlflow.tracking import MlflowClient
 from cnnlab.evaluation import ImageError, evaluate, load_images, predict, register
 from cnnlab.models.loading import ModelLoadError, load_model
 from cnnlab.train import train
-from tests.conftest import compose_config
+from tests.conftest import compose_config, isolate, pin_mnist_hashes, synthetic_arrays, tiny_run, write_idx_folder
 
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture(scope="module")
+def logged(tmp_path_factory, store_template):
+    """A tiny run whose model is logged, trained once for this file: its tests read it and add runs of their own
+    beside it (evaluations, a registered version). The test split halves protocol checks that evaluate follows the
+    source. Yields the store's URI and the run; the synthetic MNIST stays pinned while the file's tests run."""
+    import shutil
+
+    folder = tmp_path_factory.mktemp("logged")
+    shutil.copyfile(store_template, folder / "mlflow.db")
+    store = f"sqlite:///{folder / 'mlflow.db'}"
+    arrays = synthetic_arrays()
+    with pytest.MonkeyPatch.context() as patch:
+        isolate(patch, folder)  # set up before each test's own isolation
+        pin_mnist_hashes(patch, arrays)
+        overrides = tiny_run(write_idx_folder(folder / "idx", arrays), store)
+        yield store, train(compose_config(*overrides, "trainer.validation=test_halves", "trainer.epochs=2"))
+
+
 @pytest.fixture
-def logged_run(tiny_run_overrides):
-    """A tiny run whose model is logged; the test split halves protocol checks that evaluate follows the source."""
-    return train(compose_config(*tiny_run_overrides, "trainer.validation=test_halves", "trainer.epochs=2"))
+def logged_run(logged):
+    return logged[1]
 
 
-def use_config(tmp_path, *overrides):
-    return compose_config(f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", *overrides, config_name="use_config")
+@pytest.fixture
+def use_config(logged):
+    """``use_config(*overrides)``: the use commands' config, tracked in the logged run's store."""
+    return lambda *overrides: compose_config(f"tracking.uri={logged[0]}", *overrides, config_name="use_config")
 
 
-def test_evaluate_reproduces_the_logged_test_accuracy_exactly(tmp_path, logged_run):
+def test_evaluate_reproduces_the_logged_test_accuracy_exactly(logged, use_config, logged_run):
     uri = f"runs:/{logged_run.run_id}/model"
-    result = evaluate(use_config(tmp_path, f"model_uri={uri}"), [f"model_uri={uri}"])
+    result = evaluate(use_config(f"model_uri={uri}"), [f"model_uri={uri}"])
     assert result.metrics["test_accuracy"] == logged_run.metrics["test_accuracy"]
     assert result.metrics["test_loss"] == logged_run.metrics["test_loss"]
     assert result.confusion.sum() == 40  # the first half of the 80 synthetic test images: the source's protocol
     assert len(result.per_class) == 10
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    client = MlflowClient(tracking_uri=logged[0])
     run = client.get_run(result.run_id)
     assert run.data.tags["cnnlab.source_run_id"] == logged_run.run_id
     plots = {a.path for a in client.list_artifacts(result.run_id, "plots")}
     assert {"plots/confusion_matrix.png", "plots/worst_misclassified.png"} <= plots
 
 
-def test_predict_first_test_images_with_true_labels(tmp_path, logged_run, arrays):
+def test_predict_first_test_images_with_true_labels(use_config, logged_run, arrays):
     uri = f"runs:/{logged_run.run_id}/model"
-    rows = predict(use_config(tmp_path, f"model_uri={uri}", "samples=4"), [])
+    rows = predict(use_config(f"model_uri={uri}", "samples=4"), [])
     assert [row["image"] for row in rows] == ["test[0]", "test[1]", "test[2]", "test[3]"]
     assert [row["true"] for row in rows] == [str(label) for label in arrays["y_test"][:4]]
     assert all(0 < row["probability"] <= 1 for row in rows)
 
 
-def test_registry_alias_resolves_to_the_source_run(tmp_path, logged_run):
+def test_registry_alias_resolves_to_the_source_run(use_config, logged_run):
     uri = f"runs:/{logged_run.run_id}/model"
-    version = register(use_config(tmp_path, f"model_uri={uri}", "name=toy", "alias=champion"))
+    version = register(use_config(f"model_uri={uri}", "name=toy", "alias=champion"))
     assert int(version.version) == 1
-    result = evaluate(use_config(tmp_path, "model_uri=models:/toy@champion"), [])
+    result = evaluate(use_config("model_uri=models:/toy@champion"), [])
     assert result.source_run_id == logged_run.run_id
     assert result.metrics["test_accuracy"] == logged_run.metrics["test_accuracy"]
 
 
-def test_predict_images_converts_colour_and_size(tmp_path, logged_run):
+def test_predict_images_converts_colour_and_size(tmp_path, use_config, logged_run):
     from PIL import Image
 
     path = tmp_path / "digit.png"
     Image.fromarray(np.full((32, 32, 3), 200, dtype=np.uint8)).save(path)
     uri = f"runs:/{logged_run.run_id}/model"
-    (row,) = predict(use_config(tmp_path, f"model_uri={uri}", f"images=[{path}]"), [])
+    (row,) = predict(use_config(f"model_uri={uri}", f"images=[{path}]"), [])
     assert "converted RGB to grayscale" in row["note"] and "resized 32x32 to 28x28" in row["note"]
 
 
