@@ -80,8 +80,8 @@ test: setup ## Run the test suite but the system tests (synthetic data, no netwo
 test-system: setup ## Other programs and several processes end to end: servers, browser, PostgreSQL, multi-host, benchmarks
 	$(PYTEST) -m system --durations=5 $(ARGS)
 
-# The loop between edits: tests/ marks slow what trains a network end to end or starts servers, which is most of
-# make test's time (README). (-m replaces pyproject's, so chaos and system are named again.)
+# The loop between edits: tests/ marks slow what trains a network end to end, which is most of make test's time
+# (README). (-m replaces pyproject's, so chaos and system are named again.)
 test-quick: setup ## The tests not marked slow: no network trained end to end, no server (~1 min)
 	$(PYTEST) -m 'not slow and not chaos and not system' $(ARGS)
 

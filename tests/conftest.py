@@ -166,15 +166,16 @@ def store_template(tmp_path_factory) -> Path:
     return path
 
 
+def copy_store(template: Path, path: Path) -> str:
+    """The URI of an empty MLflow store at ``path``, copied from ``template`` (``store_template``)."""
+    shutil.copyfile(template, path)
+    return f"sqlite:///{path}"
+
+
 @pytest.fixture
 def new_store(tmp_path: Path, store_template: Path):
     """``new_store(name)``: the URI of an empty MLflow store at ``tmp_path / name``, ready to use."""
-
-    def make(name: str = "mlflow.db") -> str:
-        shutil.copyfile(store_template, tmp_path / name)
-        return f"sqlite:///{tmp_path / name}"
-
-    return make
+    return lambda name="mlflow.db": copy_store(store_template, tmp_path / name)
 
 
 def compose_config(*overrides: str, config_name: str = "config"):
@@ -273,9 +274,8 @@ def kmnist_folder(tmp_path, arrays, copies: int = 1):
 # Test files by how long they take, longest first (measured: `make test ARGS=--durations=0`). pytest-xdist hands out
 # whole files in collection order (`--dist loadfile --no-loadscope-reorder`), so a long file collected last would run
 # alone at the end; the multi-host study, which mostly waits on servers and restarts, overlaps best when it starts
-# first. Files not named keep their order after these. One order serves both runs: make test deselects the system
-# tests (test_multihost, test_bench's scripts, test_distributed, test_ui, test_postgres, test_server), make test-system
-# keeps only them.
+# first. Files not named keep their order after these. One order serves make test and make test-system: each runs
+# only its own tests (the system marker) of these files.
 LONGEST_FIRST = (
     "test_multihost.py",
     "test_bench.py",

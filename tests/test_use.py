@@ -9,48 +9,53 @@ from mlflow.tracking import MlflowClient
 from cnnlab.evaluation import ImageError, evaluate, load_images, predict, register
 from cnnlab.models.loading import ModelLoadError, load_model
 from cnnlab.train import train
-from tests.conftest import compose_config, isolate, pin_mnist_hashes, synthetic_arrays, tiny_run, write_idx_folder
+from tests.conftest import (
+    compose_config,
+    copy_store,
+    isolate,
+    pin_mnist_hashes,
+    synthetic_arrays,
+    tiny_run,
+    write_idx_folder,
+)
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def logged(tmp_path_factory, store_template):
-    """A tiny run whose model is logged, trained once for this file: its tests read it and add runs of their own
-    beside it (evaluations, a registered version). The test split halves protocol checks that evaluate follows the
-    source. Yields the store's URI and the run; the synthetic MNIST stays pinned while the file's tests run."""
-    import shutil
+def store(tmp_path_factory, store_template) -> str:
+    """One MLflow store for this file: the logged run, and the runs its tests add beside it (evaluations, a
+    registered version)."""
+    return copy_store(store_template, tmp_path_factory.mktemp("store") / "mlflow.db")
 
+
+@pytest.fixture(scope="module")
+def logged_run(store, tmp_path_factory):
+    """A tiny run whose model is logged, trained once for this file; the synthetic MNIST stays pinned while the
+    file's tests run. The test split halves protocol checks that evaluate follows the source."""
     folder = tmp_path_factory.mktemp("logged")
-    shutil.copyfile(store_template, folder / "mlflow.db")
-    store = f"sqlite:///{folder / 'mlflow.db'}"
     arrays = synthetic_arrays()
     with pytest.MonkeyPatch.context() as patch:
         isolate(patch, folder)  # set up before each test's own isolation
         pin_mnist_hashes(patch, arrays)
         overrides = tiny_run(write_idx_folder(folder / "idx", arrays), store)
-        yield store, train(compose_config(*overrides, "trainer.validation=test_halves", "trainer.epochs=2"))
+        yield train(compose_config(*overrides, "trainer.validation=test_halves", "trainer.epochs=2"))
 
 
 @pytest.fixture
-def logged_run(logged):
-    return logged[1]
+def use_config(store):
+    """``use_config(*overrides)``: the use commands' config, tracked in this file's store."""
+    return lambda *overrides: compose_config(f"tracking.uri={store}", *overrides, config_name="use_config")
 
 
-@pytest.fixture
-def use_config(logged):
-    """``use_config(*overrides)``: the use commands' config, tracked in the logged run's store."""
-    return lambda *overrides: compose_config(f"tracking.uri={logged[0]}", *overrides, config_name="use_config")
-
-
-def test_evaluate_reproduces_the_logged_test_accuracy_exactly(logged, use_config, logged_run):
+def test_evaluate_reproduces_the_logged_test_accuracy_exactly(store, use_config, logged_run):
     uri = f"runs:/{logged_run.run_id}/model"
     result = evaluate(use_config(f"model_uri={uri}"), [f"model_uri={uri}"])
     assert result.metrics["test_accuracy"] == logged_run.metrics["test_accuracy"]
     assert result.metrics["test_loss"] == logged_run.metrics["test_loss"]
     assert result.confusion.sum() == 40  # the first half of the 80 synthetic test images: the source's protocol
     assert len(result.per_class) == 10
-    client = MlflowClient(tracking_uri=logged[0])
+    client = MlflowClient(tracking_uri=store)
     run = client.get_run(result.run_id)
     assert run.data.tags["cnnlab.source_run_id"] == logged_run.run_id
     plots = {a.path for a in client.list_artifacts(result.run_id, "plots")}
