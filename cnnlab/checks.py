@@ -16,7 +16,11 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 
-from cnnlab.config import ConfigError, check_domains, parse_overrides, seeds_design, validate
+from cnnlab.claims.reproduce import seeds_design
+from cnnlab.config.compose import parse_overrides
+from cnnlab.config.domains import check_domains
+from cnnlab.config.validation import validate
+from cnnlab.errors import ConfigError
 
 # Set once Hydra's callback has checked this process's single run, so the entry point does not check it again.
 checked_before_run = False

@@ -8,7 +8,7 @@ import sys
 from functools import partial
 from typing import Any
 
-from cnnlab.config import ConfigError
+from cnnlab.errors import ConfigError
 
 log = logging.getLogger("cnnlab")
 

@@ -7,7 +7,7 @@ import sys
 import hydra
 
 from cnnlab.cli import checked, launch
-from cnnlab.config import register_configs
+from cnnlab.config.compose import register_configs
 
 register_configs()
 
@@ -15,7 +15,7 @@ register_configs()
 @hydra.main(version_base="1.3", config_path=None, config_name="compare_config")
 def main(cfg) -> None:
     from cnnlab.comparison import plot, render, search
-    from cnnlab.config import ConfigError
+    from cnnlab.errors import ConfigError
 
     checked("compare", cfg)
     try:

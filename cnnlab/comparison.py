@@ -13,7 +13,7 @@ def search(cfg: Any) -> pd.DataFrame:
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from cnnlab.config import ConfigError
+    from cnnlab.errors import ConfigError
 
     mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI") or cfg.tracking_uri)
     if cfg.experiments:

@@ -18,3 +18,7 @@ class NanLossError(UserError, RuntimeError):
 
 class Terminated(BaseException):
     """Raised in the main thread on SIGTERM so the run can be closed as KILLED (like KeyboardInterrupt for SIGINT)."""
+
+
+class ConfigError(UserError, ValueError):
+    """A config that composes but cannot be trained: names the key and what is valid."""

@@ -26,7 +26,7 @@ def with_source_protocol(cfg: Any, run_id: str | None, overrides: list[str]) -> 
         return cfg
     import mlflow
 
-    from cnnlab.config import parse_overrides
+    from cnnlab.config.compose import parse_overrides
 
     try:
         source = OmegaConf.create(mlflow.artifacts.load_text(f"runs:/{run_id}/config.yaml"))
@@ -177,7 +177,8 @@ def register(cfg: Any) -> Any:
     from mlflow.tracking import MlflowClient
 
     from cnnlab import tracking
-    from cnnlab.config import ConfigError, name_problem
+    from cnnlab.config.domains import name_problem
+    from cnnlab.errors import ConfigError
     from cnnlab.models.loading import source_run_id
 
     if not cfg.name:

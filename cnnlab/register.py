@@ -6,7 +6,7 @@ import hydra
 from omegaconf import DictConfig
 
 from cnnlab.cli import command, launch
-from cnnlab.config import register_configs
+from cnnlab.config.compose import register_configs
 
 register_configs()
 

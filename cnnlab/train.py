@@ -19,7 +19,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from cnnlab.config import option, validate
+from cnnlab.config.schema import option
+from cnnlab.config.validation import validate
 from cnnlab.machine import choose_precision
 
 log = logging.getLogger(__name__)

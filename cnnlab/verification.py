@@ -61,7 +61,8 @@ def verify(run_id: str, tracking_uri: str) -> Verification:
     from mlflow.exceptions import MlflowException
 
     from cnnlab import tracking, train
-    from cnnlab.config import Config, fields_not_taken, option, validate
+    from cnnlab.config.schema import Config, fields_not_taken, option
+    from cnnlab.config.validation import validate
 
     if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri.removeprefix("sqlite:///")).exists():
         raise VerificationRefused(f"tracking_uri: no MLflow store at {tracking_uri} (run from where the run was made)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hydra
 
 from cnnlab.cli import command, launch
-from cnnlab.config import register_configs
+from cnnlab.config.compose import register_configs
 
 register_configs()
 

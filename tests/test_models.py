@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cnnlab.config import ConfigError
-from cnnlab.models.shapes import check_blocks
+from cnnlab.config.blocks import check_blocks
 from tests.conftest import compose_config
 
 TUTORIAL_PARAMS = {

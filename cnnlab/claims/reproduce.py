@@ -20,7 +20,10 @@ from omegaconf import OmegaConf
 from cnnlab.allocator import pin_mmap_threshold
 from cnnlab.claims.stats import Design
 from cnnlab.claims.verdict import DEFAULT_TOLERANCE, NO_CLAIM, Verdict, judge
-from cnnlab.config import option, parse_overrides, seeds_design
+from cnnlab.config.compose import parse_overrides
+from cnnlab.config.domains import check_domains
+from cnnlab.config.schema import option
+from cnnlab.errors import ConfigError
 from cnnlab.machine import choose_precision
 
 log = logging.getLogger(__name__)
@@ -28,6 +31,19 @@ log = logging.getLogger(__name__)
 EXPERIMENT = "cnnlab-reproductions"
 # reproduce's own options; every other override reaches each claim
 OWN_KEYS = ("seeds", "min_seeds", "max_seeds", "claims", "report_path", "precisions")
+
+
+def seeds_design(cfg: Any) -> tuple[int, int, bool]:
+    """``(min_seeds, max_seeds, sequential)`` from reproduce's ``seeds``, ``min_seeds`` and ``max_seeds``."""
+    seeds = str(cfg.seeds).strip()
+    check_domains(cfg)
+    if seeds == "auto":
+        if cfg.max_seeds < cfg.min_seeds:
+            raise ConfigError(f"max_seeds: must be >= min_seeds ({cfg.min_seeds}), got {cfg.max_seeds}")
+        return cfg.min_seeds, cfg.max_seeds, True
+    if not seeds.isdigit() or int(seeds) < 1:
+        raise ConfigError(f"seeds: 'auto' or a whole number >= 1, got {cfg.seeds!r}")
+    return int(seeds), int(seeds), False
 
 
 @dataclass

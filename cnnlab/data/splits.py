@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab.config import ConfigError
+from cnnlab.errors import ConfigError
 
 
 @dataclass

@@ -7,9 +7,9 @@ from typing import Any
 import keras
 from keras import layers
 
-from cnnlab.config import OPTIMIZER_FIELDS, option
+from cnnlab.config.blocks import check_blocks
+from cnnlab.config.schema import OPTIMIZER_FIELDS, option
 from cnnlab.models.dropout import with_cheap_mask
-from cnnlab.models.shapes import check_blocks
 
 INPUT_SHAPE = (28, 28, 1)
 

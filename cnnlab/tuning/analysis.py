@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from cnnlab import plots
-from cnnlab.config import option
+from cnnlab.config.schema import option
 
 # Optuna's slice plot draws choice values (filters 32, 64) as categories, and matplotlib says so at INFO for every
 # axis of every refresh: two dozen lines in a three-trial study under Hydra's INFO logging, none a user can act on.

@@ -20,7 +20,7 @@ import mlflow
 from omegaconf import OmegaConf
 
 from cnnlab import tracking, train
-from cnnlab.config import option
+from cnnlab.config.schema import option
 from cnnlab.errors import NanLossError
 from cnnlab.tuning import distributed, pruning
 from cnnlab.tuning import space as search_space

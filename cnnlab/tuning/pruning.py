@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from mlflow.tracking import MlflowClient
 
-from cnnlab.config import option
+from cnnlab.config.schema import option
 
 PRUNED_TAG = "cnnlab.pruned"
 

@@ -9,7 +9,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from cnnlab.allocator import pin_mmap_threshold
-from cnnlab.config import validate
+from cnnlab.config.validation import validate
 from cnnlab.tuning.space import check_space
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,8 @@
 
 Validation is pure Python (no TensorFlow) and runs before the first trial: every key must exist in the config,
 every range must be non-empty, every parent must be a searched choice, and every value a range can take must make
-a config that passes :func:`cnnlab.config.validate` (so a trial never fails on a kernel larger than its input).
+a config that passes :func:`~cnnlab.config.validation.validate`
+(so a trial never fails on a kernel larger than its input).
 """
 
 from __future__ import annotations
@@ -13,15 +14,10 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from cnnlab.config import (
-    OPTIMIZER_FIELDS,
-    ConfigError,
-    compose_run_config,
-    fields_not_taken,
-    optimizers_taking,
-    option,
-    validate,
-)
+from cnnlab.config.compose import compose_run_config
+from cnnlab.config.schema import OPTIMIZER_FIELDS, fields_not_taken, optimizers_taking, option
+from cnnlab.config.validation import validate
+from cnnlab.errors import ConfigError
 
 _ABSENT = object()
 

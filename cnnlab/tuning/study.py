@@ -18,8 +18,10 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from cnnlab import plots, tracking
-from cnnlab.config import ConfigError, compose_run_config, option
-from cnnlab.models.shapes import FIELD_DEFAULTS
+from cnnlab.config.blocks import FIELD_DEFAULTS
+from cnnlab.config.compose import compose_run_config
+from cnnlab.config.schema import option
+from cnnlab.errors import ConfigError
 from cnnlab.tuning.pruning import PRUNED_TAG
 
 log = logging.getLogger(__name__)
@@ -281,7 +283,7 @@ def export_best(cfg: Any, table: pd.DataFrame, study: Study, best_cfg: Any) -> P
     with ``python -m cnnlab.run --config-dir sweeps/<study> experiment=best`` (Hydra adds the folder to its search
     path, so ``experiment=best`` finds the file); nothing generated lands in ``conf/``.
     """
-    from cnnlab.config import leaves
+    from cnnlab.config.domains import leaves
 
     best = table.dropna(subset=[study.objective]).iloc[0]
     choices = {"dataset": cfg.dataset.name, "model": cfg.model.name, "optimizer": option(best_cfg.optimizer.name)}

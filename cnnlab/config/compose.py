@@ -1,0 +1,63 @@
+"""Hydra's plumbing: the schema registered in the ConfigStore, Hydra's own settings, composing ``conf/config.yaml``
+outside a Hydra application, and reading overrides with Hydra's grammar."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+
+from cnnlab.config.schema import (
+    CompareConfig,
+    Config,
+    ReproduceConfig,
+    SweepEntryConfig,
+    UseConfig,
+    VerifyConfig,
+)
+
+# Hydra's own settings, shared by every command's primary config (its defaults list names "hydra_settings").
+HYDRA_SETTINGS = {
+    "hydra": {
+        # cnnlab/checks.py: every check runs after composing and before Hydra creates anything
+        "callbacks": {"check_before_work": {"_target_": "cnnlab.checks.CheckBeforeWork"}},
+        # relative paths (mlruns/, dataset.local_dir) stay relative to where the command was run
+        "job": {"chdir": False},
+        "run": {"dir": "outputs/${now:%Y-%m-%d}/${now:%H-%M-%S}"},
+    }
+}
+
+
+def register_configs() -> None:
+    store = ConfigStore.instance()
+    store.store(name="hydra_settings", node=HYDRA_SETTINGS, package="_global_")
+    store.store(name="cnnlab_schema", node=Config)
+    store.store(name="cnnlab_sweep_schema", node=SweepEntryConfig)
+    store.store(name="cnnlab_use_schema", node=UseConfig)
+    store.store(name="cnnlab_reproduce_schema", node=ReproduceConfig)
+    store.store(name="compare_config", node=CompareConfig)
+    store.store(name="verify_config", node=VerifyConfig)
+
+
+def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
+    """``(key, value)`` per command-line override, read by Hydra's own override grammar (``+a.b=[1,2]`` ->
+    ``("a.b", [1, 2])``), so cnnlab never splits an override by hand."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return [(parsed.key_or_group, parsed.value()) for parsed in OverridesParser.create().parse_overrides(overrides)]
+
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+def compose_run_config(overrides: list[str]) -> Any:
+    """``conf/config.yaml`` with ``overrides``, inside a Hydra application (its search path) or outside one."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    if GlobalHydra.instance().is_initialized():
+        return compose("config", overrides=overrides)
+    register_configs()  # a script's own composition: no Hydra application registered the schema
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=overrides)

@@ -1,0 +1,362 @@
+"""Typed schema for the Hydra config: the dataclasses Hydra merges every YAML file under ``conf/`` into.
+
+A wrong type or an unknown key fails at composition time with Hydra's own message, before TensorFlow is imported.
+Ranges the types cannot express live in :mod:`cnnlab.config.domains` and :mod:`cnnlab.config.validation`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from omegaconf import MISSING
+
+
+def option(value: Any) -> Any:
+    """The plain value of a config enum (``Validation.test`` -> ``"test"``); any other value unchanged."""
+    return getattr(value, "value", value)
+
+
+class BlockType(Enum):
+    conv = "conv"
+    pool = "pool"
+    dropout = "dropout"
+    flatten = "flatten"
+    dense = "dense"
+
+
+class Padding(Enum):
+    valid = "valid"
+    same = "same"
+
+
+class OptimizerName(Enum):
+    adam = "adam"
+    sgd = "sgd"
+    rmsprop = "rmsprop"
+
+
+class Validation(Enum):
+    test = "test"  # validate on the whole test set (two tutorials do this; val == test)
+    test_halves = "test_halves"  # first half of the test set is test, second half validation
+    holdout = "holdout"  # the last `holdout_size` training images are held out for validation
+    none = "none"
+
+
+class Loss(Enum):
+    sparse_categorical_crossentropy = "sparse_categorical_crossentropy"
+    categorical_crossentropy = "categorical_crossentropy"
+
+
+class Precision(Enum):
+    float32 = "float32"
+    bf16 = "bf16"
+    auto = "auto"  # bf16 where the machine runs it natively, float32 elsewhere (cnnlab.machine.choose_precision)
+
+
+@dataclass
+class Block:
+    type: BlockType = MISSING
+    # The Keras layer's name (in the model summary) and the block's address in sweep keys: model.blocks.<name>.units
+    # still means the same layer after another block is inserted. Null: Keras names it (conv2d_1, dense, ...).
+    name: str | None = None
+    filters: int | None = None
+    kernel_size: int | None = None
+    strides: int = 1
+    padding: Padding = Padding.valid
+    activation: str | None = None
+    pool_size: int = 2
+    rate: float | None = None
+    units: int | None = None
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+    blocks: list[Block] = field(default_factory=list)
+
+
+@dataclass
+class DatasetConfig:
+    name: str = MISSING
+    classes: list[str] = field(default_factory=list)
+    subset: int | None = None  # train on the first N training images (smoke runs)
+    scale_pixels: bool = True  # False feeds raw 0-255 pixels, as the 97.57% tutorial does
+    local_dir: str | None = None  # a folder of IDX (.gz or not) or npz files to try before downloading
+    sources: list[str] = field(default_factory=lambda: ["cache", "local", "download", "mirror"])
+
+
+@dataclass
+class OptimizerConfig:
+    name: OptimizerName = MISSING
+    learning_rate: float = 0.001
+    beta_1: float | None = None
+    beta_2: float | None = None
+    epsilon: float | None = None
+    momentum: float | None = None
+    nesterov: bool | None = None
+    rho: float | None = None
+
+
+# The fields each Keras optimizer takes (models.builder passes exactly these). One schema holds them all, so that a
+# sweep may choose optimizer.name; a field another optimizer takes, set on this one, would change nothing, so it is
+# refused, as a field of another block kind is.
+OPTIMIZER_FIELDS = {
+    "adam": ("learning_rate", "beta_1", "beta_2", "epsilon"),
+    "sgd": ("learning_rate", "momentum", "nesterov"),
+    "rmsprop": ("learning_rate", "rho", "momentum", "epsilon"),
+}
+
+
+def fields_not_taken(optimizer: str) -> list[str]:
+    """The optimizer fields that ``optimizer`` does not take (adam: momentum, nesterov, rho)."""
+    every_field = {key for fields in OPTIMIZER_FIELDS.values() for key in fields}
+    return sorted(every_field - set(OPTIMIZER_FIELDS[optimizer]))
+
+
+def optimizers_taking(field: str) -> list[str]:
+    """The optimizers that take ``field`` (momentum: sgd, rmsprop)."""
+    return [name for name, fields in OPTIMIZER_FIELDS.items() if field in fields]
+
+
+@dataclass
+class EarlyStoppingConfig:
+    enabled: bool = False
+    monitor: str = "val_loss"
+    patience: int = 3
+    restore_best_weights: bool = True
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 3
+    batch_size: int = 32
+    validation: Validation = Validation.test
+    holdout_size: int = 12000
+    loss: Loss = Loss.sparse_categorical_crossentropy
+    metrics: list[str] = field(default_factory=lambda: ["accuracy"])
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+    checkpoint: bool = False  # keep the best epoch's weights by val_loss (ModelCheckpoint)
+    precision: Precision = Precision.float32
+    # bf16 on a CPU without native bfloat16 is emulated, about 10x slower; refused unless this is set (to measure it).
+    allow_emulated_bf16: bool = False
+    jit_compile: bool = False
+    steps_per_execution: int = 16  # batches per call into TensorFlow: same batches and math, less Python overhead
+    deterministic: bool = True  # tf op determinism: same seed, same numbers
+    verbose: int | None = None  # Keras fit verbosity; None: progress bar on a terminal, a line per epoch otherwise
+
+
+@dataclass
+class TrackingConfig:
+    uri: str = "sqlite:///mlruns/mlflow.db"  # MLFLOW_TRACKING_URI in the environment wins
+    artifact_root: str | None = None  # None: beside a SQLite database; else the server's default
+    experiment: str = MISSING
+    run_name: str | None = None
+    log_model: bool = True
+    system_metrics: bool = True  # CPU, memory (and GPU where present) over time, MLflow's own system metrics logging
+    system_metrics_interval: float = 10.0  # seconds between samples
+
+
+@dataclass
+class ClaimTarget:
+    metric: str = MISSING  # a metric every run logs: test_accuracy, accuracy, val_accuracy, ...
+    value: float | None = MISSING  # the published number as a fraction (0.9137); null: the source gives none
+    split: str = ""  # which images the number is measured on, in the source's words
+
+
+@dataclass
+class ClaimConfig:
+    """What an experiment reproduces: the source's numbers and how close counts as the same."""
+
+    source: str = ""
+    notes: str = ""  # what the text leaves out, and what was chosen
+    # How far below the published number the protocol's mean may sit and still reproduce it, in the metric's units
+    # (0.005 = half a percentage point); see README, "Reproducing the claims", for why half a point.
+    tolerance: float = 0.005
+    targets: list[ClaimTarget] = field(default_factory=list)
+
+
+@dataclass
+class Config:
+    seed: int = 0
+    dataset: DatasetConfig = MISSING
+    model: ModelConfig = MISSING
+    optimizer: OptimizerConfig = MISSING
+    trainer: TrainerConfig = MISSING
+    tracking: TrackingConfig = MISSING
+    claim: ClaimConfig | None = None  # what an experiment reproduces; see conf/experiment/
+
+
+class ParamType(Enum):
+    choice = "choice"
+    int = "int"
+    float = "float"
+    boolean = "boolean"
+
+
+class Sampling(Enum):
+    linear = "linear"
+    log = "log"
+
+
+class Direction(Enum):
+    max = "max"
+    min = "min"
+
+
+class TunerName(Enum):
+    random = "random"
+    bayesian = "bayesian"
+    hyperband = "hyperband"
+    grid = "grid"
+
+
+class Pruning(Enum):
+    none = "none"
+    median = "median"  # Optuna's MedianPruner: worse than the median of the trials that reached the same epoch
+    percentile = "percentile"  # Optuna's PercentilePruner at sweep.pruning_percentile
+
+
+@dataclass
+class SearchParam:
+    """One searched config field: ``key`` is any dotted config key, e.g. ``model.blocks.0.filters``."""
+
+    key: str = MISSING
+    type: ParamType = ParamType.choice
+    values: list[Any] | None = None  # for choice
+    min: float | None = None  # for int and float
+    max: float | None = None
+    step: float | None = None
+    sampling: Sampling = Sampling.linear
+    parent: str | None = None  # only searched while the parent (a choice) takes one of parent_values
+    parent_values: list[Any] | None = None
+
+
+@dataclass
+class FinalistsConfig:
+    top_k: int = 0  # 0: no finalists; else retrain the best k configurations over `seeds` seeds
+    seeds: int = 3
+
+
+@dataclass
+class SweepConfig:
+    name: str = MISSING  # the study: its state lives in sweeps/<name>/, its runs in experiment cnnlab-sweep-<name>
+    objective: str = "val_accuracy"
+    direction: Direction = Direction.max
+    max_trials: int = 10
+    max_epochs: int = 3  # epochs per trial (random, bayesian); the largest budget of a trial (hyperband)
+    executions_per_trial: int = 1
+    early_stopping_patience: int | None = 2  # stop a trial whose objective stalls this many epochs; null: never
+    overwrite: bool = False  # true starts the study over, discarding its state in sweeps/<name>/
+    directory: str = "sweeps"
+    export_dir: str | None = None  # the best trial goes to <export_dir>/experiment/best.yaml; null: the study folder
+    finalists: FinalistsConfig = field(default_factory=FinalistsConfig)
+    # Trial 0 trains the study's base configuration (the tutorial's values), so no study reports a best below it.
+    warm_start: bool = True
+    # Stop a trial at an epoch where it is worse than the others at that epoch (random, bayesian and grid; Hyperband
+    # prunes by its brackets). Off by default so that an older study resumes as it was started.
+    pruning: Pruning = Pruning.none
+    pruning_percentile: float = 25.0  # percentile: keep trials in the top 25% at each epoch (Optuna's meaning)
+    pruning_warmup_trials: int = 5  # trials that finish before any is pruned (Optuna's default n_startup_trials)
+    pruning_warmup_epochs: int = 1  # epochs every trial trains before it can be pruned
+    # Seeds each of two trials (the best and a median one) is retrained on, to measure the objective's seed noise:
+    # the floor a hyperparameter's importance must rise above. 0: no noise measurement, importance without a floor.
+    noise_seeds: int = 2
+    space: list[SearchParam] = field(default_factory=list)
+
+
+@dataclass
+class TunerConfig:
+    name: TunerName = MISSING
+    num_initial_points: int | None = None  # bayesian: random trials before the Gaussian process
+    alpha: float = 1e-4  # bayesian
+    beta: float = 2.6  # bayesian
+    factor: int = 3  # hyperband
+    hyperband_iterations: int = 1  # hyperband
+
+
+@dataclass
+class DistributedConfig:
+    """keras-tuner's chief/worker mode: a chief serves the oracle over gRPC, workers run trials."""
+
+    workers: int = 0  # 0: one process; N: a chief and N workers on this machine
+    oracle_host: str = "127.0.0.1"  # the chief's address (KERASTUNER_ORACLE_IP); another host's for multi-host
+    oracle_port: int = 8000  # KERASTUNER_ORACLE_PORT
+    threads_per_worker: int | None = None  # TensorFlow threads per worker; null: cores // workers
+    max_restarts: int = 3  # a worker that dies is restarted (its trial is retried) this many times
+
+
+@dataclass
+class SweepEntryConfig(Config):
+    sweep: SweepConfig = MISSING
+    tuner: TunerConfig = MISSING
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
+
+
+@dataclass
+class UseConfig(Config):
+    """`cnnlab.evaluate`, `cnnlab.predict` and `cnnlab.register`: a trained model and what to do with it."""
+
+    model_uri: str = MISSING  # runs:/<run_id>/model, models:/<name>@<alias>, or a local .keras file
+    worst: int = 16  # evaluate: how many worst-misclassified test images to show
+    samples: int = 4  # predict: the first N test images, as the tutorials do
+    images: list[str] = field(default_factory=list)  # predict: image files instead of test images
+    name: str | None = None  # register: the registered model's name
+    alias: str = "champion"  # register: the alias to point at the new version
+
+
+@dataclass
+class ReproduceConfig(Config):
+    """`cnnlab.reproduce`: which claims (conf/experiment names), over how many seeds."""
+
+    # auto: look after every seed from min_seeds on and stop a claim once its verdict is decided (or at max_seeds);
+    # a number N: exactly N seeds and one look at the end.
+    seeds: str = "auto"
+    min_seeds: int = 3
+    max_seeds: int = 10
+    # Never None here, so that `claim.tolerance=0.01` parses; like every other override it reaches each claim.
+    claim: ClaimConfig = field(default_factory=ClaimConfig)
+    claims: list[str] = field(
+        default_factory=lambda: ["mnist_simple", "mnist_pooled", "fashion_deep", "mnist_dropout", "kmnist"]
+    )
+    report_path: str | None = None  # also write the Markdown report here (make reproduce: REPRODUCTION.md)
+    # e.g. [float32,bf16]: every claim in each precision on the same seeds, compared pairwise in the report;
+    # null keeps the config's trainer.precision.
+    precisions: list[Precision] | None = None
+
+
+class OutputFormat(Enum):
+    table = "table"
+    csv = "csv"
+    markdown = "markdown"
+
+
+@dataclass
+class CompareConfig:
+    """`cnnlab.compare`: runs from MLflow as a table, best first, and a metric against a hyperparameter."""
+
+    defaults: list[Any] = field(default_factory=lambda: ["hydra_settings", "_self_"])  # Hydra's, not an option
+    tracking_uri: str = "sqlite:///mlruns/mlflow.db"  # MLFLOW_TRACKING_URI in the environment wins
+    experiments: list[str] | None = None  # null: every cnnlab-* experiment
+    dataset: str | None = None  # shortcut for tags.dataset = '<name>'
+    model: str | None = None  # shortcut for tags.model = '<name>'
+    filter: str | None = None  # any MLflow search filter, e.g. "metrics.test_accuracy > 0.9"
+    status: str | None = "FINISHED"  # null: every status
+    params: list[str] = field(default_factory=lambda: ["model.name", "optimizer.name", "trainer.epochs", "seed"])
+    metrics: list[str] = field(default_factory=lambda: ["test_accuracy", "val_accuracy", "seconds_per_epoch"])
+    sort_by: str = "test_accuracy"
+    ascending: bool = False
+    limit: int = 50
+    format: OutputFormat = OutputFormat.table
+    plot_x: str | None = None  # a param (e.g. optimizer.learning_rate): plot sort_by against it
+    plot_path: str = "compare.png"
+
+
+@dataclass
+class VerifyConfig:
+    """`cnnlab.verify`: a logged run to train again from what MLflow holds."""
+
+    defaults: list[Any] = field(default_factory=lambda: ["hydra_settings", "_self_"])  # Hydra's, not an option
+    run_id: str = MISSING
+    tracking_uri: str = "sqlite:///mlruns/mlflow.db"  # MLFLOW_TRACKING_URI in the environment wins
