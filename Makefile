@@ -88,9 +88,10 @@ test-quick: setup ## The tests not marked slow: no network trained end to end, n
 reliability: setup ## Fault injection: kill -9 a sweep 10 times at random points, resuming after each (~3 min)
 	$(PY) -m pytest -m chaos -s $(ARGS)
 
-lint: setup ## Check style with ruff (lint and format)
+lint: setup ## Check style with ruff (lint and format) and the layers of pyproject.toml's [tool.importlinter]
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 
 format: setup ## Apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .

@@ -1,4 +1,5 @@
-"""Keras callbacks every cnnlab training uses: per-epoch MLflow metrics, epoch timing, and a NaN stop."""
+"""Keras callbacks every cnnlab training uses: epoch timing and a NaN stop (the per-epoch MLflow metrics are
+tracking's: :mod:`cnnlab.tracking.epochs`)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import math
 import time
 
 import keras
-import mlflow
 
 from cnnlab.errors import NanLossError
 
@@ -46,17 +46,3 @@ class EpochTimer(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self._start)
         if logs is not None:
             logs["epoch_seconds"] = self.seconds[-1]
-
-
-class MlflowEpochLogger(keras.callbacks.Callback):
-    """Logs every epoch's metrics with step = epoch (1-based, as Keras prints them) to the active run.
-
-    With no active run it logs nothing: mlflow.log_metrics would otherwise open a run of its own and leave it open.
-    """
-
-    def on_epoch_end(self, epoch, logs=None):
-        if mlflow.active_run() is None:
-            return
-        metrics = {key: float(value) for key, value in (logs or {}).items() if math.isfinite(float(value))}
-        if metrics:
-            mlflow.log_metrics(metrics, step=epoch + 1)

@@ -1,13 +1,23 @@
-"""What the Hydra entry points share: validation before heavy imports, clean errors, exit codes, the summary."""
+"""What the Hydra entry points share: the launcher, their checks before work, clean errors, exit codes.
+
+An entry point hands its own checks to :func:`launch` (``launch(main, checks.check_run)``); Hydra's callback
+:class:`CheckBeforeWork` (named in every primary config's ``hydra.callbacks``) runs them after composing and before
+Hydra creates anything, and :func:`command` runs them where that callback does not: multirun jobs, which differ
+by their sweep overrides and are checked as each starts, inside its own job folder.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import sys
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from hydra.experimental.callback import Callback
+
+from cnnlab import compat
 from cnnlab.errors import ConfigError
 
 log = logging.getLogger("cnnlab")
@@ -24,18 +34,32 @@ def overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
-def checked(command: str, cfg: Any) -> list[str]:
-    """The overrides, after :func:`cnnlab.checks.check` unless Hydra's callback already ran it for this run
-    (callers without Hydra's launcher, the tests among them, and multirun jobs get the same refusals here)."""
-    from cnnlab import checks
+class _Launched:
+    checks: Callable[[Any, list[str]], None] | None = None  # what the entry point handed to launch()
+    checked_before_run = False  # Hydra's callback checked this process's single run
 
-    given = overrides()
-    if checks.checked_before_run:
-        return given
+
+class CheckBeforeWork(Callback):
+    def on_run_start(self, config: Any, **kwargs: Any) -> None:
+        run_checks(config, list(config.hydra.overrides.task))
+        _Launched.checked_before_run = True
+
+
+def run_checks(cfg: Any, given: list[str]) -> None:
+    """The launched entry point's checks; a refusal is one ``Error:`` line and exit code 1."""
+    if _Launched.checks is None:
+        raise RuntimeError("no checks were handed to the launcher: start the entry point with launch(main, checks)")
     try:
-        checks.check(command, cfg, given)
+        _Launched.checks(cfg, given)
     except ConfigError as error:
         fail(str(error))
+
+
+def checked(cfg: Any) -> list[str]:
+    """The overrides, after the entry point's checks unless Hydra's callback already ran them for this run."""
+    given = overrides()
+    if not _Launched.checked_before_run:
+        run_checks(cfg, given)
     return given
 
 
@@ -44,13 +68,12 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
     sys.exit(code)
 
 
-def launch(main: Any) -> None:
-    """Runs a ``@hydra.main`` function as a command: Hydra's composition errors (an unknown key or option, a wrong
-    type, a bad override) print as one ``Error:`` message without the stack-trace hint, and a finished command
-    exits at once (:func:`exit_without_teardown`)."""
-    import hydra._internal.utils as hydra_utils
-
-    hydra_utils.run_and_report = _report_config_errors(hydra_utils.run_and_report)
+def launch(main: Any, checks: Callable[[Any, list[str]], None]) -> None:
+    """Runs a ``@hydra.main`` function as a command, ``checks(cfg, overrides)`` before any work: Hydra's composition
+    errors (an unknown key or option, a wrong type, a bad override) print as one ``Error:`` message without the
+    stack-trace hint, and a finished command exits at once (:func:`exit_without_teardown`)."""
+    _Launched.checks = checks
+    compat.report_hydra_errors(_report_config_errors)
     main()
     exit_without_teardown()
 
@@ -103,11 +126,9 @@ def exit_without_teardown() -> None:
     static destructors) takes ~2 s on 2 cores and records nothing: every run is already closed in MLflow by
     then. Only for successful ends; errors leave through ``sys.exit`` as usual.
     """
-    import atexit
-
     if "tensorflow" not in sys.modules:
         return
-    atexit._run_exitfuncs()  # MLflow's and Hydra's handlers, as a normal exit would run them
+    compat.run_exit_handlers()  # MLflow's and Hydra's handlers, as a normal exit would run them
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -128,8 +149,8 @@ def guarded(action: Any) -> Any:
         fail("terminated (SIGTERM); the run is recorded as KILLED and what finished is kept.", EXIT_SIGTERM)
 
 
-def command(name: str, cfg: Any, action: Any) -> Any:
-    """What every entry point does: ``name``'s checks (again, for callers outside Hydra's launcher), then
-    ``action(overrides)`` with bad input, divergence and signals turned into one message and an exit code."""
-    given = checked(name, cfg)
+def command(cfg: Any, action: Any) -> Any:
+    """What every entry point does: its checks (where Hydra's callback did not run them), then ``action(overrides)``
+    with bad input, divergence and signals turned into one message and an exit code."""
+    given = checked(cfg)
     return guarded(lambda: action(given))

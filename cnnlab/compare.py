@@ -6,6 +6,7 @@ import sys
 
 import hydra
 
+from cnnlab.checks import check_compare
 from cnnlab.cli import checked, launch
 from cnnlab.config.compose import register_configs
 
@@ -14,10 +15,10 @@ register_configs()
 
 @hydra.main(version_base="1.3", config_path=None, config_name="compare_config")
 def main(cfg) -> None:
-    from cnnlab.comparison import plot, render, search
+    from cnnlab.commands.runs_table import plot, render, search
     from cnnlab.errors import ConfigError
 
-    checked("compare", cfg)
+    checked(cfg)
     try:
         table = search(cfg)
     except ConfigError as error:
@@ -30,4 +31,4 @@ def main(cfg) -> None:
 if __name__ == "__main__":
     # `--csv` and `--markdown` as the usual flags, mapped onto Hydra's override.
     sys.argv = [{"--csv": "format=csv", "--markdown": "format=markdown"}.get(arg, arg) for arg in sys.argv]
-    launch(main)
+    launch(main, check_compare)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
+from cnnlab.checks import check_reproduce
 from cnnlab.cli import command, launch
 from cnnlab.config.compose import register_configs
 
@@ -21,9 +22,9 @@ def main(cfg: DictConfig) -> None:
     def run(overrides: list[str]):
         return reproduce(cfg, overrides, lambda extra: compose("config", overrides=extra), reproduction_writer(cfg))
 
-    parent_id, _, report = command("reproduce", cfg, run)
+    parent_id, _, report = command(cfg, run)
     print(reproduction_summary(report, parent_id, cfg.report_path))
 
 
 if __name__ == "__main__":
-    launch(main)
+    launch(main, check_reproduce)

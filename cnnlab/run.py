@@ -5,6 +5,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
+from cnnlab.checks import check_run
 from cnnlab.cli import command, launch
 from cnnlab.config.compose import register_configs
 
@@ -15,10 +16,10 @@ register_configs()
 def main(cfg: DictConfig) -> float:
     from cnnlab import train
 
-    result = command("run", cfg, lambda overrides: train.train(cfg, overrides))
+    result = command(cfg, lambda overrides: train.train(cfg, overrides))
     print(train.summary(result, cfg))
     return result.metrics.get("test_accuracy", float("nan"))
 
 
 if __name__ == "__main__":
-    launch(main)
+    launch(main, check_run)

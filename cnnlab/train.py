@@ -2,23 +2,20 @@
 
 ``train(cfg)`` is a whole tracked run (what ``cnnlab.run`` and the reproduction call); the sweep's HyperModel uses
 the same pieces (:func:`prepare_data`, :func:`build_compiled_model`, :func:`fit`). Importable and testable without
-Hydra: pass any OmegaConf config with the schema of :mod:`cnnlab.config`.
+Hydra: pass any OmegaConf config with the schema of :mod:`cnnlab.config.schema`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from omegaconf import OmegaConf
-
+from cnnlab import compat
 from cnnlab.config.schema import option
 from cnnlab.config.validation import validate
 from cnnlab.machine import choose_precision
@@ -110,7 +107,8 @@ def fit(
     """``model.fit`` on the config's pipelines, stopping at the first NaN loss (raises NanLossError)."""
     import keras
 
-    from cnnlab.callbacks import EpochTimer, MlflowEpochLogger, StopOnNaN
+    from cnnlab.callbacks import EpochTimer, StopOnNaN
+    from cnnlab.tracking.epochs import MlflowEpochLogger
 
     nan_guard = StopOnNaN()
     callbacks = [nan_guard, EpochTimer(), MlflowEpochLogger(), *(callbacks or [])]
@@ -124,7 +122,7 @@ def fit(
     verbose = cfg.trainer.verbose
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
-    with released_gradient_registrations():
+    with compat.released_gradient_registrations():
         history = model.fit(
             data.pipeline(cfg, "train", shuffle=True),
             validation_data=data.pipeline(cfg, "validation"),
@@ -136,34 +134,6 @@ def fit(
         )
     nan_guard.raise_if_diverged()
     return history
-
-
-@contextlib.contextmanager
-def released_gradient_registrations() -> Iterator[None]:
-    """Forgets the gradient functions TensorFlow registers globally while tracing a train step.
-
-    Tracing Keras' train step registers ``CustomGradient-N`` gradients (tf.distribute's all-reduce of the
-    gradients) in TensorFlow's process-wide gradient registry, and each one holds the whole traced graph:
-    tensorflow/tensorflow#97697. A sweep or reproduction that trains many models in one process grew by
-    ~15 MB a trial because of it. Gradients are taken while tracing, so once fit() returns nothing looks
-    these entries up again; a model fitted again afterwards reuses its traced step or registers anew.
-    """
-    from tensorflow.python.framework import ops
-
-    registry = getattr(getattr(ops, "_gradient_registry", None), "_registry", None)
-    before = set(registry) if isinstance(registry, dict) else None
-    try:
-        yield
-    finally:
-        if before is not None:
-            for name in [name for name in registry if name not in before and name.startswith("CustomGradient-")]:
-                del registry[name]
-
-
-def model_summary(model: Any) -> str:
-    lines: list[str] = []
-    model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line), line_length=100)
-    return "\n".join(lines)
 
 
 def default_run_name(cfg: Any) -> str:
@@ -186,7 +156,8 @@ def train(
     import mlflow
     import numpy as np
 
-    from cnnlab import plots, tracking
+    from cnnlab import plots
+    from cnnlab.tracking import provenance, records, runs, store
 
     # Reproductions and finalists train many models in one process: start each from Keras' blank global state,
     # as keras-tuner does before every trial, and before seeding so that the seed holds. No forced garbage
@@ -197,17 +168,17 @@ def train(
     model = build_compiled_model(cfg)
     num_params = model.count_params()
 
-    experiment_id = tracking.configure(cfg.tracking)
+    experiment_id = store.configure(cfg.tracking)
     overrides = list(overrides or [])
-    rerun = tracking.rerun_command("cnnlab.run", overrides)
+    rerun = provenance.rerun_command("cnnlab.run", overrides)
     precision, precision_reason = choose_precision(option(cfg.trainer.precision))
     tags = {
         "dataset": cfg.dataset.name,
         "model": cfg.model.name,
         "data.source": data.arrays.source,
         **{f"data.sha256.{key}": value for key, value in data.arrays.sha256.items()},
-        **tracking.git_state(),
-        **tracking.versions(),
+        **provenance.git_state(),
+        **provenance.versions(),
         "command": " ".join([os.path.basename(sys.argv[0]), *sys.argv[1:]]),
         "hydra.overrides": " ".join(overrides),
         "cnnlab.precision": precision,
@@ -219,23 +190,17 @@ def train(
         f"Rerun: `{rerun}`"
     )
     run_name = default_run_name(cfg)
-    with tracking.tracked_run(
+    with runs.tracked_run(
         experiment_id,
         run_name,
         tags,
         description,
         parent_run_id=parent_run_id,
-        system_metrics_interval=tracking.system_metrics_interval(cfg.tracking),
+        system_metrics_interval=runs.system_metrics_interval(cfg.tracking),
     ) as run:
         log.info("MLflow run %s (%s) in experiment %r", run.info.run_id, run_name, cfg.tracking.experiment)
-        tracking.log_datasets(data, cfg.dataset.name)
-        if tags["git.dirty"] == "true":
-            tracking.log_uncommitted_diff()
-        params = tracking.flatten(cfg)
-        params["num_params"] = str(num_params)
-        mlflow.log_params(params)
-        mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
-        mlflow.log_text(model_summary(model), "model_summary.txt")
+        records.record_run_start(cfg, data, {"num_params": num_params}, uncommitted_diff=tags["git.dirty"] == "true")
+        mlflow.log_text(records.model_summary(model), "model_summary.txt")
         validation = data.splits.validation
         log.info(
             "training %s (%s parameters) on %d images, validating on %s, for %d epochs",
@@ -268,15 +233,16 @@ def train(
         title = f"{cfg.dataset.name} / {cfg.model.name} / seed {cfg.seed}"
         first = data.splits.train
         preview_names = [data.class_names[int(label)] for label in first.y[:25]]
-        for name, figure in (
-            ("preview", plots.image_grid(first.x[:25], preview_names, f"{cfg.dataset.name}: first training images")),
-            ("learning_curves", plots.learning_curves(history.history, title)),
-            ("confusion_matrix", plots.confusion_matrix(data.splits.test.y, predicted, data.class_names, title)),
-        ):
-            mlflow.log_figure(figure, f"plots/{name}.png")
-            plots.plt.close(figure)
+        preview_title = f"{cfg.dataset.name}: first training images"
+        records.log_figures(
+            (
+                ("preview", plots.image_grid(first.x[:25], preview_names, preview_title)),
+                ("learning_curves", plots.learning_curves(history.history, title)),
+                ("confusion_matrix", plots.confusion_matrix(data.splits.test.y, predicted, data.class_names, title)),
+            )
+        )
         if cfg.tracking.log_model:
-            log_keras_model(model, cfg, data)
+            records.log_keras_model(model, cfg, data)
         final["total_seconds"] = time.perf_counter() - started
         mlflow.log_metric("total_seconds", final["total_seconds"])
         return Result(
@@ -315,37 +281,9 @@ def score(model: Any, cfg: Any, dataset: Any, labels: Any) -> tuple[dict[str, fl
     return scores, probabilities
 
 
-def log_keras_model(network: Any, cfg: Any, data: PreparedData) -> None:
-    """Logs the trained network as an MLflow Keras model that takes raw pixels (``models.serving``).
-
-    Its signature states the input, (N, 28, 28) float32 pixels 0-255 (``mlflow models serve`` casts a JSON of
-    uint8 pixels to it), and the output, one probability per class; the class names are in its metadata.
-    """
-    import keras
-    import mlflow
-    import tensorflow as tf
-    from mlflow.models import infer_signature
-
-    from cnnlab.models.serving import as_pixels, raw_image_model
-
-    model = raw_image_model(network, cfg.dataset.scale_pixels)
-    example = as_pixels(data.splits.test.x[:4])
-    # Called eagerly rather than through predict(), which would trace a predict function for four images: in a
-    # study that is one tracing per trial, and TensorFlow warns about "retracing" from the fifth trial on.
-    signature = infer_signature(example, keras.ops.convert_to_numpy(model(example, training=False)))
-    metadata = {
-        "class_names": list(data.class_names),
-        "input": "raw pixels 0-255 (uint8 values as float32), shape (N, 28, 28); scaling happens inside",
-        "preprocessing": "x / 255 inside the model" if cfg.dataset.scale_pixels else "none (trained on raw pixels)",
-    }
-    # Stating the requirements skips MLflow's inference of them, which reloads the model in a subprocess.
-    requirements = [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"]
-    mlflow.keras.log_model(model, name="model", signature=signature, pip_requirements=requirements, metadata=metadata)
-
-
 def summary(result: Result, cfg: Any) -> str:
     """What `python -m cnnlab.run` prints when a run ends: its numbers, its data, and where to open it."""
-    from cnnlab.tracking import tracking_uri
+    from cnnlab.tracking.store import tracking_uri
 
     uri = tracking_uri(cfg.tracking)
     metrics = result.metrics

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hydra
 
+from cnnlab.checks import check_verify
 from cnnlab.cli import command, launch
 from cnnlab.config.compose import register_configs
 
@@ -14,11 +15,11 @@ register_configs()
 def main(cfg) -> None:
     import os
 
-    from cnnlab.verification import summary, verify
+    from cnnlab.commands.rerun import summary, verify
 
     store = os.environ.get("MLFLOW_TRACKING_URI") or cfg.tracking_uri
-    print(summary(command("verify", cfg, lambda overrides: verify(cfg.run_id, store))))
+    print(summary(command(cfg, lambda overrides: verify(cfg.run_id, store))))
 
 
 if __name__ == "__main__":
-    launch(main)
+    launch(main, check_verify)

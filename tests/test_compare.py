@@ -27,7 +27,7 @@ def store(tmp_path):
 
 
 def test_table_filters_and_sorts_best_first(store, tmp_path):
-    from cnnlab.comparison import plot, render, search
+    from cnnlab.commands.runs_table import plot, render, search
 
     cfg = OmegaConf.merge(
         OmegaConf.structured(CompareConfig),
@@ -64,12 +64,12 @@ def test_cli_csv_flag(store, tmp_path):
     ],
 )
 def test_bad_columns_experiments_and_filters_are_refused_by_name(store, overrides, message):
-    from cnnlab.checks import check
-    from cnnlab.comparison import search
+    from cnnlab.checks import check_compare
+    from cnnlab.commands.runs_table import search
     from cnnlab.config import ConfigError
 
     cfg = OmegaConf.merge(OmegaConf.structured(CompareConfig), {"tracking_uri": store, **overrides})
     with pytest.raises(ConfigError) as refused:
-        check("compare", cfg, [])
+        check_compare(cfg, [])
         search(cfg)
     assert message in str(refused.value)

@@ -7,7 +7,7 @@ from hydra import initialize_config_dir
 from omegaconf import OmegaConf
 
 from cnnlab import machine
-from cnnlab.checks import check
+from cnnlab.checks import check_reproduce, check_run
 from cnnlab.config import ConfigError
 from tests.conftest import CONF_DIR, compose_config
 
@@ -38,7 +38,7 @@ def test_bf16_without_native_support_is_refused_before_anything_runs(cpu, tmp_pa
     monkeypatch.chdir(tmp_path)
     cfg = compose_config("trainer.precision=bf16")
     with pytest.raises(ConfigError) as refused:
-        check("run", cfg, [])
+        check_run(cfg, [])
     message = str(refused.value)
     assert "trainer.precision: bf16 has no native support on this machine" in message
     assert "flags: avx2 fma" in message and "roughly 10x slower than float32" in message
@@ -48,9 +48,9 @@ def test_bf16_without_native_support_is_refused_before_anything_runs(cpu, tmp_pa
 
 def test_bf16_is_allowed_where_native_or_when_insisted(cpu):
     cpu(AVX512_BF16)
-    check("run", compose_config("trainer.precision=bf16"), [])
+    check_run(compose_config("trainer.precision=bf16"), [])
     cpu(AVX2_ONLY)
-    check("run", compose_config("trainer.precision=bf16", "trainer.allow_emulated_bf16=true"), [])
+    check_run(compose_config("trainer.precision=bf16", "trainer.allow_emulated_bf16=true"), [])
 
 
 def test_a_reproduction_in_bf16_is_refused_on_a_cpu_without_it(cpu):
@@ -60,7 +60,7 @@ def test_a_reproduction_in_bf16_is_refused_on_a_cpu_without_it(cpu):
         initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"),
         pytest.raises(ConfigError, match="trainer.precision: bf16 has no native support"),
     ):
-        check("reproduce", cfg, [])
+        check_reproduce(cfg, [])
 
 
 @pytest.mark.parametrize(
@@ -131,11 +131,11 @@ def test_bf16_under_a_cap_below_avx512_is_refused_even_when_emulation_is_allowed
     emulated = compose_config("trainer.precision=bf16", "trainer.allow_emulated_bf16=true")
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
     with pytest.raises(ConfigError) as refused:
-        check("run", emulated, [])
+        check_run(emulated, [])
     assert "trainer.precision: bf16 cannot run here: ONEDNN_MAX_CPU_ISA=AVX2 leaves oneDNN no bfloat16 kernel" in str(
         refused.value
     )
     assert "no native support" not in str(refused.value)  # one reason, the one that holds
     assert list(tmp_path.iterdir()) == []
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE")
-    check("run", emulated, [])
+    check_run(emulated, [])

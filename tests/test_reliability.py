@@ -165,10 +165,10 @@ def test_four_concurrent_runs_into_one_new_experiment(tmp_path, arrays):
 
 def test_broken_study_state_names_the_file(tmp_path, sweep_overrides):
     """Each state file, truncated or emptied in turn (and put back after), over one finished study."""
-    from cnnlab.tuning.run import run_sweep
+    from cnnlab.tuning.run_study import run_study
 
     cfg = sweep_config(*sweep_overrides)
-    summary = run_sweep(cfg)
+    summary = run_study(cfg)
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
     study = summary["study"]
     for file in ("oracle.json", "trial_0/trial.json"):
@@ -177,7 +177,7 @@ def test_broken_study_state_names_the_file(tmp_path, sweep_overrides):
         for damage, broken in (("truncate", intact[: len(intact) // 2]), ("empty", "")):
             path.write_text(broken)
             with pytest.raises(ConfigError) as error:
-                run_sweep(cfg)
+                run_study(cfg)
             message = str(error.value)
             assert str(path) in message and "sweep.overwrite=true" in message, (file, damage, message)
             assert path.read_text() == broken and (tmp_path / "sweeps" / "toy" / "trial_1").exists()  # nothing wiped
@@ -187,11 +187,11 @@ def test_broken_study_state_names_the_file(tmp_path, sweep_overrides):
 
 
 def test_diverging_trial_fails_and_the_sweep_goes_on(tmp_path, sweep_overrides):
-    from cnnlab.tuning.run import run_sweep
+    from cnnlab.tuning.run_study import run_study
 
     space = "sweep.space=[{key: optimizer.learning_rate, type: choice, values: [1.0e12, 1.0e-3]}]"
     cfg = sweep_config(*sweep_overrides, space, "optimizer=sgd", "dataset.scale_pixels=false", "sweep.max_trials=2")
-    summary = run_sweep(cfg)
+    summary = run_study(cfg)
     table = summary["table"]
     assert sorted(table["status"]) == ["COMPLETED", "FAILED"]
     best = table.iloc[0]

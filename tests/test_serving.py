@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnnlab.evaluation import predict
+from cnnlab.commands.predict_images import predict
 from cnnlab.train import train
 from tests.conftest import compose_config, free_port
 

@@ -62,7 +62,7 @@ def test_numpy_values_from_bayesian_optimisation_apply_to_the_typed_config():
 @pytest.mark.parametrize("tuner", ["random", "bayesian", "hyperband", "grid"])
 def test_the_study_seed_fixes_the_search_seed_zero_included(tuner):
     """keras-tuner takes seed 0 for "no seed"; a study on cnnlab's default seed must still draw the same trials."""
-    from cnnlab.tuning.hypermodel import make_oracle
+    from cnnlab.tuning.tuners import make_oracle
 
     def oracle_seed(seed: int) -> int:
         return make_oracle(sweep_config(f"tuner={tuner}", f"seed={seed}")).seed
@@ -90,7 +90,7 @@ def children(client: MlflowClient, summary) -> list:
 @pytest.mark.parametrize("tuner", ["random", "bayesian", "hyperband", "grid"])
 def test_two_trial_study_per_tuner(tmp_path, sweep_overrides, tuner, monkeypatch):
     from cnnlab.tuning import hypermodel
-    from cnnlab.tuning.run import run_sweep
+    from cnnlab.tuning.run_study import run_study
 
     continued_at_step = []  # a continued Hyperband trial's optimizer step count when its fit starts
     fit = hypermodel.CnnHyperModel.fit
@@ -104,7 +104,7 @@ def test_two_trial_study_per_tuner(tmp_path, sweep_overrides, tuner, monkeypatch
     extra = ["sweep.max_epochs=2", "tuner.factor=2"] if tuner == "hyperband" else []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        summary = run_sweep(sweep_config(*sweep_overrides, f"tuner={tuner}", *extra))
+        summary = run_study(sweep_config(*sweep_overrides, f"tuner={tuner}", *extra))
     # A Hyperband trial continued from a checkpoint takes back its optimizer's state with its weights: it goes on
     # from the earlier round's steps instead of starting Adam over (Keras skipped that state, with a warning).
     assert not [w for w in caught if "Skipping variable loading for optimizer" in str(w.message)]
@@ -140,8 +140,8 @@ def test_two_trial_study_per_tuner(tmp_path, sweep_overrides, tuner, monkeypatch
 def test_warm_start_off_leaves_the_first_trial_to_the_search(tmp_path, sweep_overrides):
     import keras_tuner as kt
 
-    from cnnlab.tuning.hypermodel import make_oracle
     from cnnlab.tuning.space import declare
+    from cnnlab.tuning.tuners import make_oracle
 
     def first_values(*overrides):
         cfg = sweep_config(*sweep_overrides, *overrides)
@@ -158,7 +158,7 @@ def test_warm_start_off_leaves_the_first_trial_to_the_search(tmp_path, sweep_ove
 @pytest.mark.slow
 def test_pruned_trial_stops_early_and_says_so(tmp_path, sweep_overrides, monkeypatch, plot_refreshes):
     from cnnlab.tuning import hypermodel, pruning
-    from cnnlab.tuning.run import run_sweep
+    from cnnlab.tuning.run_study import run_study
 
     monkeypatch.setattr(hypermodel, "PLOT_REFRESH_S", 0.0)  # plots due after every trial
 
@@ -167,7 +167,7 @@ def test_pruned_trial_stops_early_and_says_so(tmp_path, sweep_overrides, monkeyp
         return "pruned after epoch 1: behind the median (test)" if self.finished_histories() else None
 
     monkeypatch.setattr(pruning.EpochPruner, "check", prune_once_a_trial_has_finished)
-    summary = run_sweep(sweep_config(*sweep_overrides, "sweep.pruning=median", "sweep.max_epochs=2"))
+    summary = run_study(sweep_config(*sweep_overrides, "sweep.pruning=median", "sweep.max_epochs=2"))
     table = summary["table"].set_index("trial")
     assert list(table["status"].sort_index()) == ["COMPLETED", "PRUNED"]
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
@@ -189,10 +189,10 @@ def test_pruning_is_refused_where_it_cannot_work(sweep_overrides):
 
 @pytest.mark.slow
 def test_study_measures_seed_noise_and_ranks_importance_above_it(tmp_path, sweep_overrides, capsys, caplog):
-    from cnnlab.tuning.run import run_sweep, summary_text
+    from cnnlab.tuning.run_study import run_study, summary_text
 
     overrides = [*sweep_overrides, "sweep.max_trials=5", "sweep.noise_seeds=1"]
-    summary = run_sweep(sweep_config(*overrides))
+    summary = run_study(sweep_config(*overrides))
     # Every trial logs its model, whose signature needs one prediction: a predict function traced per trial made
     # TensorFlow warn about retracing from the fifth trial on, in real studies too. (Its warning about each new
     # model's train function needs trials as tiny as these: a real epoch calls that function many times untraced.)
@@ -212,7 +212,7 @@ def test_study_measures_seed_noise_and_ranks_importance_above_it(tmp_path, sweep
     assert "importance.png" in {a.path.split("/")[-1] for a in client.list_artifacts(parent.info.run_id, "plots")}
     assert "Seed noise: sd" in summary_text(summary)
     # On demand: the same command over the finished study trains nothing and reports again.
-    again = run_sweep(sweep_config(*overrides))
+    again = run_study(sweep_config(*overrides))
     assert len(children(client, again)) == len(children(client, summary))
     assert again["noise"].sd == pytest.approx(noise.sd)
 
@@ -223,10 +223,10 @@ def test_exported_best_is_a_delta_that_retrains_the_best_trial(tmp_path, sweep_o
 
     from cnnlab.config import leaves
     from cnnlab.tuning import hypermodel
-    from cnnlab.tuning.run import run_sweep
+    from cnnlab.tuning.run_study import run_study
 
     monkeypatch.setattr(hypermodel, "PLOT_REFRESH_S", 3600.0)
-    summary = run_sweep(sweep_config(*sweep_overrides))
+    summary = run_study(sweep_config(*sweep_overrides))
     assert len(plot_refreshes) == 1  # no trial ended an hour after the last drawing: drawn once, by the report
     exported = summary["exported"]
     assert exported == tmp_path / "exported" / "experiment" / "best.yaml"
@@ -263,7 +263,7 @@ def test_exported_best_is_a_delta_that_retrains_the_best_trial(tmp_path, sweep_o
 @pytest.mark.slow
 def test_interrupted_study_resumes_toward_the_same_budget(tmp_path, sweep_overrides, monkeypatch):
     from cnnlab.tuning import hypermodel
-    from cnnlab.tuning.run import run_sweep
+    from cnnlab.tuning.run_study import run_study
 
     original_fit = hypermodel.CnnHyperModel.fit
     calls = {"n": 0}
@@ -278,7 +278,7 @@ def test_interrupted_study_resumes_toward_the_same_budget(tmp_path, sweep_overri
     monkeypatch.setattr(hypermodel.CnnHyperModel, "fit", interrupt_second_trial)
     cfg = sweep_config(*sweep_overrides, "sweep.max_trials=3")
     with pytest.raises(KeyboardInterrupt):
-        run_sweep(cfg)
+        run_study(cfg)
     # what existed before the search was frozen while trials ran (keras-tuner's collections skip it), and is
     # collectable again once the search is interrupted
     assert calls["frozen"] > 100_000 and gc.get_freeze_count() == 0
@@ -293,7 +293,7 @@ def test_interrupted_study_resumes_toward_the_same_budget(tmp_path, sweep_overri
     )
 
     monkeypatch.setattr(hypermodel.CnnHyperModel, "fit", original_fit)
-    summary = run_sweep(cfg)
+    summary = run_study(cfg)
     assert summary["study"].parent_run_id == parent.info.run_id
     assert summary["finished_before"] == 1
     assert client.get_run(orphan.info.run_id).info.status == "KILLED"
@@ -318,9 +318,9 @@ def test_changed_study_refuses_to_resume(tmp_path, sweep_overrides):
 
 @pytest.mark.slow
 def test_finalists_retrained_over_seeds_and_ranked(tmp_path, sweep_overrides):
-    from cnnlab.tuning.run import run_sweep
+    from cnnlab.tuning.run_study import run_study
 
-    summary = run_sweep(sweep_config(*sweep_overrides, "sweep.finalists.top_k=2", "sweep.finalists.seeds=2"))
+    summary = run_study(sweep_config(*sweep_overrides, "sweep.finalists.top_k=2", "sweep.finalists.seeds=2"))
     finalists = summary["finalists"]
     assert len(finalists) == 2 and (finalists["seeds"] == 2).all()
     assert list(finalists["ci95_low"]) == sorted(finalists["ci95_low"], reverse=True)
@@ -335,14 +335,14 @@ def test_finalists_retrained_over_seeds_and_ranked(tmp_path, sweep_overrides):
 
 @pytest.mark.slow
 def test_overwrite_starts_the_study_over_and_then_resumes_it(tmp_path, sweep_overrides):
-    from cnnlab.tuning.run import run_sweep
+    from cnnlab.tuning.run_study import run_study
 
-    first = run_sweep(sweep_config(*sweep_overrides))
-    second = run_sweep(sweep_config(*sweep_overrides, "sweep.overwrite=true"))
+    first = run_study(sweep_config(*sweep_overrides))
+    second = run_study(sweep_config(*sweep_overrides, "sweep.overwrite=true"))
     assert second["study"].parent_run_id != first["study"].parent_run_id
     assert second["finished_before"] == 0 and len(second["table"]) == 2
     assert (tmp_path / "sweeps" / "toy" / "cnnlab_study.json").exists()
-    third = run_sweep(sweep_config(*sweep_overrides))
+    third = run_study(sweep_config(*sweep_overrides))
     assert third["study"].parent_run_id == second["study"].parent_run_id
     assert third["finished_before"] == 2
 
@@ -353,8 +353,8 @@ def test_reloaded_oracle_retrains_only_what_was_really_running(tmp_path, sweep_o
 
     import keras_tuner as kt
 
-    from cnnlab.tuning.hypermodel import make_oracle
     from cnnlab.tuning.space import declare
+    from cnnlab.tuning.tuners import make_oracle
 
     cfg = sweep_config(*sweep_overrides, "sweep.max_trials=5")
 

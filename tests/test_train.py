@@ -85,12 +85,12 @@ def test_one_epoch_run_is_fully_tracked(tiny_run_overrides, client, arrays):
 
 
 def test_run_logs_its_datasets_system_metrics_and_uncommitted_diff(tiny_run_overrides, client, arrays, monkeypatch):
-    from cnnlab import tracking
     from cnnlab.data.sources import sha256_of
+    from cnnlab.tracking import provenance
 
-    monkeypatch.setattr(tracking, "git_state", lambda: {"git.commit": "abc", "git.dirty": "true"})
+    monkeypatch.setattr(provenance, "git_state", lambda: {"git.commit": "abc", "git.dirty": "true"})
     monkeypatch.setattr(
-        tracking, "log_uncommitted_diff", lambda: mlflow.log_text("diff --git a/x b/x", "uncommitted.diff")
+        provenance, "log_uncommitted_diff", lambda: mlflow.log_text("diff --git a/x b/x", "uncommitted.diff")
     )
     cfg = compose_config(*tiny_run_overrides, "tracking.system_metrics_interval=0.2")
     result = train(cfg, overrides=tiny_run_overrides)

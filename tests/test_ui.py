@@ -29,7 +29,7 @@ pytestmark = [
 @pytest.fixture
 def ui(tmp_path, tiny_run_overrides):
     """A tiny run and a tiny sweep in a fresh store, served by `make ui` on a free loopback port."""
-    from cnnlab.tuning.run import run_sweep
+    from cnnlab.tuning.run_study import run_study
 
     run = train(compose_config(*tiny_run_overrides, "trainer.epochs=2"), overrides=["model=simple"])
     sweep_overrides = [
@@ -44,7 +44,7 @@ def ui(tmp_path, tiny_run_overrides):
         "sweep.max_epochs=1",
         LEARNING_RATE_SPACE,
     ]
-    study = run_sweep(compose_config(*sweep_overrides, config_name="sweep_config"))["study"]
+    study = run_study(compose_config(*sweep_overrides, config_name="sweep_config"))["study"]
     with make_mlflow("ui", f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "ui.log") as (address, _):
         yield address, run, study
 

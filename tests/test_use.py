@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from cnnlab.evaluation import ImageError, evaluate, load_images, predict, register
+from cnnlab.commands.predict_images import ImageError, load_images, predict
+from cnnlab.commands.register_model import register
+from cnnlab.commands.score_model import evaluate
 from cnnlab.models.loading import ModelLoadError, load_model
 from cnnlab.train import train
 from tests.conftest import (

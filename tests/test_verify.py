@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from cnnlab.verification import VerificationRefused, compare_histories
+from cnnlab.commands.rerun import VerificationRefused, compare_histories
 
 
 def test_histories_identical_or_within_a_gap_from_an_epoch():
@@ -38,8 +38,8 @@ def test_a_tiny_run_verifies_identical_and_a_changed_library_is_refused(tiny_run
     from mlflow.tracking import MlflowClient
     from omegaconf import OmegaConf
 
+    from cnnlab.commands.rerun import verify
     from cnnlab.train import train
-    from cnnlab.verification import verify
     from tests.conftest import compose_config
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"

@@ -319,7 +319,7 @@ def write_reproduction_md(
 
     from cnnlab import documents
     from cnnlab.machine import cpu_description
-    from cnnlab.tracking import versions
+    from cnnlab.tracking.provenance import versions
 
     library = versions()
     done = {r.name for r in results}

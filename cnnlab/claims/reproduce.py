@@ -110,7 +110,7 @@ def fingerprint(cfg: Any, data_hashes: dict[str, str]) -> str:
     Every other key is in, so adding a field to the run schema (even one whose default keeps today's behaviour)
     changes every claim's fingerprint and retrains every seed, unless it is listed in ADDED_AT_DEFAULT.
     """
-    from cnnlab.tracking import versions
+    from cnnlab.tracking.provenance import versions
 
     installed = versions()
     container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
@@ -157,8 +157,11 @@ def reproduce(
     """
     from mlflow.tracking import MlflowClient
 
-    from cnnlab import tracking, train
+    from cnnlab import train
     from cnnlab.data import DataError
+    from cnnlab.tracking.provenance import rerun_command
+    from cnnlab.tracking.runs import tracked_run
+    from cnnlab.tracking.store import configure
 
     pin_mmap_threshold()  # every seed of every claim trains in this one process
     passthrough = claim_overrides(overrides)
@@ -166,13 +169,13 @@ def reproduce(
     min_seeds, max_seeds, sequential = seeds_design(cfg)
     design = Design(min_seeds, max_seeds) if sequential else Design.fixed(max_seeds)
     tracking_cfg = OmegaConf.merge(cfg.tracking, {"experiment": EXPERIMENT})
-    experiment_id = tracking.configure(tracking_cfg)
+    experiment_id = configure(tracking_cfg)
     client = MlflowClient()
     identity = [list(cfg.claims), [min_seeds, max_seeds, sequential], passthrough]
     if cfg.precisions:
         identity.append([option(p) for p in cfg.precisions])
     key = hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
-    command = tracking.rerun_command("cnnlab.reproduce", overrides)
+    command = rerun_command("cnnlab.reproduce", overrides)
     seeds_text = f"{min_seeds} to {max_seeds} seeds (auto)" if sequential else f"{max_seeds} seeds"
     parent_id = open_parent(
         client, experiment_id, key, f"Reproduction of {list(cfg.claims)} over {seeds_text}.\n\nRerun: `{command}`"
@@ -180,7 +183,7 @@ def reproduce(
 
     results: list[ClaimResult] = []
     report: dict[str, Any] = {}
-    with tracking.tracked_run(experiment_id, "", {}, "", run_id=parent_id):
+    with tracked_run(experiment_id, "", {}, "", run_id=parent_id):
         prepared = []
         for name in cfg.claims:
             data = None
@@ -225,7 +228,7 @@ def reproduce(
 def open_parent(client: Any, experiment_id: str, key: str, description: str) -> str:
     """The parent run of this reproduction: the one a same command made before (its dead children marked KILLED),
     or a new one."""
-    from cnnlab import tracking
+    from cnnlab.tracking.runs import mark_killed, process_tags
 
     parents = client.search_runs(
         [experiment_id], filter_string=f"tags.`cnnlab.reproduction` = '{key}'", order_by=["attributes.start_time DESC"]
@@ -233,16 +236,14 @@ def open_parent(client: Any, experiment_id: str, key: str, description: str) -> 
     if parents:
         parent_id = parents[0].info.run_id
         print(f"[reproduce] resuming parent run {parent_id}", flush=True)
-        tracking.mark_killed(
+        mark_killed(
             client,
             [experiment_id],
             f"tags.mlflow.parentRunId = '{parent_id}'",
             "process died mid-seed; the seed is trained again",
         )
         return parent_id
-    run = client.create_run(
-        experiment_id, run_name="reproduction", tags={"cnnlab.reproduction": key, **tracking.process_tags()}
-    )
+    run = client.create_run(experiment_id, run_name="reproduction", tags={"cnnlab.reproduction": key, **process_tags()})
     client.set_tag(run.info.run_id, "mlflow.note.content", description)
     print(f"[reproduce] new parent run {run.info.run_id}", flush=True)
     return run.info.run_id

@@ -20,8 +20,8 @@ from cnnlab.config.schema import (
 # Hydra's own settings, shared by every command's primary config (its defaults list names "hydra_settings").
 HYDRA_SETTINGS = {
     "hydra": {
-        # cnnlab/checks.py: every check runs after composing and before Hydra creates anything
-        "callbacks": {"check_before_work": {"_target_": "cnnlab.checks.CheckBeforeWork"}},
+        # cnnlab/cli.py: the entry point's checks run after composing and before Hydra creates anything
+        "callbacks": {"check_before_work": {"_target_": "cnnlab.cli.CheckBeforeWork"}},
         # relative paths (mlruns/, dataset.local_dir) stay relative to where the command was run
         "job": {"chdir": False},
         "run": {"dir": "outputs/${now:%Y-%m-%d}/${now:%H-%M-%S}"},

@@ -39,8 +39,8 @@ class Domain:
     """What a key may hold: ``ok(value)``, said in words, and one value outside it (the tests feed it).
 
     ``ok=None`` marks a key whose domain depends on the rest of the config or on what exists (a metric the run logs,
-    a folder, a column compare shows); :func:`cnnlab.checks.check` checks those, and the tests feed ``outside`` to
-    it all the same. ``outside=None`` marks free text (a note, a class name, a path that will be created).
+    a folder, a column compare shows); the commands' checks (:mod:`cnnlab.checks`) check those, and the tests feed
+    ``outside`` to them all the same. ``outside=None`` marks free text (a note, a class name, a path to be created).
     """
 
     ok: Any

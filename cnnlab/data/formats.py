@@ -60,14 +60,15 @@ class RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         import codecs
 
-        from numpy._core.multiarray import _reconstruct
+        from cnnlab.compat import numpy_array_reconstructor
 
+        reconstruct = numpy_array_reconstructor()
         # Old pickles name numpy.core, new ones numpy._core; both mean the same array constructor.
         allowed = {
             ("numpy", "ndarray"): np.ndarray,
             ("numpy", "dtype"): np.dtype,
-            ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
-            ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+            ("numpy.core.multiarray", "_reconstruct"): reconstruct,
+            ("numpy._core.multiarray", "_reconstruct"): reconstruct,
             # Protocol-2 pickles written by Python 3 spell raw bytes as _codecs.encode(str, "latin1"): pure data.
             ("_codecs", "encode"): codecs.encode,
         }

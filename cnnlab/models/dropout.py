@@ -13,17 +13,17 @@ holds plain Dropout layers and loads anywhere without cnnlab, and inference is u
 
 from __future__ import annotations
 
-import types
 from typing import Any
 
 import tensorflow as tf
 from keras import layers
 
+from cnnlab import compat
+
 
 def with_cheap_mask(layer: layers.Dropout) -> layers.Dropout:
     """``layer``, drawing its training mask with 8 or 16 random bits per unit instead of 32."""
-    layer.call = types.MethodType(_call_with_cheap_mask, layer)
-    return layer
+    return compat.replace_call(layer, _call_with_cheap_mask)
 
 
 def mask_bits(rate: float) -> int:

@@ -20,21 +20,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cnnlab.tuning.role import LAUNCHER_VARIABLE, ROLE_VARIABLE, THREADS_VARIABLE
+
 log = logging.getLogger(__name__)
-
-ROLE_VARIABLE = "KERASTUNER_TUNER_ID"
-THREADS_VARIABLE = "CNNLAB_THREADS"
-LAUNCHER_VARIABLE = "CNNLAB_LAUNCHED"  # set for the processes `distributed.workers=N` starts: it reports, not they
-
-
-def role() -> str | None:
-    """``chief``, ``tuner<i>``, or None for a process that was not started as part of a distributed study."""
-    return os.environ.get(ROLE_VARIABLE)
-
-
-def launched() -> bool:
-    """Whether this process was started by cnnlab's launcher (one machine) rather than by hand (several hosts)."""
-    return os.environ.get(LAUNCHER_VARIABLE) == "1"
 
 
 def set_threads() -> int:
@@ -58,8 +46,8 @@ def run_role(cfg: Any, command: str, tuner_id: str) -> dict[str, Any]:
     from mlflow.tracking import MlflowClient
 
     from cnnlab import train
-    from cnnlab.tuning.hypermodel import make_tuner
     from cnnlab.tuning.study import STATE_FILE, Study
+    from cnnlab.tuning.tuners import make_tuner
 
     threads = set_threads()
     cfg.sweep.overwrite = False  # only the launcher may start a study over
@@ -117,7 +105,7 @@ def launch(cfg: Any, overrides: list[str], study: Any) -> None:
     """Starts the chief and the workers, restarts workers that die, and returns when the chief has finished."""
     from mlflow.tracking import MlflowClient
 
-    from cnnlab import tracking
+    from cnnlab.tracking.store import tracking_uri
 
     workers = cfg.distributed.workers
     host, port = cfg.distributed.oracle_host, cfg.distributed.oracle_port
@@ -130,7 +118,7 @@ def launch(cfg: Any, overrides: list[str], study: Any) -> None:
         "KERASTUNER_ORACLE_PORT": str(port),
         THREADS_VARIABLE: str(threads),
         LAUNCHER_VARIABLE: "1",
-        "MLFLOW_TRACKING_URI": tracking.tracking_uri(cfg.tracking),
+        "MLFLOW_TRACKING_URI": tracking_uri(cfg.tracking),
         "PYTHONUNBUFFERED": "1",
     }
     processes: dict[str, subprocess.Popen] = {}
@@ -174,7 +162,7 @@ def launch(cfg: Any, overrides: list[str], study: Any) -> None:
 
 
 def _mark_worker_runs_killed(client: Any, study: Any, worker: str) -> None:
-    from cnnlab.tracking import mark_killed
+    from cnnlab.tracking.runs import mark_killed
 
     mark_killed(
         client,

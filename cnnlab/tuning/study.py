@@ -17,11 +17,14 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
-from cnnlab import plots, tracking
+from cnnlab import plots
 from cnnlab.config.blocks import FIELD_DEFAULTS
 from cnnlab.config.compose import compose_run_config
 from cnnlab.config.schema import option
 from cnnlab.errors import ConfigError
+from cnnlab.tracking.provenance import git_state
+from cnnlab.tracking.runs import mark_killed, process_tags
+from cnnlab.tracking.store import configure
 from cnnlab.tuning.pruning import PRUNED_TAG
 
 log = logging.getLogger(__name__)
@@ -70,7 +73,7 @@ class Study:
         state_path = folder / STATE_FILE
         experiment_name = f"cnnlab-sweep-{cfg.sweep.name}"
         cfg_tracking = OmegaConf.merge(cfg.tracking, {"experiment": experiment_name})
-        experiment_id = tracking.configure(cfg_tracking)
+        experiment_id = configure(cfg_tracking)
         if cfg.sweep.overwrite and folder.exists():
             log.warning("sweep.overwrite=true: discarding the study state in %s", folder)
             shutil.rmtree(folder)
@@ -105,13 +108,13 @@ class Study:
             "cnnlab.study": cfg.sweep.name,
             "cnnlab.tuner": tuner,
             "dataset": cfg.dataset.name,
-            **tracking.git_state(),
+            **git_state(),
         }
         description = (
             f"Study {cfg.sweep.name!r}: {tuner} search, objective {cfg.sweep.objective}.\n\nRerun: `{command}`"
         )
         run = MlflowClient().create_run(
-            experiment_id, run_name=f"study-{cfg.sweep.name}", tags={**tags, **tracking.process_tags()}
+            experiment_id, run_name=f"study-{cfg.sweep.name}", tags={**tags, **process_tags()}
         )
         MlflowClient().set_tag(run.info.run_id, "mlflow.note.content", description)
         folder.mkdir(parents=True, exist_ok=True)
@@ -120,7 +123,7 @@ class Study:
 
     def mark_stale_trials_killed(self) -> None:
         """Child runs left RUNNING by a killed process end KILLED; keras-tuner reruns their trials."""
-        tracking.mark_killed(
+        mark_killed(
             MlflowClient(),
             [self.experiment_id],
             f"tags.mlflow.parentRunId = '{self.parent_run_id}'",

@@ -35,7 +35,7 @@ def search(cfg: Any) -> pd.DataFrame:
         clauses.append(cfg.filter)
     if not names:
         return pd.DataFrame()
-    from cnnlab.tracking import mark_dead_processes_killed
+    from cnnlab.tracking.runs import mark_dead_processes_killed
 
     # A run whose process died must not show as RUNNING: the same clean-up every command does on opening.
     ids = [e.experiment_id for e in mlflow.search_experiments() if e.name in names]

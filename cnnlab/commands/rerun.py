@@ -60,9 +60,10 @@ def verify(run_id: str, tracking_uri: str) -> Verification:
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from cnnlab import tracking, train
+    from cnnlab import train
     from cnnlab.config.schema import Config, fields_not_taken, option
     from cnnlab.config.validation import validate
+    from cnnlab.tracking.provenance import git_state, versions
 
     if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri.removeprefix("sqlite:///")).exists():
         raise VerificationRefused(f"tracking_uri: no MLflow store at {tracking_uri} (run from where the run was made)")
@@ -83,7 +84,7 @@ def verify(run_id: str, tracking_uri: str) -> Verification:
         cfg.optimizer[key] = None
     validate(cfg)
     tags = run.data.tags
-    current = tracking.versions()
+    current = versions()
     differ = [
         f"{tag.removeprefix('version.')} {tags.get(tag)} logged, {current[tag]} here"
         for tag in VERSION_TAGS
@@ -105,7 +106,7 @@ def verify(run_id: str, tracking_uri: str) -> Verification:
     }
     if not logged:
         raise VerificationRefused(f"run {run_id} logged no per-epoch history ({', '.join(HISTORIES)})")
-    if tags.get("git.commit") != tracking.git_state().get("git.commit"):
+    if tags.get("git.commit") != git_state().get("git.commit"):
         log.warning(
             "cnnlab's code is at another commit than the run's (%s); the rerun uses today's", tags.get("git.commit")
         )

@@ -1,4 +1,4 @@
-"""run_sweep(cfg): a whole study: validate the space, search with keras-tuner, report, export, finalists."""
+"""run_study(cfg): a whole study: validate the space, search with keras-tuner, report, export, finalists."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from cnnlab.tuning.space import check_space
 log = logging.getLogger(__name__)
 
 
-def run_sweep(cfg: Any, overrides: list[str] | None = None) -> dict[str, Any]:
+def run_study(cfg: Any, overrides: list[str] | None = None) -> dict[str, Any]:
     """Runs (or resumes) the study ``cfg.sweep.name``; returns the best trial and where everything went.
 
     With ``distributed.workers=N`` this process launches a chief and N workers (keras-tuner's own distributed mode)
@@ -26,15 +26,17 @@ def run_sweep(cfg: Any, overrides: list[str] | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     pin_mmap_threshold()  # a study trains many differently shaped models in this one process
 
-    from cnnlab import tracking, train
+    from cnnlab import train
+    from cnnlab.tracking import provenance, records, runs
     from cnnlab.tuning import distributed
+    from cnnlab.tuning import role as roles
     from cnnlab.tuning import study as studies
-    from cnnlab.tuning.hypermodel import make_tuner
+    from cnnlab.tuning.tuners import make_tuner
 
     overrides = list(overrides or [])
-    command = tracking.rerun_command("cnnlab.sweep", overrides)
-    role = distributed.role()
-    if role is not None and (role != "chief" or distributed.launched()):
+    command = provenance.rerun_command("cnnlab.sweep", overrides)
+    role = roles.role()
+    if role is not None and (role != "chief" or roles.launched()):
         return distributed.run_role(cfg, command, role)
     if role == "chief":  # started by hand, as on several hosts: the chief opens, serves and reports the study
         distributed.set_threads()
@@ -51,12 +53,12 @@ def run_sweep(cfg: Any, overrides: list[str] | None = None) -> dict[str, Any]:
         + (f"; {cfg.distributed.workers} workers" if cfg.distributed.workers else ""),
         flush=True,
     )
-    with tracking.tracked_run(study.experiment_id, "", {"cnnlab.study": study.name}, "", run_id=study.parent_run_id):
+    with runs.tracked_run(study.experiment_id, "", {"cnnlab.study": study.name}, "", run_id=study.parent_run_id):
         if not study.resumed:
             import mlflow
 
             mlflow.log_params(
-                {f"sweep.{k}": v for k, v in tracking.flatten(cfg.sweep).items() if not k.startswith("space")}
+                {f"sweep.{k}": v for k, v in records.flatten(cfg.sweep).items() if not k.startswith("space")}
             )
             mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "study_config.yaml")
         if cfg.distributed.workers:
@@ -76,7 +78,7 @@ def report(cfg: Any, tuner: Any, study: Any, data: Any) -> dict[str, Any]:
     """The parent run's artifacts: trials table, parallel coordinates, the exported best config, finalists."""
     import mlflow
 
-    from cnnlab import plots
+    from cnnlab.tracking import records
     from cnnlab.tuning import analysis
     from cnnlab.tuning import study as studies
 
@@ -84,8 +86,7 @@ def report(cfg: Any, tuner: Any, study: Any, data: Any) -> dict[str, Any]:
     mlflow.log_text(table.to_csv(index=False), "best_trials.csv")
     mlflow.log_text(studies.markdown(table), "best_trials.md")
     figure = studies.parallel_coordinates(table, study.objective, f"study {study.name}: {study.objective}")
-    mlflow.log_figure(figure, "plots/parallel_coordinates.png")
-    plots.plt.close(figure)
+    records.log_figures([("parallel_coordinates", figure)])
     summary: dict[str, Any] = {"study": study, "table": table}
     noise = measure_seed_noise(cfg, tuner, study, table)
     importance = analysis.refresh(study, table, cfg.sweep.space, noise_sd=noise.sd if noise else None)

@@ -1,0 +1,222 @@
+"""Every use of another library's private names, in one place, each with the version it was checked against.
+
+A private name can change in any release without notice. Each hook below says which library version it was read
+against, what it relies on and why no public API serves; :func:`stale_hooks` lists the hooks whose library is now
+at another version, and tests/test_compat.py fails naming them, so an upgrade is a list of hooks to reread rather
+than a silent break. Nothing here is imported at module level beyond the standard library: the launcher imports
+this module before anything heavy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Hook:
+    name: str
+    distribution: str  # as importlib.metadata names it; "python" for the standard library
+    checked: str  # the version the hook was read against
+    uses: str  # the private names it touches
+    why: str  # why no public API serves
+
+
+HOOKS: dict[str, Hook] = {}
+
+
+def hook(distribution: str, checked: str, uses: str, why: str) -> Callable[[Any], Any]:
+    def register(function: Any) -> Any:
+        HOOKS[function.__name__] = Hook(function.__name__, distribution, checked, uses, why)
+        return function
+
+    return register
+
+
+def installed_version(distribution: str) -> str:
+    if distribution == "python":
+        return f"{sys.version_info.major}.{sys.version_info.minor}"
+    from importlib.metadata import version
+
+    return version(distribution)
+
+
+def stale_hooks() -> list[str]:
+    """``<hook>: checked against <library> <version>, installed <version>`` for every hook to read again."""
+    stale = []
+    for item in HOOKS.values():
+        installed = installed_version(item.distribution)
+        if installed != item.checked:
+            stale.append(
+                f"{item.name}: checked against {item.distribution} {item.checked}, installed {installed}; "
+                f"recheck {item.uses}"
+            )
+    return stale
+
+
+# keras-tuner
+
+
+@hook(
+    "keras-tuner",
+    "1.4.8",
+    "Oracle._random_values",
+    "Random search, Bayesian optimisation's initial points and Hyperband's new brackets all draw their next point "
+    "through this one method; populate_space, the public override, differs per oracle (Hyperband keeps its bracket "
+    "bookkeeping there), so a first point given there would need one copy of each oracle's logic.",
+)
+class OracleHooks:
+    """Mixed into a keras-tuner oracle: :meth:`first_values`, when it returns values, is the next random point."""
+
+    def first_values(self) -> dict[str, Any] | None:
+        return None
+
+    def _random_values(self) -> dict[str, Any] | None:
+        values = self.first_values()
+        return values if values is not None else super()._random_values()
+
+
+@hook(
+    "keras-tuner",
+    "1.4.8",
+    "Oracle._tried_so_far",
+    "The set of value hashes the oracle has proposed, restored with its state; oracle.trials also holds trials "
+    "made by Hyperband's later rounds and by reloads, so only this says whether any point was drawn yet.",
+)
+def nothing_tried(oracle: Any) -> bool:
+    """Whether ``oracle`` has proposed no point yet (in this study, across restarts)."""
+    return not oracle._tried_so_far
+
+
+@hook(
+    "keras-tuner",
+    "1.4.8",
+    "Oracle._retry_queue",
+    "reload() queues every trial its state file lists as running for a retry, with no public way to say that a "
+    "trial is still being trained by a worker of a restarted chief.",
+)
+def forget_retry(oracle: Any, trial_id: str) -> None:
+    """Takes ``trial_id`` off the queue of trials ``oracle`` will hand out again."""
+    oracle._retry_queue.remove(trial_id)
+
+
+@hook(
+    "keras-tuner",
+    "1.4.8",
+    "Oracle._display.trial_start, Oracle._display.trial_number",
+    "The oracle saves its state before its display notes a trial's start; ending that trial after a reload looks "
+    "its start up and fails with a KeyError. The display has no public setter.",
+)
+def note_running_trial(oracle: Any, trial_id: str) -> None:
+    """Gives a trial kept running across a chief's restart the display entries ending it looks up."""
+    oracle._display.trial_start.setdefault(trial_id, datetime.now())
+    oracle._display.trial_number.setdefault(trial_id, len(oracle.trials))
+
+
+# Hydra
+
+
+@hook(
+    "hydra-core",
+    "1.3.8",
+    "hydra._internal.utils.run_and_report",
+    "Hydra prints its composition errors (an unknown key, a wrong type, a bad override) with a stack-trace hint "
+    "through this function, and offers no public hook for how an error is reported.",
+)
+def report_hydra_errors(wrap: Callable[[Any], Any]) -> None:
+    """Replaces Hydra's error reporter by ``wrap(hydra's own reporter)`` for the rest of the process."""
+    import hydra._internal.utils as hydra_utils
+
+    hydra_utils.run_and_report = wrap(hydra_utils.run_and_report)
+
+
+# The standard library
+
+
+@hook(
+    "python",
+    "3.11",
+    "atexit._run_exitfuncs",
+    "A finished command exits with os._exit to skip TensorFlow's ~2 s of teardown; the exit handlers (MLflow's, "
+    "Hydra's) must still run first, and atexit has no public call that runs them.",
+)
+def run_exit_handlers() -> None:
+    """Runs every registered exit handler now, as a normal interpreter exit would."""
+    import atexit
+
+    atexit._run_exitfuncs()
+
+
+# TensorFlow
+
+
+@hook(
+    "tensorflow",
+    "2.21.0",
+    "tensorflow.python.framework.ops._gradient_registry._registry",
+    "Tracing Keras' train step registers CustomGradient-N entries that each hold the traced graph "
+    "(tensorflow/tensorflow#97697); TensorFlow has no public call to unregister a gradient.",
+)
+@contextlib.contextmanager
+def released_gradient_registrations() -> Iterator[None]:
+    """Forgets the ``CustomGradient-N`` gradient functions TensorFlow registered globally inside the block.
+
+    A sweep or reproduction that trains many models in one process grew by ~15 MB a trial without this.
+    Gradients are taken while tracing, so once fit() returns nothing looks these entries up again; a model
+    fitted again afterwards reuses its traced step or registers anew.
+    """
+    from tensorflow.python.framework import ops
+
+    registry = gradient_registry(ops)
+    before = set(registry) if registry is not None else None
+    try:
+        yield
+    finally:
+        if before is not None:
+            for name in [name for name in registry if name not in before and name.startswith("CustomGradient-")]:
+                del registry[name]
+
+
+def gradient_registry(ops: Any) -> dict[str, Any] | None:
+    """TensorFlow's process-wide gradient registry (a dict by op name), or None where it is not found."""
+    registry = getattr(getattr(ops, "_gradient_registry", None), "_registry", None)
+    return registry if isinstance(registry, dict) else None
+
+
+# Keras
+
+
+@hook(
+    "keras",
+    "3.15.1",
+    "Layer.__call__ looking up the instance's call at call time",
+    "A cheaper dropout draw for one layer (models.dropout) must keep the layer a plain keras.layers.Dropout, so a "
+    "saved model loads anywhere without cnnlab; a subclass would be saved as cnnlab's class. Keras has no public "
+    "way to give one instance another training-time call.",
+)
+def replace_call(layer: Any, call: Callable[..., Any]) -> Any:
+    """``layer`` with ``call(layer, inputs, training=...)`` as its own ``call``; the class is unchanged."""
+    import types
+
+    layer.call = types.MethodType(call, layer)
+    return layer
+
+
+# NumPy
+
+
+@hook(
+    "numpy",
+    "2.4.6",
+    "numpy._core.multiarray._reconstruct",
+    "A pickled ndarray names this constructor; a restricted unpickler must hand back the very function the pickle "
+    "names, and NumPy exposes it under no public name.",
+)
+def numpy_array_reconstructor() -> Callable[..., Any]:
+    from numpy._core.multiarray import _reconstruct
+
+    return _reconstruct
