@@ -171,20 +171,8 @@ def train(
     experiment_id = store.configure(cfg.tracking)
     overrides = list(overrides or [])
     rerun = provenance.rerun_command("cnnlab.run", overrides)
-    precision, precision_reason = choose_precision(option(cfg.trainer.precision))
-    tags = {
-        "dataset": cfg.dataset.name,
-        "model": cfg.model.name,
-        "data.source": data.arrays.source,
-        **{f"data.sha256.{key}": value for key, value in data.arrays.sha256.items()},
-        **provenance.git_state(),
-        **provenance.versions(),
-        "command": " ".join([os.path.basename(sys.argv[0]), *sys.argv[1:]]),
-        "hydra.overrides": " ".join(overrides),
-        "cnnlab.precision": precision,
-        "cnnlab.precision_reason": precision_reason,
-        **(extra_tags or {}),
-    }
+    tags = records.training_tags(cfg, data.arrays, overrides, choose_precision(option(cfg.trainer.precision)))
+    tags.update(extra_tags or {})
     description = (
         f"{cfg.model.name} network on {cfg.dataset.name}, {cfg.trainer.epochs} epochs, seed {cfg.seed}.\n\n"
         f"Rerun: `{rerun}`"

@@ -157,10 +157,10 @@ def test_warm_start_off_leaves_the_first_trial_to_the_search(tmp_path, sweep_ove
 
 @pytest.mark.slow
 def test_pruned_trial_stops_early_and_says_so(tmp_path, sweep_overrides, monkeypatch, plot_refreshes):
-    from cnnlab.tuning import hypermodel, pruning
+    from cnnlab.tuning import pruning, tuners
     from cnnlab.tuning.run_study import run_study
 
-    monkeypatch.setattr(hypermodel, "PLOT_REFRESH_S", 0.0)  # plots due after every trial
+    monkeypatch.setattr(tuners, "PLOT_REFRESH_S", 0.0)  # plots due after every trial
 
     # The rule is tested on its own (tests/test_analysis.py); here: what pruning does to a trial, wherever it hits.
     def prune_once_a_trial_has_finished(self, epochs):
@@ -222,10 +222,10 @@ def test_exported_best_is_a_delta_that_retrains_the_best_trial(tmp_path, sweep_o
     from omegaconf import OmegaConf
 
     from cnnlab.config import leaves
-    from cnnlab.tuning import hypermodel
+    from cnnlab.tuning import tuners
     from cnnlab.tuning.run_study import run_study
 
-    monkeypatch.setattr(hypermodel, "PLOT_REFRESH_S", 3600.0)
+    monkeypatch.setattr(tuners, "PLOT_REFRESH_S", 3600.0)
     summary = run_study(sweep_config(*sweep_overrides))
     assert len(plot_refreshes) == 1  # no trial ended an hour after the last drawing: drawn once, by the report
     exported = summary["exported"]

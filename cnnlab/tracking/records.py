@@ -8,6 +8,8 @@ Every training run (:func:`cnnlab.train.train`) and every trial (:mod:`cnnlab.tu
 from __future__ import annotations
 
 import math
+import os
+import sys
 from typing import Any
 
 import mlflow
@@ -32,6 +34,23 @@ def flatten(node: Any, prefix: str = "") -> dict[str, str]:
         else:
             out[f"{prefix}{key}"] = str(value)
     return out
+
+
+def training_tags(cfg: Any, arrays: Any, overrides: list[str], precision: tuple[str, str]) -> dict[str, str]:
+    """A training run's tags: what it trained (dataset, model, the data's source and hashes), from what (git commit,
+    library versions, the command and its overrides) and in which precision, with the reason it was chosen."""
+    return {
+        "dataset": cfg.dataset.name,
+        "model": cfg.model.name,
+        "data.source": arrays.source,
+        **{f"data.sha256.{key}": value for key, value in arrays.sha256.items()},
+        **provenance.git_state(),
+        **provenance.versions(),
+        "command": " ".join([os.path.basename(sys.argv[0]), *sys.argv[1:]]),
+        "hydra.overrides": " ".join(overrides),
+        "cnnlab.precision": precision[0],
+        "cnnlab.precision_reason": precision[1],
+    }
 
 
 def record_run_start(cfg: Any, data: Any, params: dict[str, Any] | None = None, uncommitted_diff: bool = False) -> None:

@@ -209,7 +209,7 @@ def importance(
     return pd.DataFrame(rows).sort_values("share", ascending=False).reset_index(drop=True)
 
 
-# --- plots, refreshed on the study's parent run as trials end (hypermodel.PLOT_REFRESH_S) --------------------
+# --- plots, refreshed on the study's parent run as trials end (tuners.PLOT_REFRESH_S) -----------------------
 
 
 def history_figure(study: Any, title: str) -> Any:
