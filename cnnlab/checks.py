@@ -17,8 +17,9 @@ from typing import Any
 from hydra.experimental.callback import Callback
 
 from cnnlab.claims.reproduce import seeds_design
-from cnnlab.config.compose import parse_overrides
+from cnnlab.config.compose import CONF_DIR, parse_overrides
 from cnnlab.config.domains import check_domains
+from cnnlab.config.overrides import check_keys_in_schema
 from cnnlab.config.validation import validate
 from cnnlab.errors import ConfigError
 
@@ -43,6 +44,7 @@ def check(command: str, cfg: Any, overrides: list[str]) -> None:
     from omegaconf import OmegaConf
 
     check_tracking_uri(overrides)
+    check_keys_in_schema(cfg)
     required = [key for key in cfg if key != "hydra" and OmegaConf.is_missing(cfg, key)]
     if required:
         raise ConfigError("; ".join(f"{key}: required, give it as {key}=..." for key in required))
@@ -66,6 +68,40 @@ def check(command: str, cfg: Any, overrides: list[str]) -> None:
                 )
     elif command == "verify":
         check_domains(cfg)
+    if command in ("run", "sweep"):
+        check_sizes(cfg)
+    check_store_first(command, cfg)
+
+
+def check_sizes(cfg: Any) -> None:
+    """Split sizes (holdout, subset) against what is known of the dataset, without loading it."""
+    from cnnlab.data.sizes import size_problems
+
+    if problems := size_problems(cfg):
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+
+
+def check_store_first(command: str, cfg: Any) -> None:
+    """The store answers within seconds, whole and MLflow's; a command that only reads needs it to exist, and
+    what it looks up in it (a run, a registered model) to be there. Nothing is created either way."""
+    from cnnlab.tracking.preflight import check_store, effective_uri
+
+    key = "tracking.uri" if "tracking" in cfg else "tracking_uri"
+    uri, source = effective_uri(cfg.tracking.uri if key == "tracking.uri" else cfg.tracking_uri, key)
+    model_uri = str(cfg.get("model_uri") or "")
+    needs_store = command in ("compare", "verify") or model_uri.startswith(("runs:/", "models:/"))
+    check_store(uri, source, must_exist=needs_store)
+    if command not in ("evaluate", "predict", "register", "verify"):
+        return
+    import mlflow
+
+    from cnnlab.tracking.lookups import check_model_uri, check_run
+
+    mlflow.set_tracking_uri(uri)  # not a store yet: MLflow opens it on the first lookup, which needs_store vouched for
+    if command == "verify":
+        check_run(mlflow.MlflowClient(), cfg.run_id, "run_id", uri)
+    else:
+        check_model_uri(model_uri, uri)
 
 
 def check_tracking_uri(overrides: list[str]) -> None:
@@ -94,6 +130,9 @@ def check_claims(cfg: Any, overrides: list[str]) -> None:
     from cnnlab.claims.reproduce import claim_overrides, precision_variants
 
     seeds_design(cfg)
+    if not cfg.claims:
+        known = sorted(path.stem for path in (CONF_DIR / "experiment").glob("*.yaml"))
+        raise ConfigError(f"claims: empty; name at least one conf/experiment file, e.g. claims=[{','.join(known)}]")
     try:
         variants = precision_variants(cfg, claim_overrides(overrides))
     except ValueError as error:
@@ -105,3 +144,4 @@ def check_claims(cfg: Any, overrides: list[str]) -> None:
             except Exception as error:  # Hydra's own errors: no such experiment, a bad override
                 raise ConfigError(f"claims: {name!r} is not a usable conf/experiment/{name}.yaml ({error})") from error
             validate(claim_cfg)
+            check_sizes(claim_cfg)

@@ -60,7 +60,8 @@ def evaluate(cfg: Any, overrides: list[str] | None = None) -> Evaluation:
     from cnnlab.models.loading import load_model
     from cnnlab.models.serving import trained_network
 
-    tracking.configure(cfg.tracking)  # the store the model URI refers to
+    # The store the model URI refers to, opened by the lookup (the checks found it); created only for the record.
+    mlflow.set_tracking_uri(tracking.tracking_uri(cfg.tracking))
     loaded = load_model(cfg.model_uri)
     cfg = with_source_protocol(cfg, loaded.source_run_id, list(overrides or []))
     data = train.prepare_data(cfg)
@@ -138,11 +139,13 @@ def load_images(paths: list[str]) -> tuple[np.ndarray, list[str]]:
 
 def predict(cfg: Any, overrides: list[str] | None = None) -> list[dict[str, Any]]:
     """Predicted class name and probability per image (the first ``samples`` test images, or ``images``)."""
+    import mlflow
+
     from cnnlab import tracking, train
     from cnnlab.models.loading import load_model
     from cnnlab.models.serving import as_pixels, serving_model
 
-    tracking.configure(cfg.tracking)
+    mlflow.set_tracking_uri(tracking.tracking_uri(cfg.tracking))  # predicting records nothing: no store is made
     loaded = load_model(cfg.model_uri)
     cfg = with_source_protocol(cfg, loaded.source_run_id, list(overrides or []))
     names = list(cfg.dataset.classes)
