@@ -57,6 +57,7 @@ def check(command: str, cfg: Any, overrides: list[str]) -> None:
     elif command in ("evaluate", "predict", "register"):
         check_use(cfg)
     elif command == "reproduce":
+        check_domains(cfg)
         check_claims(cfg, overrides)
     elif command == "compare":
         check_domains(cfg)

@@ -37,7 +37,12 @@ def apply_by_name(apply_overrides: Any) -> Any:
                 except ConfigError as error:
                     raise ConfigCompositionException(str(error)) from None
                 override = dataclasses.replace(override, key_or_group=key)
-            apply_overrides([override], cfg)
+            try:
+                apply_overrides([override], cfg)
+            except OverflowError as error:  # OmegaConf lets a float field's int conversion overflow unwrapped
+                raise ConfigCompositionException(
+                    f"{override.key_or_group}: must be a finite number within a float's range ({error})"
+                ) from None
 
     apply.by_block_name = True
     return apply
