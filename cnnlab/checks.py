@@ -92,15 +92,17 @@ def check_store_first(command: str, cfg: Any) -> None:
     model_uri = str(cfg.get("model_uri") or "")
     needs_store = command in ("compare", "verify") or model_uri.startswith(("runs:/", "models:/"))
     check_store(uri, source, must_exist=needs_store)
-    if command not in ("evaluate", "predict", "register", "verify"):
+    if command not in ("evaluate", "predict", "register", "verify", "compare"):
         return
     import mlflow
 
-    from cnnlab.tracking.lookups import check_model_uri, check_run
+    from cnnlab.tracking.lookups import check_experiments, check_model_uri, check_run
 
     mlflow.set_tracking_uri(uri)  # not a store yet: MLflow opens it on the first lookup, which needs_store vouched for
     if command == "verify":
         check_run(mlflow.MlflowClient(), cfg.run_id, "run_id", uri)
+    elif command == "compare":
+        check_experiments(mlflow.MlflowClient(), list(cfg.experiments or []), uri)
     else:
         check_model_uri(model_uri, uri)
 

@@ -83,3 +83,11 @@ def _check_registered(reference: str, store: str) -> None:
     versions = [v.version for v in client.search_model_versions(f"name = '{name}'")]
     if alias not in {str(v) for v in versions} and alias != "latest":
         raise ConfigError(f"model_uri: registered model {name!r} has no version {alias!r}; its versions: {versions}")
+
+
+def check_experiments(client: Any, names: list[str], store: str) -> None:
+    """Every experiment in ``names`` is in the store, or ConfigError naming the ones it has."""
+    known = sorted(e.name for e in client.search_experiments())
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ConfigError(f"experiments: no experiment named {unknown} in this store ({store}); there are {known}")
