@@ -12,8 +12,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from cnnlab.config.compose import parse_overrides
+from cnnlab.config.compose import CONF_DIR, parse_overrides
 from cnnlab.config.domains import check_domains
+from cnnlab.config.overrides import check_keys_in_schema
 from cnnlab.config.validation import validate
 from cnnlab.errors import ConfigError
 
@@ -22,6 +23,8 @@ def check_run(cfg: Any, overrides: list[str]) -> None:
     """run: the whole config, the model's shapes included."""
     check_common(cfg, overrides)
     validate(cfg)
+    check_sizes(cfg)
+    check_store_first("run", cfg)
 
 
 def check_sweep(cfg: Any, overrides: list[str]) -> None:
@@ -31,15 +34,19 @@ def check_sweep(cfg: Any, overrides: list[str]) -> None:
     check_common(cfg, overrides)
     validate(cfg)
     check_space(cfg)
+    check_sizes(cfg)
+    check_store_first("sweep", cfg)
 
 
 def check_use(cfg: Any, overrides: list[str]) -> None:
-    """evaluate, predict and register: their options in their domains (registry names among them), images present."""
+    """evaluate, predict and register: their options in their domains (registry names among them), images present,
+    then the store and the model the URI names."""
     check_common(cfg, overrides)
     check_domains(cfg)
     missing = [f"images.{i}: no such file: {image}" for i, image in enumerate(cfg.images) if not Path(image).is_file()]
     if missing:
         raise ConfigError("\n".join(missing))
+    check_store_first("use", cfg)
 
 
 def check_reproduce(cfg: Any, overrides: list[str]) -> None:
@@ -49,7 +56,11 @@ def check_reproduce(cfg: Any, overrides: list[str]) -> None:
     from cnnlab.claims.reproduce import claim_overrides, precision_variants, seeds_design
 
     check_common(cfg, overrides)
+    check_domains(cfg)
     seeds_design(cfg)
+    if not cfg.claims:
+        known = sorted(path.stem for path in (CONF_DIR / "experiment").glob("*.yaml"))
+        raise ConfigError(f"claims: empty; name at least one conf/experiment file, e.g. claims=[{','.join(known)}]")
     try:
         variants = precision_variants(cfg, claim_overrides(overrides))
     except ValueError as error:
@@ -61,6 +72,8 @@ def check_reproduce(cfg: Any, overrides: list[str]) -> None:
             except Exception as error:  # Hydra's own errors: no such experiment, a bad override
                 raise ConfigError(f"claims: {name!r} is not a usable conf/experiment/{name}.yaml ({error})") from error
             validate(claim_cfg)
+            check_sizes(claim_cfg)
+    check_store_first("reproduce", cfg)
 
 
 def check_compare(cfg: Any, overrides: list[str]) -> None:
@@ -73,12 +86,14 @@ def check_compare(cfg: Any, overrides: list[str]) -> None:
             raise ConfigError(
                 f"{key}: {cfg[key]!r} is not a shown column {shown}; add it to params=[...] or metrics=[...]"
             )
+    check_store_first("compare", cfg)
 
 
 def check_verify(cfg: Any, overrides: list[str]) -> None:
-    """verify: its options in their domains (the run id's form); the run itself is looked up first thing."""
+    """verify: its options in their domains (the run id's form), then the run itself in the store."""
     check_common(cfg, overrides)
     check_domains(cfg)
+    check_store_first("verify", cfg)
 
 
 def check_common(cfg: Any, overrides: list[str]) -> None:
@@ -86,6 +101,7 @@ def check_common(cfg: Any, overrides: list[str]) -> None:
     from omegaconf import OmegaConf
 
     check_tracking_uri(overrides)
+    check_keys_in_schema(cfg)
     required = [key for key in cfg if key != "hydra" and OmegaConf.is_missing(cfg, key)]
     if required:
         raise ConfigError("; ".join(f"{key}: required, give it as {key}=..." for key in required))
@@ -100,3 +116,36 @@ def check_tracking_uri(overrides: list[str]) -> None:
                 f"{key}: {value} was given, but MLFLOW_TRACKING_URI={environment} is set, and MLflow's own variable "
                 f"decides the store; unset it (unset MLFLOW_TRACKING_URI) to use {value}, or drop {key}"
             )
+
+
+def check_sizes(cfg: Any) -> None:
+    """Split sizes (holdout, subset) against what is known of the dataset, without loading it."""
+    from cnnlab.data.sizes import size_problems
+
+    if problems := size_problems(cfg):
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+
+
+def check_store_first(command: str, cfg: Any) -> None:
+    """The store answers within seconds, whole and MLflow's; a command that only reads needs it to exist, and
+    what it looks up in it (a run, a registered model) to be there. Nothing is created either way."""
+    from cnnlab.tracking.preflight import check_store, effective_uri
+
+    key = "tracking.uri" if "tracking" in cfg else "tracking_uri"
+    uri, source = effective_uri(cfg.tracking.uri if key == "tracking.uri" else cfg.tracking_uri, key)
+    model_uri = str(cfg.get("model_uri") or "")
+    needs_store = command in ("compare", "verify") or model_uri.startswith(("runs:/", "models:/"))
+    check_store(uri, source, must_exist=needs_store)
+    if command not in ("use", "verify", "compare"):
+        return
+    import mlflow
+
+    from cnnlab.tracking.lookups import check_experiments, check_model_uri, check_run
+
+    mlflow.set_tracking_uri(uri)  # not a store yet: MLflow opens it on the first lookup, which needs_store vouched for
+    if command == "verify":
+        check_run(mlflow.MlflowClient(), cfg.run_id, "run_id", uri)
+    elif command == "compare":
+        check_experiments(mlflow.MlflowClient(), list(cfg.experiments or []), uri)
+    else:
+        check_model_uri(model_uri, uri)

@@ -134,6 +134,26 @@ def report_hydra_errors(wrap: Callable[[Any], Any]) -> None:
     hydra_utils.run_and_report = wrap(hydra_utils.run_and_report)
 
 
+@hook(
+    "hydra-core",
+    "1.3.8",
+    "ConfigLoaderImpl._apply_overrides_to_config",
+    "Hydra has no hook between composing the defaults list and applying the command line's key=value overrides; "
+    "a block's name (model.blocks.conv1.filters) can only be turned into its position in the model the defaults "
+    "chose at that step.",
+)
+def wrap_override_application(wrap: Callable[[Any], Any]) -> None:
+    """Replaces Hydra's step that applies ``key=value`` overrides by ``wrap(hydra's own step)``, once per process
+    (a wrapper marks itself with ``wrapped_by_cnnlab``)."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+    current = ConfigLoaderImpl._apply_overrides_to_config
+    if not getattr(current, "wrapped_by_cnnlab", False):
+        wrapped = wrap(current)
+        wrapped.wrapped_by_cnnlab = True
+        ConfigLoaderImpl._apply_overrides_to_config = staticmethod(wrapped)
+
+
 # The standard library
 
 

@@ -23,6 +23,7 @@ EXERCISED = {
     "forget_retry": "test_a_trial_kept_running_leaves_the_retry_queue_and_can_end",
     "note_running_trial": "test_a_trial_kept_running_leaves_the_retry_queue_and_can_end",
     "report_hydra_errors": "test_hydra_reports_its_errors_through_the_replaced_reporter",
+    "wrap_override_application": "test_overrides_pass_through_the_wrapped_step_once",
     "run_exit_handlers": "test_exit_handlers_run_before_an_immediate_exit",
     "released_gradient_registrations": "test_gradients_registered_while_tracing_are_released",
     "replace_call": "test_a_replaced_call_runs_and_the_layer_stays_plain_dropout",
@@ -193,6 +194,31 @@ main()
     )
     assert reported.returncode == 0, reported.stderr
     assert reported.stdout.startswith("through the hook") and "ran" in reported.stdout
+
+
+def test_overrides_pass_through_the_wrapped_step_once(tmp_path):
+    (tmp_path / "config.yaml").write_text("seed: 1\n")
+    applied = run_python(
+        f"""
+from hydra import compose, initialize_config_dir
+from cnnlab import compat
+
+def wrap(hydra_own):
+    def apply(overrides, cfg):
+        print("through the hook:", [o.key_or_group for o in overrides], flush=True)
+        return hydra_own(overrides, cfg)
+    return apply
+
+compat.wrap_override_application(wrap)
+compat.wrap_override_application(wrap)  # a second install keeps the first
+with initialize_config_dir(config_dir={str(tmp_path)!r}, version_base="1.3"):
+    cfg = compose("config", overrides=["seed=7"])
+print("seed", cfg.seed)
+""",
+        tmp_path,
+    )
+    assert applied.returncode == 0, applied.stderr
+    assert applied.stdout.count("through the hook: ['seed']") == 1 and "seed 7" in applied.stdout
 
 
 def test_exit_handlers_run_before_an_immediate_exit(tmp_path):

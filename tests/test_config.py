@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 
 from cnnlab import checks
 from cnnlab.config import DATASETS, DOMAINS, ConfigError, domain_of, leaves, validate
+from cnnlab.config.domains import INT_LIMIT
 from tests.conftest import CONF_DIR, compose_config
 
 GROUPS = {
@@ -341,3 +342,117 @@ def test_commands_that_do_not_train_check_their_options_first(tmp_path, module, 
     assert result.returncode == 1, result.stdout + result.stderr
     assert expected in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "mlruns").exists()
+
+
+# --- each way of addressing a key: blocks by name, keys added with + or ++, numbers at their type's limits ---------
+
+MODEL_OPTIONS = GROUPS["model"]
+BLOCK_NUMBERS = {"filters", "kernel_size", "strides", "pool_size", "units", "rate"}
+
+
+def _refusal(config_name: str, *overrides: str) -> str | None:
+    """The refusal the commands' checks give ``overrides`` (composition included), or None when accepted."""
+    command = {"config": "run", "sweep_config": "sweep"}[config_name]
+    try:
+        CHECKS[command](compose_config(*overrides, config_name=config_name), [])
+    except Exception as error:  # Hydra's composition errors and cnnlab's ConfigError alike
+        return str(error)
+    return None
+
+
+def _block_fields():
+    """Each numeric field set on a named block, per model option, at the field's last block (a position other than
+    0, where a name and an index are easiest to confuse): the cases for addressing blocks by name."""
+    cases = {}
+    for model in MODEL_OPTIONS:
+        cfg = compose_config(f"model={model}")
+        for index, block in enumerate(cfg.model.blocks):
+            for field in sorted(BLOCK_NUMBERS & {k for k, v in block.items() if v is not None}):
+                cases[model, field] = (model, index, block.name, field)
+    return sorted(cases.values())
+
+
+BLOCK_CASES = list(_block_fields())
+
+
+@pytest.mark.parametrize("model,index,name,field", BLOCK_CASES)
+def test_a_block_field_by_name_is_the_field_by_index(model, index, name, field):
+    """Same value, same config; a bad value (negative, beyond the type's range) the same refusal by name or index."""
+    by_name = compose_config(f"model={model}", f"model.blocks.{name}.{field}=1")
+    by_index = compose_config(f"model={model}", f"model.blocks.{index}.{field}=1")
+    assert by_name == by_index and by_name.model.blocks[index][field] == 1
+    for bad in (-1, INT_LIMIT + 1):
+        refused = _refusal("config", f"model={model}", f"model.blocks.{name}.{field}={bad}")
+        assert refused is not None and refused == _refusal(
+            "config", f"model={model}", f"model.blocks.{index}.{field}={bad}"
+        )
+        assert "model.blocks" in refused
+
+
+def test_an_unknown_block_name_is_refused_naming_the_blocks():
+    refused = _refusal("config", "model=simple", "model.blocks.conv9.filters=32")
+    names = [block.name for block in compose_config("model=simple").model.blocks]
+    assert f"no block named 'conv9' in model 'simple'; its blocks: {names}" in refused
+
+
+def _sections():
+    """Every section (a schema dataclass) of every command's config, once, with a config that has it."""
+    from omegaconf import DictConfig
+
+    found = {}
+
+    def walk(node, prefix, command):
+        for key in node:
+            child = node._get_node(key)
+            if isinstance(child, DictConfig) and not child._is_none() and key != "hydra":
+                found.setdefault(f"{prefix}{key}", command)
+                walk(child, f"{prefix}{key}.", command)
+
+    for command, cfg in _every_config():
+        walk(cfg, "", command)
+        found.setdefault("", command)
+    return sorted(found.items())
+
+
+SECTIONS = _sections()
+
+
+@pytest.mark.parametrize("section,command", SECTIONS)
+@pytest.mark.parametrize("plus", ["+", "++"])
+def test_a_key_added_outside_the_schema_is_refused_naming_it(section, command, plus):
+    """A typo under + or ++ in any section (and in a block, by index and by name) is a refusal, never a no-op."""
+    from omegaconf import open_dict
+
+    key = f"{section}.not_a_key" if section else "not_a_key"
+    cfg = _composed(command)
+    if command != "compare":  # compare's own test config is merged without Hydra (above); its + is Hydra's
+        cfg = _composed(command, f"{plus}{key}=1")
+    else:
+        with open_dict(cfg):
+            OmegaConf.update(cfg, key, 1, force_add=True)
+    with pytest.raises(ConfigError) as refused:
+        CHECKS[command](cfg, [])
+    assert key in str(refused.value) and "not a key of this command's config" in str(refused.value)
+
+
+@pytest.mark.parametrize("address", ["model.blocks.0.not_a_key", "model.blocks.conv1.not_a_key"])
+def test_a_key_added_to_a_block_is_refused_by_index_and_by_name(address):
+    for plus in ("+", "++"):
+        assert "model.blocks.0.not_a_key" in _refusal("config", "model=simple", f"{plus}{address}=1")
+
+
+def test_every_number_beyond_its_type_is_refused_naming_the_key(tmp_path, monkeypatch):
+    """Every whole-number and float key of every command, blocks and spaces included, at its type's limits."""
+    monkeypatch.chdir(Path(__file__).parent)
+    cases = 0
+    for key, (command, kind) in _every_typed_key():
+        if kind not in ("IntegerNode", "FloatNode"):
+            continue
+        for value in (INT_LIMIT + 1, -INT_LIMIT - 1) if kind == "IntegerNode" else (float("inf"), float("nan")):
+            cfg = _composed(command)
+            OmegaConf.update(cfg, key, value)
+            with pytest.raises(ConfigError) as refused:
+                CHECKS[command](cfg, [])
+            assert f"{key}: must be" in str(refused.value), (key, str(refused.value))
+            cases += 1
+    assert cases > 60

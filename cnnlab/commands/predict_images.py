@@ -45,12 +45,14 @@ def load_images(paths: list[str]) -> tuple[np.ndarray, list[str]]:
 
 def predict(cfg: Any, overrides: list[str] | None = None) -> list[dict[str, Any]]:
     """Predicted class name and probability per image (the first ``samples`` test images, or ``images``)."""
+    import mlflow
+
     from cnnlab import train
     from cnnlab.models.loading import load_model
     from cnnlab.models.serving import as_pixels, serving_model
-    from cnnlab.tracking.store import configure
+    from cnnlab.tracking.store import tracking_uri
 
-    configure(cfg.tracking)
+    mlflow.set_tracking_uri(tracking_uri(cfg.tracking))  # predicting records nothing: no store is made
     loaded = load_model(cfg.model_uri)
     cfg = with_source_protocol(cfg, loaded.source_run_id, list(overrides or []))
     names = list(cfg.dataset.classes)

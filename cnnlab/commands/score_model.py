@@ -30,9 +30,10 @@ def evaluate(cfg: Any, overrides: list[str] | None = None) -> Evaluation:
     from cnnlab.tracking.provenance import rerun_command
     from cnnlab.tracking.records import flatten, log_figures
     from cnnlab.tracking.runs import tracked_run
-    from cnnlab.tracking.store import configure
+    from cnnlab.tracking.store import configure, tracking_uri
 
-    configure(cfg.tracking)  # the store the model URI refers to
+    # The store the model URI refers to, opened by the lookup (the checks found it); created only for the record.
+    mlflow.set_tracking_uri(tracking_uri(cfg.tracking))
     loaded = load_model(cfg.model_uri)
     cfg = with_source_protocol(cfg, loaded.source_run_id, list(overrides or []))
     data = train.prepare_data(cfg)

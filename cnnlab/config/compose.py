@@ -8,6 +8,7 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
+from cnnlab.config.overrides import address_blocks_by_name
 from cnnlab.config.schema import (
     CompareConfig,
     Config,
@@ -38,6 +39,7 @@ def register_configs() -> None:
     store.store(name="cnnlab_reproduce_schema", node=ReproduceConfig)
     store.store(name="compare_config", node=CompareConfig)
     store.store(name="verify_config", node=VerifyConfig)
+    address_blocks_by_name()
 
 
 def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:

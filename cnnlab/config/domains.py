@@ -5,6 +5,7 @@ Pure Python: the commands that do not train check their options here without imp
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,26 @@ def name_problem(value: Any) -> str | None:
     return None
 
 
+# The type's range of every whole-number key: TensorFlow takes counts, sizes and shapes as 32-bit integers, and
+# NumPy's seeding stops at 2**32 - 1, so a larger number would end in an overflow deep inside a library.
+INT_LIMIT = 2**31 - 1
+
+
+def beyond_type(value: Any) -> str | None:
+    """What ``value`` breaks of its type's range (a whole number beyond :data:`INT_LIMIT`, a float that is not
+    finite), or None. Every number of every config is held to this, whether or not its key has a domain."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "a finite number"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT_LIMIT:
+        return f"within [{-INT_LIMIT}, {INT_LIMIT}] (its type's range: a 32-bit integer)"
+    return None
+
+
+def type_problem(value: Any) -> str | None:
+    beyond = beyond_type(value)
+    return f"must be {beyond}, got {value}" if beyond else None
+
+
 KNOWN_ACTIVATIONS = {"relu", "linear", "softmax", "sigmoid", "tanh", "elu", "selu", "gelu", "swish", "silu"}
 KNOWN_METRICS = {"accuracy", "auc"}
 
@@ -48,6 +69,8 @@ class Domain:
     outside: Any
 
     def problem(self, value: Any) -> str | None:
+        if beyond := beyond_type(value):
+            return f"must be {self.says} and {beyond}, got {value}"
         if self.ok is None or self.ok(value):
             return None
         return f"must be {self.says}, got {value!r}" if isinstance(value, str) else f"must be {self.says}, got {value}"
@@ -97,7 +120,7 @@ RUN_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
 # search ranges on the space (tuning.space.check_space), published numbers are data; tests/test_config.py fails for
 # any other key of the composed configs that is not listed here.
 DOMAINS: dict[str, Domain] = {
-    "seed": at_least(0),
+    "seed": between(0, INT_LIMIT, high_included=True),  # room below NumPy's 2**32 - 1 for the seeds derived from it
     "dataset.name": one_of(*DATASETS),
     "dataset.subset": at_least(1),
     "dataset.sources.*": one_of(*SOURCES),
@@ -244,7 +267,7 @@ def domain_problems(cfg: Any) -> list[str]:
     problems = []
     for key, value in leaves(cfg).items():
         domain = domain_of(key)
-        problem = domain.problem(value) if domain else None
+        problem = domain.problem(value) if domain else type_problem(value)
         if problem:
             problems.append(f"{key}: {problem}")
     return problems

@@ -48,6 +48,7 @@ def validate(cfg: Any) -> None:
         "trainer.validation",
         "early stopping and checkpointing need a validation set; pick test, test_halves or holdout",
     )
+    need(len(cfg.dataset.sources) >= 1, "dataset.sources", "empty; list where the data may come from, e.g. [cache]")
     need(len(cfg.dataset.classes) >= 2, "dataset.classes", "needs at least two class names")
     optimizer = option(cfg.optimizer.name)
     for key in fields_not_taken(optimizer):

@@ -62,13 +62,45 @@ def tracked_run(
         _end(run, "KILLED", "terminated by SIGTERM")
         raise
     except BaseException as error:
-        reason = getattr(error, "reason", None) or f"{type(error).__name__}: {error}"
+        full = disk_full(error)
+        cause = full or error
+        reason = getattr(cause, "reason", None) or f"{type(cause).__name__}: {cause}"
+        if full is not None:
+            _remove_partial_artifact(full, run)
         _end(run, "FAILED", reason)
         raise
     else:
         _end(run, "FINISHED", "completed")
     finally:
         signals.restore(previous_term)
+
+
+def disk_full(error: BaseException | None) -> OSError | None:
+    """The "no space left on device" behind ``error``, if that is what it comes to: MLflow's own clean-up may fail on
+    the full disk too and raise its error in front of it."""
+    import errno
+
+    while error is not None and not (isinstance(error, OSError) and error.errno == errno.ENOSPC):
+        error = error.__cause__ or error.__context__
+    return error
+
+
+def _remove_partial_artifact(full: OSError, run: Any) -> None:
+    """A disk that filled while MLflow copied an artifact into a local store leaves the copy half written, and that
+    half file holds the room the store needs to record the run as FAILED. The copy is useless: remove it."""
+    from pathlib import Path
+    from urllib.parse import urlparse
+
+    if not full.filename2:
+        return
+    root = urlparse(run.info.artifact_uri)
+    if root.scheme not in ("", "file"):
+        return
+    store_root = Path(root.path).resolve().parents[1]  # <experiment's artifacts>/<run id>/artifacts
+    partial = Path(full.filename2).resolve()
+    # Only a file under this experiment's artifact tree (a run's or a logged model's folder), never anything else.
+    if partial.is_file() and store_root in partial.parents:
+        partial.unlink()
 
 
 def process_tags() -> dict[str, str]:

@@ -15,6 +15,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from cnnlab.config.compose import compose_run_config
+from cnnlab.config.overrides import positional
 from cnnlab.config.schema import OPTIMIZER_FIELDS, fields_not_taken, optimizers_taking, option
 from cnnlab.config.validation import validate
 from cnnlab.errors import ConfigError
@@ -24,18 +25,6 @@ _ABSENT = object()
 
 def _kind(param: Any) -> str:
     return option(param.type)
-
-
-def positional(cfg: Any, key: str) -> str:
-    """``model.blocks.<name>.<field>`` as the list position it names today (``model.blocks.3.rate``); other keys as
-    they are. Studies address blocks by name, so inserting a block does not retarget them."""
-    parts = key.split(".")
-    if parts[:2] != ["model", "blocks"] or len(parts) < 3 or parts[2].isdigit():
-        return key
-    names = [block.get("name") for block in cfg.model.blocks]
-    if parts[2] not in names:
-        raise ConfigError(f"{key}: no block named {parts[2]!r} in model {cfg.model.name!r}; its blocks: {names}")
-    return ".".join([*parts[:2], str(names.index(parts[2])), *parts[3:]])
 
 
 def check_space(cfg: Any) -> None:
