@@ -162,14 +162,23 @@ def sign_boundaries(design: Design) -> dict[int, int]:
     Error controlled, exactly and for any distribution of runs: when P(one run reaches the margin) is 1/2 (the
     median run sits at the margin) the count reaching it after n seeds is Binomial(n, 1/2), so the chance that any
     look of the design crosses ``r`` is computed exactly (no simulation, no normality); each ``r[n]`` is the
-    smallest count that keeps that total at or below ``alpha``, look by look ("spend as early as you can"). The
+    smallest count that keeps the total spent so far within a spending function of n alone (``allowed``). The
     lower boundary mirrors it (not reproduced when at most ``n - r[n]`` reach), with the same exact error. Each
     side is computed alone, so each also gives a one-sided confidence sequence for the median over all looks.
 
-    Spending look by look makes the boundaries of a longer design extend a shorter one's: ``max_seeds=20`` keeps
-    every boundary of ``max_seeds=10`` and adds looks, so raising ``max_seeds`` continues the same design.
+    A spending function of n alone makes the boundaries of a longer design extend a shorter one's: ``max_seeds=20``
+    keeps every boundary of ``max_seeds=10`` and adds looks, so raising ``max_seeds`` continues the same design.
     """
     looks = set(design.looks)
+    first = math.ceil(math.log2(1 / design.alpha))  # the first look where n of n reaching can decide
+    opening = 0.5**first / design.alpha  # the share of alpha that takes
+
+    def allowed(n: int) -> float:
+        # cumulative share of alpha by look n: what n of n needs at the first look, then the rest approached as
+        # 1 / n^2, so later looks keep alpha to spend (a design extended to 30 seeds still gains power) and the
+        # share by look n does not depend on max_seeds
+        return design.alpha * (1 - (1 - opening) * min(1.0, (first / n) ** 2))
+
     boundaries: dict[int, int] = {}
     open_paths = np.array([1.0])
     spent = 0.0
@@ -182,7 +191,7 @@ def sign_boundaries(design: Design) -> dict[int, int]:
             continue
         tails = np.cumsum(open_paths[::-1])[::-1]  # tails[r] = P(count >= r, still open)
         r = next(
-            (r for r in range(n // 2 + 1, n + 1) if spent + tails[r] <= design.alpha * (1 + 1e-12)),
+            (r for r in range(n // 2 + 1, n + 1) if spent + tails[r] <= allowed(n) * (1 + 1e-12)),
             n + 1,
         )
         boundaries[n] = r
@@ -192,6 +201,7 @@ def sign_boundaries(design: Design) -> dict[int, int]:
     return boundaries
 
 
+@lru_cache(maxsize=256)
 def sign_error(design: Design) -> float:
     """The median rule's exact chance of a false "reproduced" (and, by symmetry, of a false "not reproduced")."""
     boundaries = sign_boundaries(design)
@@ -290,6 +300,7 @@ def probability_sign_decides(q: float, design: Design) -> float:
     return up if q > 0.5 else down if q < 0.5 else 0.0
 
 
+@lru_cache(maxsize=512)
 def seeds_for_median_rule(q: float, design: Design, power: float = 0.8, cap: int = 200) -> tuple[int, float] | None:
     """The smallest ``max_seeds`` at which the median rule decides with probability >= ``power`` if a share ``q``
     of runs reaches the margin, and that probability; None when ``q`` is 1/2 or more than ``cap`` would be needed.

@@ -94,12 +94,20 @@ class Verdict:
     outliers: tuple[int, ...] = ()  # seed positions far from the rest (NaN included)
     skew: float = math.nan
     flags: tuple[str, ...] = field(default_factory=tuple)
-    p_value: float = math.nan  # of the decision taken (sequential, exact): for Holm over one reproduction
+    design: Design | None = None
     planning: tuple[int, float] | None = None  # (max_seeds, probability of deciding) if the estimate holds
 
     @property
     def decided(self) -> bool:
         return self.status in (REPRODUCED, EXCEEDS, NOT_REPRODUCED)
+
+    @property
+    def p_value(self) -> float:
+        """Of the decision taken (sequential, exact; ``stats.sign_p_value``): for Holm over one reproduction."""
+        if not self.decided or self.design is None or self.median is None:
+            return math.nan
+        direction = "down" if self.status == NOT_REPRODUCED else "up"
+        return sign_p_value(list(self.values[: self.seeds]), self.margin, self.design, direction)
 
     @property
     def bounds(self) -> Interval | None:
@@ -130,13 +138,12 @@ def judge(
     boundaries = sign_boundaries(design)
     error = sign_error_of_union([*earlier_designs, design]) if earlier_designs else sign_error(design)
     taken = [n for n in design.looks if n <= len(values)]
-    base = {"alpha": design.alpha, "margin": margin, "error": error}
+    base = {"alpha": design.alpha, "margin": margin, "error": error, "design": design}
     for n in taken:
         look = sign_look(values[:n], margin, boundaries[n])
         if look.status == "open":
             continue
-        decision = "up" if look.status == "up" else "down"
-        if decision == "up":
+        if look.status == "up":
             status = EXCEEDS if look.low > exceeds_above else REPRODUCED
             why = f"{look.reaching} of {n} seeds reach claim - tolerance {_pct(margin)} (needed {look.needed})"
         else:
@@ -148,7 +155,6 @@ def judge(
             why,
             n,
             median=look,
-            p_value=sign_p_value(values[:n], margin, design, decision),
             **base,
         )
         return _describe(verdict, values, claimed, n_examples, design)
