@@ -16,7 +16,7 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 
-from cnnlab.config import ConfigError, check_domains, parse_overrides, seeds_design, validate
+from cnnlab.config import ConfigError, check_domains, parse_overrides, validate
 
 # Set once Hydra's callback has checked this process's single run, so the entry point does not check it again.
 checked_before_run = False
@@ -87,9 +87,9 @@ def check_claims(cfg: Any, overrides: list[str]) -> None:
     """reproduce: the seeds design, then every claim's own config composed with the same overrides and validated."""
     from hydra import compose
 
-    from cnnlab.claims.reproduce import claim_overrides, precision_variants
+    from cnnlab.claims.reproduce import claim_overrides, never_decides, precision_variants
 
-    seeds_design(cfg)
+    never_decides(cfg)
     try:
         variants = precision_variants(cfg, claim_overrides(overrides))
     except ValueError as error:

@@ -182,6 +182,10 @@ class ClaimConfig:
     # How far below the published number the protocol's mean may sit and still reproduce it, in the metric's units
     # (0.005 = half a percentage point); see README, "Reproducing the claims", for why half a point.
     tolerance: float = 0.005
+    # Near 100% a tolerance on the error-rate scale: e.g. 1.25 reproduces at most 1.25x the claimed error rate
+    # (margin 1 - 1.25 (1 - claimed)), and replaces ``tolerance``; null keeps points.
+    error_ratio: float | None = None
+    tolerance_reason: str = ""  # why this tolerance for this claim: the report prints it beside the verdict
     targets: list[ClaimTarget] = field(default_factory=list)
 
 
@@ -536,6 +540,8 @@ DOMAINS: dict[str, Domain] = {
     "tracking.system_metrics_interval": above(0),
     "claim.source": FREE_TEXT,
     "claim.notes": FREE_TEXT,
+    "claim.tolerance_reason": FREE_TEXT,
+    "claim.error_ratio": Domain(lambda value: value is None or 1 < value <= 3, "null or in (1, 3]", 0.5),
     "claim.tolerance": Domain(
         lambda value: 0 < value < 0.1, "in (0, 0.1) in the metric's units (0.005 = half a point)", 0.5
     ),

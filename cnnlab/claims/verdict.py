@@ -95,6 +95,7 @@ class Verdict:
     skew: float = math.nan
     flags: tuple[str, ...] = field(default_factory=tuple)
     design: Design | None = None
+    earlier: tuple[Design, ...] = ()  # designs these same seeds were judged under before
     planning: tuple[int, float] | None = None  # (max_seeds, probability of deciding) if the estimate holds
 
     @property
@@ -138,7 +139,7 @@ def judge(
     boundaries = sign_boundaries(design)
     error = sign_error_of_union([*earlier_designs, design]) if earlier_designs else sign_error(design)
     taken = [n for n in design.looks if n <= len(values)]
-    base = {"alpha": design.alpha, "margin": margin, "error": error, "design": design}
+    base = {"alpha": design.alpha, "margin": margin, "error": error, "design": design, "earlier": earlier_designs}
     for n in taken:
         look = sign_look(values[:n], margin, boundaries[n])
         if look.status == "open":
@@ -242,14 +243,23 @@ def _describe(
         )
     median = float(sorted(v if math.isfinite(v) else -math.inf for v in values)[len(values) // 2])
     average = sum(values) / len(values) if finite else math.nan
-    if math.isfinite(skew) and abs(skew) >= SKEW_FLAG and len(values) >= 5:
-        sides = math.isfinite(verdict.margin) and (average >= verdict.margin) != (median >= verdict.margin)
+    disagree = mean is not None and verdict.status != NO_CLAIM and _side(mean.status) != _side(verdict.status)
+    sides = math.isfinite(verdict.margin) and (average >= verdict.margin) != (median >= verdict.margin)
+    if math.isfinite(skew) and abs(skew) >= SKEW_FLAG and len(values) >= 5 and (sides or disagree):
+        # only where it matters to the verdict: the mean and the median tell different stories about the margin
         flags.append(
             f"skew {skew:+.1f}: the mean {_pct(average)} and the middle seed {_pct(median)} differ by "
             f"{100 * abs(average - median):.2f} points"
-            + ("; they fall on opposite sides of the margin, so which is judged matters" if sides else "")
+            + ("; they fall on opposite sides of the margin" if sides else "")
         )
-    if mean is not None and verdict.status not in (NO_CLAIM,) and _side(mean.status) != _side(verdict.status):
+    if verdict.earlier:
+        flags.append(
+            "these seeds were judged before under "
+            + ", ".join(d.describe() for d in verdict.earlier)
+            + f"; with that judgement counted, a false 'reproduced' comes {100 * verdict.error:.1f}% of the time"
+            + ("" if verdict.error <= verdict.alpha else f", not the stated {100 * verdict.alpha:g}%")
+        )
+    if disagree:
         flags.append(f"the mean's t reading says {mean.status}; the median rule says {verdict.status}")
     return replace(
         verdict,
