@@ -327,6 +327,9 @@ class ReproduceConfig(Config):
     seeds: str = "auto"
     min_seeds: int = 3
     max_seeds: int = 10
+    # false: train and measure the seeds only (benchmarks/fidelity.py), so a design too short to decide a verdict
+    # is allowed; true refuses it before training
+    verdicts: bool = True
     # Never None here, so that `claim.tolerance=0.01` parses; like every other override it reaches each claim.
     claim: ClaimConfig = field(default_factory=ClaimConfig)
     claims: list[str] = field(

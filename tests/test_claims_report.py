@@ -86,3 +86,10 @@ def test_a_design_that_can_never_decide_is_refused_before_anything_is_created(tm
         assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
         assert "use " in result.stderr and "=5 or more" in result.stderr
         assert list(tmp_path.iterdir()) == []  # no store, no outputs/ folder
+
+
+def test_measuring_seeds_without_verdicts_allows_a_short_design():
+    from cnnlab.claims.reproduce import never_decides
+    from tests.conftest import compose_config
+
+    never_decides(compose_config("seeds=2", "verdicts=false", config_name="reproduce_config"))  # no error

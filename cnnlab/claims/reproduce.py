@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 EXPERIMENT = "cnnlab-reproductions"
 # reproduce's own options; every other override reaches each claim
-OWN_KEYS = ("seeds", "min_seeds", "max_seeds", "claims", "report_path", "precisions")
+OWN_KEYS = ("seeds", "min_seeds", "max_seeds", "claims", "report_path", "precisions", "verdicts")
 # Overrides that change where runs are read from or logged, or what judges them, not how they train: any other
 # override (dataset.subset, trainer.epochs, model, optimizer, precision, ...) makes a modified protocol, reported
 # as such and never as a verdict on the claim.
@@ -159,7 +159,7 @@ def never_decides(cfg: Any) -> None:
 
     design = design_of(cfg)
     smallest = smallest_deciding_design(design)
-    if smallest is None:
+    if smallest is None or not cfg.get("verdicts", True):
         return
     knob = "max_seeds" if design.sequential else "seeds"
     raise ConfigError(
