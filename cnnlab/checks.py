@@ -53,11 +53,11 @@ def check_reproduce(cfg: Any, overrides: list[str]) -> None:
     """reproduce: the seeds design, then every claim's own config composed with the same overrides and validated."""
     from hydra import compose
 
-    from cnnlab.claims.reproduce import claim_overrides, precision_variants, seeds_design
+    from cnnlab.claims.reproduce import claim_overrides, never_decides, precision_variants
 
     check_common(cfg, overrides)
     check_domains(cfg)
-    seeds_design(cfg)
+    never_decides(cfg)
     if not cfg.claims:
         known = sorted(path.stem for path in (CONF_DIR / "experiment").glob("*.yaml"))
         raise ConfigError(f"claims: empty; name at least one conf/experiment file, e.g. claims=[{','.join(known)}]")

@@ -6,6 +6,7 @@ import base64
 import html
 import io
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +17,25 @@ from cnnlab.claims.stats import t_interval
 
 
 def claims_table(results: list[Any]) -> pd.DataFrame:
-    """One row per claimed number: its verdict, what the verdict rests on, and the claim read as one run."""
-    rows = []
+    """One row per claimed number: its verdict (the median run), the mean's reading beside it, the claim read as
+    one run, and what misbehaved; Holm's family-wise reading over the reproduction's verdicts."""
+    from cnnlab.claims.verdict import holm
+
+    rows, verdicts = [], []
     for result in results:
         minutes = sum(run.data.metrics.get("total_seconds", 0.0) for run in result.runs) / 60
         for target, verdict in result.verdicts():
-            bounds, single = verdict.bounds, verdict.single_run
+            mean, single, median = verdict.mean, verdict.single_run, verdict.median
+            judged = not result.unavailable and not result.modified and verdict.decided
+            verdicts.append(verdict if judged else replace(verdict, status="inconclusive"))
+            status = verdict.status
+            why = result.unavailable or verdict.why
+            if result.unavailable:
+                status = "inconclusive (data unavailable here)"
+            elif result.modified and target["value"] is not None:
+                status = "modified protocol (no verdict)"
+                changes = ", ".join(result.modified)
+                why = f"{changes} changes the claim's protocol; under it the rule reads {verdict.status}: {why}"
             rows.append(
                 {
                     "claim": result.name,
@@ -30,24 +44,40 @@ def claims_table(results: list[Any]) -> pd.DataFrame:
                     "split": target.get("split", ""),
                     "claimed": target["value"],
                     "tolerance": result.tolerance,
-                    "mean": bounds.mean if bounds else math.nan,
-                    "std": bounds.std if bounds else math.nan,
-                    "bound_low": bounds.low if bounds else math.nan,
-                    "bound_high": bounds.high if bounds else math.nan,
-                    "alpha": verdict.alpha,
-                    "verdict": verdict.status if not result.unavailable else "inconclusive (data unavailable here)",
+                    "error_ratio": result.error_ratio,
+                    "margin": verdict.margin,
+                    "verdict": status,
+                    "why": why,
+                    "flags": " | ".join(verdict.flags),
                     "seeds": verdict.seeds,
                     "seeds_run": len(result.runs),
-                    "why": result.unavailable or verdict.why,
+                    "reaching_margin": median.reaching if median else math.nan,
+                    "median_low": median.low if median else math.nan,
+                    "median_high": median.high if median else math.nan,
+                    "error": verdict.error,
+                    "p_value": verdict.p_value,
+                    "mean": mean.bounds.mean if mean and mean.bounds else math.nan,
+                    "std": mean.bounds.std if mean and mean.bounds else math.nan,
+                    "mean_low": mean.bounds.low if mean and mean.bounds else math.nan,
+                    "mean_high": mean.bounds.high if mean and mean.bounds else math.nan,
+                    "mean_reading": mean.status if mean else "",
+                    "mean_seeds": mean.seeds if mean else 0,
                     "single_run_low": single.low if single else math.nan,
                     "single_run_high": single.high if single else math.nan,
                     "p_single_run_reaches": verdict.p_single_run_reaches,
+                    "p_single_run_low": verdict.p_single_run_low,
+                    "p_single_run_high": verdict.p_single_run_high,
                     "seeds_reaching": verdict.seeds_reaching,
+                    "outliers": ",".join(str(i) for i in verdict.outliers),
+                    "skew": verdict.skew,
                     "sampling_se": verdict.sampling_se if verdict.sampling_se is not None else math.nan,
                     "minutes": minutes,
                 }
             )
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if len(table):
+        table["holm"] = holm(verdicts)
+    return table
 
 
 def _percent(value: Any) -> str:
@@ -68,26 +98,53 @@ def _which_number(table: pd.DataFrame) -> dict[str, Any]:
     }
 
 
+def _margin_text(row: Any) -> str:
+    if row.claimed is None or not math.isfinite(row.claimed):
+        return ""
+    scale = f"{row.error_ratio:g}x the error rate" if _given(row.error_ratio) else f"{100 * row.tolerance:g} pt"
+    return f"{_percent(row.margin)} ({scale})"
+
+
+def _given(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
 def readable(table: pd.DataFrame) -> pd.DataFrame:
-    """The verdicts, each with what it rests on: the margin, the mean's one-sided bounds at their level, seeds."""
+    """The verdicts, each with what it rests on: the margin, the seeds reaching it, the median's bounds, and the
+    mean's t reading beside it."""
+    rows = list(table.itertuples())
     return pd.DataFrame(
         {
             **_which_number(table),
-            "claimed - tolerance": [
-                _percent(c - t) if c is not None and math.isfinite(c) else ""
-                for c, t in zip(table["claimed"], table["tolerance"], strict=True)
+            "claimed - tolerance": [_margin_text(row) for row in rows],
+            "verdict (median run)": table["verdict"],
+            "seeds reaching it": [
+                f"{row.reaching_margin:.0f} of {row.seeds}" if math.isfinite(row.reaching_margin) else ""
+                for row in rows
             ],
-            "mean ± sd": [
-                f"{_percent(m)} ± {100 * s:.2f}" if math.isfinite(s) else _percent(m)
-                for m, s in zip(table["mean"], table["std"], strict=True)
+            "median, one-sided 95% bounds over all looks": [
+                f"[{_percent(row.median_low)}, {_percent(row.median_high)}]" if math.isfinite(row.median_low) else ""
+                for row in rows
             ],
-            "one-sided bounds of the mean": [
-                f"[{_bound(lo)}, {_bound(hi)}] at {100 * (1 - a):.2f}%" if math.isfinite(m) else ""
-                for lo, hi, a, m in zip(
-                    table["bound_low"], table["bound_high"], table["alpha"], table["mean"], strict=True
+            "mean ± sd; t reading (95% over all looks)": [
+                (f"{_percent(row.mean)} ± {100 * row.std:.2f}" if math.isfinite(row.std) else _percent(row.mean))
+                + (
+                    f"; [{_bound(row.mean_low)}, {_bound(row.mean_high)}] {row.mean_reading}"
+                    if row.mean_reading
+                    else ""
                 )
+                if math.isfinite(row.mean)
+                else ""
+                for row in rows
             ],
-            "verdict": table["verdict"],
+            "Holm, family of the reproduction": [
+                ""
+                if row.holm is None or (isinstance(row.holm, float) and math.isnan(row.holm))
+                else "holds"
+                if row.holm
+                else "does not hold"
+                for row in rows
+            ],
             "seeds (of run)": [f"{n} ({r})" for n, r in zip(table["seeds"], table["seeds_run"], strict=True)],
             "minutes": table["minutes"].map(lambda v: f"{v:.1f}"),
         }
@@ -95,32 +152,70 @@ def readable(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def reasons(table: pd.DataFrame) -> str:
-    """One line per verdict: what decided it, or what it lacks (for an open one, about how many seeds would do)."""
-    return "\n".join(
-        f"- {row.claim} ({row.precision}) {row.metric}: {row.verdict}: {row.why}" for row in table.itertuples()
+    """One line per verdict: what decided it, or what it lacks (for an open one, the seeds that would decide it
+    with 80% probability); then whatever misbehaved among its seeds."""
+    lines = []
+    for row in table.itertuples():
+        lines.append(f"- {row.claim} ({row.precision}) {row.metric}: {row.verdict}: {row.why}")
+        lines += [f"  - flagged: {flag}" for flag in (row.flags.split(" | ") if row.flags else [])]
+    return "\n".join(lines)
+
+
+def family(table: pd.DataFrame) -> str:
+    """The family-wise error of one reproduction, and what Holm's correction keeps."""
+    judged = table[table["claimed"].notna() & table["error"].notna() & ~table["verdict"].str.startswith(("mod", "inc"))]
+    judgeable = table["claimed"].notna() & table["error"].notna() & ~table["verdict"].str.startswith("mod")
+    errors = list(table.loc[judgeable, "error"])
+    if not errors:
+        return ""
+    independent = 1 - math.prod(1 - e for e in errors)
+    kept = int(judged["holm"].fillna(False).astype(bool).sum()) if len(judged) else 0
+    return (
+        f'This reproduction judges {len(errors)} claimed numbers, each with a false "reproduced" rate of at most '
+        f"{100 * max(errors):.1f}% at its margin. If every one sat at its margin, at least one would be called "
+        f"reproduced falsely up to {100 * independent:.0f}% of the time for independent claims, and at most "
+        f"{100 * min(1, sum(errors)):.0f}% in any case. Holm's step-down keeps the family-wise rate at 5%: "
+        f'{kept} of {len(judged)} decided verdicts hold at that level (column "Holm").'
     )
 
 
 def readable_single_run(table: pd.DataFrame) -> pd.DataFrame:
-    """The tutorial's number read as what it is, one run: where one run lands and how often it reaches it."""
-    claimed = table[table["claimed"].notna() & table["mean"].notna()]
+    """The tutorial's number read as what it is, one run, from every seed run for the claim."""
+    claimed = table[table["claimed"].notna() & (table["seeds_run"] > 0)]
+    rows = list(claimed.itertuples())
     return pd.DataFrame(
         {
             **_which_number(claimed),
-            "one run, 95% prediction interval": [
-                f"[{_bound(lo)}, {_bound(hi)}]"
-                for lo, hi in zip(claimed["single_run_low"], claimed["single_run_high"], strict=True)
+            "one run, 95% prediction interval (normal runs)": [
+                f"[{_bound(row.single_run_low)}, {_bound(row.single_run_high)}] from {row.seeds_run} seeds"
+                if math.isfinite(row.single_run_low)
+                else f"none: a seed is NaN (from {row.seeds_run} seeds)"
+                for row in rows
             ],
-            "P(one run >= claimed)": claimed["p_single_run_reaches"].map(
-                lambda p: f"{100 * p:.0f}%" if math.isfinite(p) else ""
-            ),
-            "seeds reaching it": [
-                f"{k} of {n}" for k, n in zip(claimed["seeds_reaching"], claimed["seeds"], strict=True)
+            "P(one run >= claimed), exact 95% interval": [
+                f"{100 * row.p_single_run_reaches:.0f}% [{100 * row.p_single_run_low:.0f}, "
+                f"{100 * row.p_single_run_high:.0f}]"
+                if math.isfinite(row.p_single_run_reaches)
+                else ""
+                for row in rows
             ],
+            "seeds reaching it": [f"{row.seeds_reaching} of {row.seeds_run}" for row in rows],
+            "seeds far from the rest": [row.outliers or "none" for row in rows],
+            "skew": [f"{row.skew:+.2f}" if math.isfinite(row.skew) else "" for row in rows],
             "test-split sampling SE": claimed["sampling_se"].map(
                 lambda v: "" if not math.isfinite(v) else f"{100 * v:.2f} pt"
             ),
         }
+    )
+
+
+def report_markdown(table: pd.DataFrame) -> str:
+    """The claims section's tables: verdicts, reasons and flags, the family, the claim as one run."""
+    text = to_markdown(readable(table)) + "\n\n" + reasons(table)
+    if family_text := family(table):
+        text += "\n\n" + family_text
+    return (
+        text + "\n\nThe claim as one run (every seed run for the claim):\n\n" + to_markdown(readable_single_run(table))
     )
 
 
@@ -193,14 +288,15 @@ def looks_figure(result: Any) -> Any:
     A verdict is the first look where a bound clears the margin, so the picture shows why a claim stopped where it
     did, or how far an open one is from stopping.
     """
-    from cnnlab.claims.stats import one_sided_bounds
+    from cnnlab.claims.stats import one_sided_bounds, t_critical_values
 
+    critical = t_critical_values(result.design)
     targets = [t for t in (result.claim or {}).get("targets", []) if t["value"] is not None]
     figure, axes = plots.plt.subplots(1, max(1, len(targets)), figsize=(5.5 * max(1, len(targets)), 3.6), squeeze=False)
     for axis, target in zip(axes[0], targets, strict=False):
         values = result.values(target["metric"])
-        looks = [n for n in result.design.looks if n <= len(values)]
-        bounds = [one_sided_bounds(values[:n], result.design.alpha_at(n)) for n in looks]
+        looks = [n for n in result.design.looks if 2 <= n <= len(values)]
+        bounds = [one_sided_bounds(values[:n], 0.0, critical[n]) for n in looks]
         axis.scatter(range(1, len(values) + 1), values, color="tab:blue", s=14, label="seed's value", zorder=3)
         axis.plot(looks, [b.mean for b in bounds], "o-", color="black", label="mean")
         axis.fill_between(
@@ -209,7 +305,7 @@ def looks_figure(result: Any) -> Any:
             [b.high for b in bounds],
             color="grey",
             alpha=0.3,
-            label="one-sided bounds at each look",
+            label="the mean's t bounds at each look (95% over all looks)",
         )
         axis.axhline(target["value"], color="red", lw=1, label="claimed")
         axis.axhline(target["value"] - result.tolerance, color="red", ls="--", lw=1, label="claimed - tolerance")
@@ -293,6 +389,7 @@ def to_html(table: pd.DataFrame, pairs: pd.DataFrame, figures: dict[str, Any], h
         + "<ul>"
         + "".join(f"<li>{html.escape(line[2:])}</li>" for line in reasons(table).splitlines())
         + "</ul>"
+        + f"<p>{html.escape(family(table))}</p>"
         "<h2>The claim as one run</h2>"
         f"{readable_single_run(table).to_html(index=False, escape=True)}"
         + (
@@ -344,8 +441,12 @@ def write_reproduction_md(
         + (f" *Data unavailable here: {r.unavailable}*" if r.unavailable else "")
         for r in {r.name: r for r in results}.values()  # one note per claim, whatever its precisions
     )
-    tolerances = sorted({r.tolerance for r in results if r.claim})
-    tolerance_text = " or ".join(f"{100 * t:g}" for t in tolerances) or "no"
+    tolerance_text = "; ".join(
+        f"{r.name}: "
+        + (f"{r.error_ratio:g}x the claimed error rate" if r.error_ratio else f"{100 * r.tolerance:g} points")
+        + (f" ({(r.claim or {}).get('tolerance_reason')})" if (r.claim or {}).get("tolerance_reason") else "")
+        for r in {r.name: r for r in results if r.claim}.values()
+    )
     design = results[0].design if results else None
     design_text = (
         f"seeds {design.min_seeds} to {design.max_seeds}, a look after each (`seeds=auto`)"
@@ -360,18 +461,22 @@ Command: `{report["command"]}`
 
 Machine: {cpu_description()}; Python {platform.python_version()}, TensorFlow {library["version.tensorflow"]}, Keras
 {library["version.keras"]}. MLflow parent run `{parent_id}` (experiment `cnnlab-reproductions`; `make ui`, its
-report.html). Design: {design_text}; each claim held to within its tolerance ({tolerance_text} points). {status}
+report.html). Design: {design_text}; tolerances: {tolerance_text}. {status}
 
 {report["markdown"]}
 {precision_section}{not_run}
 
-How to read it (README, "Reproducing the claims"): *reproduced* when the mean's one-sided lower bound is at least
-claimed - tolerance (*exceeds* when it is above claimed + tolerance), *not reproduced* when the one-sided upper
-bound is below claimed - tolerance, *inconclusive* otherwise. Each look spends part of a 5% error budget (the level
-is beside each bound), so however many looks a claim took, a protocol whose mean sits at claimed - tolerance is
-called reproduced at most 5% of the time. "seeds (of run)": the seeds the verdict rests on, and how many were run
-(more when a claim's other number was still open). The second table reads the tutorial's number as what it is, one
-run: where one more run falls, and how often one run reaches the number.
+How to read it (docs/statistics.md): the verdict is on the protocol's *median run*, the level one run reaches at
+least half of the time. *Reproduced* when enough of the seeds so far reach claimed - tolerance (the count needed at
+each look is exact for any distribution of runs, so skewed runs, a run near 100% or a failed seed cannot fool it);
+*exceeds* when the median's lower bound is above claimed + tolerance; *not reproduced* when few enough reach it;
+*inconclusive* otherwise. With the median run at claimed - tolerance, "reproduced" comes out at most 5% of the time
+(4.1% exactly for seeds=auto 3..10), and so does "not reproduced". The bounds are one-sided 95% bounds over all the
+looks the design takes. The mean's t reading stands beside it (valid when runs are roughly normal) and a
+disagreement is flagged, as are seeds far from the rest and skew. A modified protocol (an override that changes
+data, epochs, network, optimizer or precision) is measured, not judged. The second table reads the tutorial's
+number as one run, from every seed run: where one more run falls, and how often one run reaches the number, with
+its exact interval.
 
 ### What each text leaves out, and what was chosen
 

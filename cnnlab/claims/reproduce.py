@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +31,29 @@ log = logging.getLogger(__name__)
 
 EXPERIMENT = "cnnlab-reproductions"
 # reproduce's own options; every other override reaches each claim
-OWN_KEYS = ("seeds", "min_seeds", "max_seeds", "claims", "report_path", "precisions")
+OWN_KEYS = ("seeds", "min_seeds", "max_seeds", "claims", "report_path", "precisions", "verdicts")
+# Overrides that change where runs are read from or logged, or what judges them, not how they train: any other
+# override (dataset.subset, trainer.epochs, model, optimizer, precision, ...) makes a modified protocol, reported
+# as such and never as a verdict on the claim.
+NOT_PROTOCOL = (
+    "tracking",
+    "claim",
+    "dataset.local_dir",
+    "dataset.sources",
+    "dataset.cache_dir",
+    "dataset.mirror",
+    "trainer.verbose",
+    "trainer.allow_emulated_bf16",
+)
+
+
+def protocol_changes(overrides: list[str]) -> list[str]:
+    """The overrides among ``overrides`` that change a claim's protocol (``NOT_PROTOCOL`` says which do not)."""
+    return [
+        o
+        for o in overrides
+        if not any(override_key(o) == k or override_key(o).startswith(k + ".") for k in NOT_PROTOCOL)
+    ]
 
 
 def seeds_design(cfg: Any) -> tuple[int, int, bool]:
@@ -56,13 +79,20 @@ class ClaimResult:
     unavailable: str | None = None
     skipped: int = 0
     design: Design = field(default_factory=lambda: Design(3, 10))
+    modified: list[str] = field(default_factory=list)  # overrides that change the claim's protocol
+    earlier_designs: list[Design] = field(default_factory=list)  # designs these same seeds were judged under
 
     @property
     def tolerance(self) -> float:
         return (self.claim or {}).get("tolerance", DEFAULT_TOLERANCE)
 
+    @property
+    def error_ratio(self) -> float | None:
+        return (self.claim or {}).get("error_ratio")
+
     def values(self, metric: str) -> list[float]:
-        return [run.data.metrics[metric] for run in self.runs if metric in run.data.metrics]
+        """Every finished seed's value in seed order; a run that logged no value (diverged) counts as NaN."""
+        return [run.data.metrics.get(metric, math.nan) for run in self.runs]
 
     def verdicts(self) -> list[tuple[Any, Verdict]]:
         """Each claimed number with its verdict from the seeds so far, under this reproduction's design."""
@@ -75,6 +105,8 @@ class ClaimResult:
                     self.design,
                     self.tolerance,
                     self.split_sizes.get(target["metric"], 0),
+                    self.error_ratio,
+                    tuple(self.earlier_designs),
                 ),
             )
             for target in (self.claim or {}).get("targets", [])
@@ -130,6 +162,28 @@ def fingerprint(cfg: Any, data_hashes: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
 
+def design_of(cfg: Any) -> Design:
+    """The reproduction's design from ``seeds``, ``min_seeds`` and ``max_seeds``."""
+    min_seeds, max_seeds, sequential = seeds_design(cfg)
+    return Design(min_seeds, max_seeds) if sequential else Design.fixed(max_seeds)
+
+
+def never_decides(cfg: Any) -> None:
+    """Refuses, before anything is trained or created, a design whose verdict could only ever be inconclusive."""
+    from cnnlab.claims.stats import smallest_deciding_design
+
+    design = design_of(cfg)
+    smallest = smallest_deciding_design(design)
+    if smallest is None or not cfg.get("verdicts", True):
+        return
+    knob = "max_seeds" if design.sequential else "seeds"
+    raise ConfigError(
+        f"{knob}: {design.max_seeds} seeds can never decide a verdict: the median rule needs at least {smallest} "
+        f"(every one of n seeds reaching the margin happens by chance 1/2**n of the time, more than "
+        f"{100 * design.alpha:g}% below {smallest}); use {knob}={smallest} or more, or seeds=auto"
+    )
+
+
 def override_key(override: str) -> str:
     """``+trainer.precision=bf16`` -> ``trainer.precision``."""
     return parse_overrides([override])[0][0]
@@ -166,8 +220,8 @@ def reproduce(
     pin_mmap_threshold()  # every seed of every claim trains in this one process
     passthrough = claim_overrides(overrides)
     variants = precision_variants(cfg, passthrough)
-    min_seeds, max_seeds, sequential = seeds_design(cfg)
-    design = Design(min_seeds, max_seeds) if sequential else Design.fixed(max_seeds)
+    design = design_of(cfg)
+    min_seeds, max_seeds, sequential = design.min_seeds, design.max_seeds, design.sequential
     tracking_cfg = OmegaConf.merge(cfg.tracking, {"experiment": EXPERIMENT})
     experiment_id = configure(tracking_cfg)
     client = MlflowClient()
@@ -180,6 +234,7 @@ def reproduce(
     parent_id = open_parent(
         client, experiment_id, key, f"Reproduction of {list(cfg.claims)} over {seeds_text}.\n\nRerun: `{command}`"
     )
+    client.set_tag(parent_id, DESIGN_TAG, json.dumps([design.min_seeds, design.max_seeds, design.sequential]))
 
     results: list[ClaimResult] = []
     report: dict[str, Any] = {}
@@ -198,6 +253,7 @@ def reproduce(
                     claim=OmegaConf.to_container(claim_cfg.claim) if claim_cfg.claim is not None else None,
                     precision=option(claim_cfg.trainer.precision),
                     design=design,
+                    modified=protocol_changes([*passthrough, *(v for v in variant if "float32" not in v)]),
                 )
                 results.append(result)
                 try:
@@ -249,6 +305,21 @@ def open_parent(client: Any, experiment_id: str, key: str, description: str) -> 
     return run.info.run_id
 
 
+DESIGN_TAG = "cnnlab.design"  # [min_seeds, max_seeds, sequential] of the reproduction that judged its seeds
+
+
+def earlier_design(client: Any, run: Any, parent_id: str) -> Design | None:
+    """The design another reproduction judged this reused seed under (None: this reproduction's own seed)."""
+    other = run.data.tags.get("mlflow.parentRunId")
+    if not other or other == parent_id:
+        return None
+    tag = client.get_run(other).data.tags.get(DESIGN_TAG)
+    if tag is None:
+        return None
+    low, high, sequential = json.loads(tag)
+    return Design(low, high) if sequential else Design.fixed(high)
+
+
 def split_sizes(data: Any) -> dict[str, int]:
     splits = data.splits
     return {
@@ -285,6 +356,9 @@ def run_seed(
         print(f"[reproduce] {label} seed {seed}: already FINISHED ({done[0].info.run_id}), skipped", flush=True)
         result.runs.append(done[0])
         result.skipped += 1
+        earlier = earlier_design(client, done[0], parent_id)
+        if earlier is not None and earlier != result.design and earlier not in result.earlier_designs:
+            result.earlier_designs.append(earlier)
         return
     print(f"[reproduce] {label} seed {seed}: training ({claim_cfg.trainer.epochs} epochs)", flush=True)
     seed_cfg = OmegaConf.merge(claim_cfg, {"seed": seed, "tracking": {"run_name": f"{label}-s{seed}"}})
@@ -319,13 +393,7 @@ def log_report(results: list[ClaimResult], parent_id: str, command: str, client:
         ):
             figures[f"{result.label}: the verdict's looks"] = report.looks_figure(result)
     header = f"Parent MLflow run {parent_id}. Command: {command}"
-    markdown = (
-        report.to_markdown(report.readable(table))
-        + "\n\n"
-        + report.reasons(table)
-        + "\n\nThe claim as one run (the seeds each verdict rests on):\n\n"
-        + report.to_markdown(report.readable_single_run(table))
-    )
+    markdown = report.report_markdown(table)
     precision_markdown = report.to_markdown(report.readable_pairs(pairs)) if len(pairs) else ""
     mlflow.log_text(table.to_csv(index=False), "claims.csv")
     if len(pairs):

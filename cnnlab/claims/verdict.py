@@ -1,33 +1,47 @@
-"""Verdicts on a published number: non-inferiority of the protocol's mean, looked at sequentially over seeds.
+"""Verdicts on a published number: is the protocol's *median run* at least the claim, less a tolerance?
 
-The claim is held to within ``tolerance`` (the claim block's, 0.005 = half a point by default). With ``margin =
-claimed - tolerance`` and the design's one-sided bounds of the mean (see ``stats.Design``), at each look in seed
-order:
+The estimand (docs/statistics.md says why): the median run, the level one run of the protocol reaches at least
+half of the time. "Reproduced" says more than half of all runs reach ``margin`` (claim - tolerance, or on the
+error-rate scale ``1 - error_ratio * (1 - claim)``); equivalently P(one run reaches the margin) > 1/2. At each look
+in seed order (``stats.sign_boundaries``):
 
-- *reproduced* when the lower bound is at least the margin; *reproduced, exceeds* when it is above
-  ``claimed + tolerance``;
-- *not reproduced* when the upper bound is below the margin;
+- *reproduced* when at least ``r[n]`` of the first n seeds reach the margin; *reproduced, exceeds* when the
+  median's lower bound is also above the claim plus the tolerance;
+- *not reproduced* when at most ``n - r[n]`` reach it;
 - otherwise the next look, and *inconclusive* when the design has no look left.
 
-Error control (tested by simulation): a protocol whose true mean sits at the margin is called reproduced with
-probability at most ``alpha``; one whose true mean is at or above the margin is called not reproduced with at
-most ``alpha``. The first decision is final, so seeds run beyond it (another target of the same claim was still
-open, or a fixed number was asked for) cannot overturn it.
+Error control, exact for any distribution of runs (normal, skewed, near a ceiling, heavy-tailed, with failed or
+NaN seeds): when the median run sits at the margin the verdict is "reproduced" at most ``alpha`` of the time, and
+"not reproduced" at most ``alpha``; ``Verdict.error`` is the exact figure of the design. The first decision is
+final, so seeds run beyond it (another target of the same claim was still open) cannot overturn it.
+
+Beside it, the mean run's t reading with exact sequential boundaries (valid when runs are roughly normal), the
+single-run figures from every seed run, and what misbehaved: seeds far from the rest, skew, the two readings
+disagreeing.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 
 from cnnlab.claims.stats import (
     Design,
     Interval,
+    SignLook,
     binomial_se,
+    clip,
     one_sided_bounds,
+    outlying_seeds,
     prediction_interval,
-    probability_one_run_reaches,
-    seeds_to_decide,
+    share_reaching,
+    sign_boundaries,
+    sign_error,
+    sign_error_of_union,
+    sign_look,
+    sign_p_value,
+    skewness,
+    t_critical_values,
 )
 
 REPRODUCED = "reproduced"
@@ -36,23 +50,70 @@ NOT_REPRODUCED = "not reproduced"
 INCONCLUSIVE = "inconclusive"
 NO_CLAIM = "measured (no claim)"
 DEFAULT_TOLERANCE = 0.005
+POWER = 0.8  # planning figures: the seeds at which the decision comes with at least this probability
+SKEW_FLAG = 1.0  # |sample skewness| from which the mean and the median of a handful of seeds part noticeably
+
+
+def margin_of(claimed: float, tolerance: float, error_ratio: float | None = None) -> tuple[float, float]:
+    """``(margin, exceeds_above)``: the lowest median that reproduces, and the level above which it exceeds.
+
+    With ``error_ratio`` (e.g. 1.25) the tolerance is on the error-rate scale: at most 1.25x the claimed error
+    rate reproduces, at most 1/1.25 of it exceeds; near 100% half a point is twice the error rate or more.
+    """
+    if error_ratio is not None:
+        return 1 - error_ratio * (1 - claimed), 1 - (1 - claimed) / error_ratio
+    return claimed - tolerance, claimed + tolerance
+
+
+@dataclass(frozen=True)
+class MeanReading:
+    """The mean run, Student t with exact sequential boundaries (normal runs): the reading beside the verdict."""
+
+    status: str
+    bounds: Interval | None  # mean, sd and the one-sided bounds (each 95% over all looks), clipped to [0, 1]
+    seeds: int
 
 
 @dataclass(frozen=True)
 class Verdict:
     status: str
-    bounds: Interval | None  # mean, sd and one-sided bounds over the seeds the verdict rests on
-    alpha: float  # the error spent on each bound at the look that decided (or the last look taken)
-    seeds: int  # how many seeds (in seed order) the verdict rests on
     why: str
+    seeds: int  # the look the verdict rests on (in seed order); the single-run figures use every seed run
+    alpha: float = 0.05
+    margin: float = math.nan
+    median: SignLook | None = None  # the median rule at that look: count reaching, the median's bounds
+    error: float = math.nan  # exact chance of a false "reproduced" (= false "not reproduced") of the design
+    mean: MeanReading | None = None
+    values: tuple[float, ...] = ()  # every seed run for the claim, NaN kept
     sampling_se: float | None = None
-    single_run: Interval | None = None  # 95% prediction interval for one more run
-    p_single_run_reaches: float = math.nan
+    single_run: Interval | None = None  # 95% prediction interval for one more run (normal runs), every seed
+    p_single_run_reaches: float = math.nan  # share of seeds reaching the claimed number
+    p_single_run_low: float = math.nan  # its exact 95% (Clopper-Pearson) interval
+    p_single_run_high: float = math.nan
     seeds_reaching: int = 0
+    outliers: tuple[int, ...] = ()  # seed positions far from the rest (NaN included)
+    skew: float = math.nan
+    flags: tuple[str, ...] = field(default_factory=tuple)
+    design: Design | None = None
+    earlier: tuple[Design, ...] = ()  # designs these same seeds were judged under before
+    planning: tuple[int, float] | None = None  # (max_seeds, probability of deciding) if the estimate holds
 
     @property
     def decided(self) -> bool:
         return self.status in (REPRODUCED, EXCEEDS, NOT_REPRODUCED)
+
+    @property
+    def p_value(self) -> float:
+        """Of the decision taken (sequential, exact; ``stats.sign_p_value``): for Holm over one reproduction."""
+        if not self.decided or self.design is None or self.median is None:
+            return math.nan
+        direction = "down" if self.status == NOT_REPRODUCED else "up"
+        return sign_p_value(list(self.values[: self.seeds]), self.margin, self.design, direction)
+
+    @property
+    def bounds(self) -> Interval | None:
+        """The mean's reading (kept for readers of the mean: the report's ``mean ± sd``)."""
+        return self.mean.bounds if self.mean else None
 
 
 def judge(
@@ -61,61 +122,185 @@ def judge(
     design: Design,
     tolerance: float = DEFAULT_TOLERANCE,
     n_examples: int = 0,
+    error_ratio: float | None = None,
+    earlier_designs: tuple[Design, ...] = (),
 ) -> Verdict:
-    """The verdict on ``claimed`` from per-seed ``values`` in seed order, under ``design`` (module docstring)."""
+    """The verdict on ``claimed`` from per-seed ``values`` in seed order, under ``design`` (module docstring).
+
+    ``earlier_designs``: designs these same seeds were already judged under (an earlier reproduction); the error
+    reported is then that of all of them together.
+    """
+    values = [float(v) for v in values]
     if not values:
-        return Verdict(INCONCLUSIVE, None, design.alpha, 0, "no finished seeds (data unavailable or not run)")
+        return Verdict(INCONCLUSIVE, "no finished seeds (data unavailable or not run)", 0, design.alpha)
     if claimed is None:
-        return _with_single_run(
-            Verdict(NO_CLAIM, one_sided_bounds(values, design.alpha), design.alpha, len(values), "no number given"),
-            values,
-            None,
-            n_examples,
-        )
-    margin = claimed - tolerance
+        return _describe(Verdict(NO_CLAIM, "no number given", len(values), design.alpha), values, None, n_examples)
+    margin, exceeds_above = margin_of(claimed, tolerance, error_ratio)
+    boundaries = sign_boundaries(design)
+    error = sign_error_of_union([*earlier_designs, design]) if earlier_designs else sign_error(design)
     taken = [n for n in design.looks if n <= len(values)]
+    base = {"alpha": design.alpha, "margin": margin, "error": error, "design": design, "earlier": earlier_designs}
     for n in taken:
-        alpha = design.alpha_at(n)
-        bounds = one_sided_bounds(values[:n], alpha)
-        level = f"one-sided {100 * (1 - alpha):.2f}% bound"
-        if bounds.low >= margin:
-            status = EXCEEDS if bounds.low > claimed + tolerance else REPRODUCED
-            why = f"{level} of the mean {_pct(bounds.low)} >= claim - tolerance {_pct(margin)} at {n} seeds"
-            return _with_single_run(Verdict(status, bounds, alpha, n, why), values[:n], claimed, n_examples)
-        if bounds.high < margin:
-            why = f"{level} of the mean {_pct(bounds.high)} < claim - tolerance {_pct(margin)} at {n} seeds"
-            verdict = Verdict(NOT_REPRODUCED, bounds, alpha, n, why)
-            return _with_single_run(verdict, values[:n], claimed, n_examples)
+        look = sign_look(values[:n], margin, boundaries[n])
+        if look.status == "open":
+            continue
+        if look.status == "up":
+            status = EXCEEDS if look.low > exceeds_above else REPRODUCED
+            why = f"{look.reaching} of {n} seeds reach claim - tolerance {_pct(margin)} (needed {look.needed})"
+        else:
+            status = NOT_REPRODUCED
+            most = n - look.needed
+            why = f"only {look.reaching} of {n} seeds reach claim - tolerance {_pct(margin)} (at most {most})"
+        verdict = Verdict(
+            status,
+            why,
+            n,
+            median=look,
+            **base,
+        )
+        return _describe(verdict, values, claimed, n_examples, design)
     if not taken:
         first = design.looks[0]
-        why = f"{len(values)} seed(s); this design's first look is at {first}"
-        verdict = Verdict(INCONCLUSIVE, one_sided_bounds(values, design.alpha), design.alpha, len(values), why)
-        return _with_single_run(verdict, values, claimed, n_examples)
+        verdict = Verdict(INCONCLUSIVE, f"{len(values)} seed(s); this design's first look is at {first}", len(values))
+        return _describe(Verdict(**{**verdict.__dict__, **base}), values, claimed, n_examples, design)
     n = taken[-1]
-    alpha = design.alpha_at(n)
-    bounds = one_sided_bounds(values[:n], alpha)
-    why = f"bounds [{_pct(bounds.low)}, {_pct(bounds.high)}] straddle claim - tolerance {_pct(margin)} at {n} seeds"
-    if n == design.max_seeds and math.isfinite(bounds.std):
-        # Planning at the level a final look of a longer design would spend.
-        needed = seeds_to_decide(bounds.mean, bounds.std, margin, design.alpha / 2 if design.sequential else alpha)
-        knob = "max_seeds" if design.sequential else "seeds"
-        why += (
-            f"; about {needed} seeds in all would decide it at this spread ({knob}={needed})"
-            if needed
-            else "; the mean sits on the margin: more than 1000 seeds would be needed"
+    look = sign_look(values[:n], margin, boundaries[n])
+    why = (
+        f"{look.reaching} of {n} seeds reach claim - tolerance {_pct(margin)}; the median's bounds "
+        f"[{_pct(look.low)}, {_pct(look.high)}] straddle it"
+    )
+    planning = None
+    if n == design.max_seeds:
+        from cnnlab.claims.stats import seeds_for_median_rule
+
+        share = look.reaching / n
+        planning = seeds_for_median_rule(share, design, POWER)
+        continued = Design(design.min_seeds, planning[0], design.alpha) if planning else None
+        if planning and design.sequential:
+            why += (
+                f"; if {look.reaching} of {n} reaching holds, seeds=auto max_seeds={planning[0]} decides with "
+                f"{100 * planning[1]:.0f}% probability (the same design continued: the seeds run count, the error "
+                f"stays {100 * sign_error(continued):.1f}%)"
+            )
+        elif planning:
+            why += (
+                f"; if {look.reaching} of {n} reaching holds, seeds=auto max_seeds={planning[0]} decides with "
+                f"{100 * planning[1]:.0f}% probability (judging these seeds again, both designs together err up "
+                f"to {100 * sign_error_of_union([design, continued]):.1f}%, not {100 * design.alpha:g}%)"
+            )
+        else:
+            why += "; about half the runs reach the margin: no affordable number of seeds is likely to decide"
+    verdict = Verdict(INCONCLUSIVE, why, n, median=look, planning=planning, **base)
+    return _describe(verdict, values, claimed, n_examples, design)
+
+
+def _mean_reading(values: list[float], margin: float, design: Design) -> MeanReading | None:
+    """The t reading of the mean, first crossing over the looks taken; None while no look has two seeds."""
+    critical = t_critical_values(design)
+    taken = [n for n in design.looks if 2 <= n <= len(values)]
+    if not taken or any(math.isnan(v) for v in values):
+        return None
+    for n in taken:
+        bounds = one_sided_bounds(values[:n], 0.0, critical[n])
+        if bounds.low >= margin:
+            return MeanReading(REPRODUCED, _clipped(bounds), n)
+        if bounds.high < margin:
+            return MeanReading(NOT_REPRODUCED, _clipped(bounds), n)
+    last = taken[-1]
+    return MeanReading(INCONCLUSIVE, _clipped(one_sided_bounds(values[:last], 0.0, critical[last])), last)
+
+
+def _clipped(bounds: Interval) -> Interval:
+    return Interval(bounds.mean, bounds.std, clip(bounds.low), clip(bounds.high), bounds.n)
+
+
+def _describe(
+    verdict: Verdict, values: list[float], claimed: float | None, n_examples: int, design: Design | None = None
+) -> Verdict:
+    """Adds what a reader asks beside the verdict, from every seed run: one run's figures, the mean's reading and
+    the seeds that misbehave."""
+    from dataclasses import replace
+
+    finite = all(math.isfinite(v) for v in values)
+    single = prediction_interval(values) if finite else None
+    if single is not None:
+        single = Interval(single.mean, single.std, clip(single.low), clip(single.high), single.n)
+    mean = (
+        _mean_reading(values, verdict.margin, design)
+        if design is not None and math.isfinite(verdict.margin)
+        else MeanReading(NO_CLAIM, _clipped(one_sided_bounds(values, 0.05)), len(values))
+        if finite
+        else None
+    )
+    reached, low, high = share_reaching(values, claimed) if claimed is not None else (0, math.nan, math.nan)
+    far = tuple(outlying_seeds(values))
+    skew = skewness(values)
+    flags = []
+    if far:
+        flags.append(
+            "seeds far from the rest: "
+            + ", ".join(f"seed {i} ({_pct(values[i]) if math.isfinite(values[i]) else 'NaN, diverged'})" for i in far)
         )
-    return _with_single_run(Verdict(INCONCLUSIVE, bounds, alpha, n, why), values[:n], claimed, n_examples)
-
-
-def _with_single_run(verdict: Verdict, values: list[float], claimed: float | None, n_examples: int) -> Verdict:
-    """Adds what a reader of the tutorial asks: where one run lands, and how often it reaches the number."""
+    median = float(sorted(v if math.isfinite(v) else -math.inf for v in values)[len(values) // 2])
+    average = sum(values) / len(values) if finite else math.nan
+    disagree = mean is not None and verdict.status != NO_CLAIM and _side(mean.status) != _side(verdict.status)
+    sides = math.isfinite(verdict.margin) and (average >= verdict.margin) != (median >= verdict.margin)
+    if math.isfinite(skew) and abs(skew) >= SKEW_FLAG and len(values) >= 5 and (sides or disagree):
+        # only where it matters to the verdict: the mean and the median tell different stories about the margin
+        flags.append(
+            f"skew {skew:+.1f}: the mean {_pct(average)} and the middle seed {_pct(median)} differ by "
+            f"{100 * abs(average - median):.2f} points"
+            + ("; they fall on opposite sides of the margin" if sides else "")
+        )
+    if verdict.earlier:
+        flags.append(
+            "these seeds were judged before under "
+            + ", ".join(d.describe() for d in verdict.earlier)
+            + f"; with that judgement counted, a false 'reproduced' comes {100 * verdict.error:.1f}% of the time"
+            + ("" if verdict.error <= verdict.alpha else f", not the stated {100 * verdict.alpha:g}%")
+        )
+    if disagree:
+        flags.append(f"the mean's t reading says {mean.status}; the median rule says {verdict.status}")
     return replace(
         verdict,
-        sampling_se=binomial_se(verdict.bounds.mean, n_examples) if n_examples else None,
-        single_run=prediction_interval(values),
-        p_single_run_reaches=probability_one_run_reaches(values, claimed) if claimed is not None else math.nan,
-        seeds_reaching=sum(v >= claimed for v in values) if claimed is not None else 0,
+        mean=mean,
+        values=tuple(values),
+        sampling_se=binomial_se(average, n_examples) if n_examples and finite else None,
+        single_run=single,
+        p_single_run_reaches=reached / len(values) if claimed is not None else math.nan,
+        p_single_run_low=low,
+        p_single_run_high=high,
+        seeds_reaching=reached,
+        outliers=far,
+        skew=skew,
+        flags=tuple(flags),
     )
+
+
+def _side(status: str) -> str:
+    return REPRODUCED if status == EXCEEDS else status
+
+
+def holm(verdicts: list[Verdict], alpha: float = 0.05) -> list[bool | None]:
+    """Holm's step-down over one reproduction's decided verdicts: does each decision hold at family-wise ``alpha``?
+
+    None for an undecided verdict. Holm (1979) controls the chance of any false decision among the family at
+    ``alpha`` under any dependence, where judging each at ``alpha`` allows up to about ``k * alpha``.
+    """
+    decided = sorted((v.p_value, i) for i, v in enumerate(verdicts) if v.decided)
+    holds: list[bool | None] = [None] * len(verdicts)
+    rejecting = True
+    for rank, (p_value, index) in enumerate(decided):
+        rejecting = rejecting and p_value <= alpha / (len(decided) - rank)
+        holds[index] = rejecting
+    return holds
+
+
+def family_error(verdicts: list[Verdict]) -> tuple[float, float]:
+    """The chance of at least one false "reproduced" in one reproduction if every claimed number sat at its
+    margin: ``(if the claims are independent, at most in any case)``."""
+    errors = [v.error for v in verdicts if math.isfinite(v.error)]
+    return 1 - math.prod(1 - e for e in errors), min(1.0, sum(errors))
 
 
 def _pct(value: float) -> str:

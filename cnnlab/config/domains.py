@@ -153,6 +153,8 @@ DOMAINS: dict[str, Domain] = {
     "tracking.system_metrics_interval": above(0),
     "claim.source": FREE_TEXT,
     "claim.notes": FREE_TEXT,
+    "claim.tolerance_reason": FREE_TEXT,
+    "claim.error_ratio": Domain(lambda value: value is None or 1 < value <= 3, "null or in (1, 3]", 0.5),
     "claim.tolerance": Domain(
         lambda value: 0 < value < 0.1, "in (0, 0.1) in the metric's units (0.005 = half a point)", 0.5
     ),

@@ -174,6 +174,10 @@ class ClaimConfig:
     # How far below the published number the protocol's mean may sit and still reproduce it, in the metric's units
     # (0.005 = half a percentage point); see README, "Reproducing the claims", for why half a point.
     tolerance: float = 0.005
+    # Near 100% a tolerance on the error-rate scale: e.g. 1.25 reproduces at most 1.25x the claimed error rate
+    # (margin 1 - 1.25 (1 - claimed)), and replaces ``tolerance``; null keeps points.
+    error_ratio: float | None = None
+    tolerance_reason: str = ""  # why this tolerance for this claim: the report prints it beside the verdict
     targets: list[ClaimTarget] = field(default_factory=list)
 
 
@@ -315,6 +319,9 @@ class ReproduceConfig(Config):
     seeds: str = "auto"
     min_seeds: int = 3
     max_seeds: int = 10
+    # false: train and measure the seeds only (benchmarks/fidelity.py), so a design too short to decide a verdict
+    # is allowed; true refuses it before training
+    verdicts: bool = True
     # Never None here, so that `claim.tolerance=0.01` parses; like every other override it reaches each claim.
     claim: ClaimConfig = field(default_factory=ClaimConfig)
     claims: list[str] = field(

@@ -1,0 +1,95 @@
+"""The reproduction report's new tables on a synthetic reproduction (no training): verdicts on the median run with
+the mean beside them, flagged seeds, the family-wise error with Holm, a modified protocol, single-run intervals."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+from cnnlab.claims.report import claims_table, report_markdown
+from cnnlab.claims.reproduce import ClaimResult, protocol_changes
+from cnnlab.claims.stats import Design
+
+# cnnlab's float32 test accuracies per seed for two claims, as REPRODUCTION.md's fidelity section lists them
+MNIST_SIMPLE = [0.9758, 0.9797, 0.9746, 0.9755, 0.9739, 0.9746, 0.9741, 0.9688, 0.9738, 0.9787]
+FASHION_DEEP = [0.9182, 0.9121, 0.9071, 0.9193, 0.9162, 0.9126, 0.9108, 0.9076, 0.9118, 0.9179]
+
+
+class _Run:
+    def __init__(self, value: float, seed: int) -> None:
+        metrics = {"total_seconds": 60.0} if math.isnan(value) else {"test_accuracy": value, "total_seconds": 60.0}
+        self.data = type("Data", (), {"metrics": metrics, "tags": {"cnnlab.seed": str(seed)}})()
+
+
+def _result(name: str, claimed: float, values: list[float], **claim) -> ClaimResult:
+    block = {"tolerance": 0.005, "targets": [{"metric": "test_accuracy", "value": claimed}], **claim}
+    return ClaimResult(name=name, claim=block, runs=[_Run(v, s) for s, v in enumerate(values)], design=Design(3, 10))
+
+
+def synthetic_results() -> list[ClaimResult]:
+    diverged = [0.9951, 0.9948, 0.9953, math.nan, 0.9950, 0.9949, 0.9952, 0.9950, 0.9947, 0.9951]
+    subset = _result("subset_claim", 0.97, [0.90, 0.91, 0.905])
+    subset.modified = ["dataset.subset=5000"]
+    return [
+        _result("mnist_simple", 0.9757, MNIST_SIMPLE[:5]),  # seeds=auto stops where the verdict is decided
+        _result("fashion_deep", 0.9137, FASHION_DEEP),
+        _result("ceiling_claim", 0.9952, diverged, error_ratio=1.25),
+        subset,
+    ]
+
+
+def test_report_tables_on_a_synthetic_reproduction():
+    table = claims_table(synthetic_results())
+    text = report_markdown(table)
+    print(text)
+    rows = {row.claim: row for row in table.itertuples()}
+    assert rows["mnist_simple"].verdict == "reproduced" and "5 of 5 seeds reach" in rows["mnist_simple"].why
+    # fashion_deep: 8 of 10 seeds reach 90.87%, so the median rule stays open where the mean's t reading decides
+    assert rows["fashion_deep"].verdict == "inconclusive" and rows["fashion_deep"].mean_reading == "reproduced"
+    assert "the mean's t reading says reproduced; the median rule says inconclusive" in rows["fashion_deep"].flags
+    assert "max_seeds=" in rows["fashion_deep"].why and "decides with" in rows["fashion_deep"].why
+    # a NaN seed is kept, counted as not reaching, and named
+    assert rows["ceiling_claim"].seeds_run == 10 and "seed 3 (NaN, diverged)" in rows["ceiling_claim"].flags
+    assert rows["ceiling_claim"].margin == 1 - 1.25 * (1 - 0.9952)
+    assert "99.40% (1.25x the error rate)" in text
+    # a modified protocol is measured, not judged
+    assert rows["subset_claim"].verdict == "modified protocol (no verdict)"
+    assert "dataset.subset=5000 changes the claim's protocol" in rows["subset_claim"].why
+    # single-run figures carry their exact interval and use every seed run; every bound stays in [0, 1]
+    assert "| mnist_simple | float32 | test_accuracy | 97.57% | [" in text and "from 5 seeds" in text
+    assert "40% [5, 85]" in text  # 2 of 5 seeds reach 97.57%: Clopper-Pearson [5.3%, 85.3%]
+    for column in ("median_low", "median_high", "mean_low", "mean_high", "single_run_low", "single_run_high"):
+        finite = table[column].dropna()
+        assert ((finite >= 0) & (finite <= 1)).all()
+    assert "Holm's step-down keeps the family-wise rate at 5%" in text and "judges 3 claimed numbers" in text
+
+
+def test_protocol_changes_are_told_from_where_runs_are_read_and_logged():
+    overrides = ["dataset.local_dir=/x", "tracking.uri=sqlite:///a.db", "trainer.verbose=0", "claim.tolerance=0.01"]
+    assert protocol_changes(overrides) == []
+    changed = ["dataset.subset=5000", "trainer.epochs=1", "optimizer.learning_rate=0.1", "trainer.precision=bf16"]
+    assert protocol_changes([*overrides, *changed]) == changed
+
+
+def test_a_design_that_can_never_decide_is_refused_before_anything_is_created(tmp_path):
+    for bad, message in (
+        ("seeds=3", "seeds: 3 seeds can never decide a verdict: the median rule needs at least 5"),
+        ("max_seeds=4", "max_seeds: 4 seeds can never decide a verdict: the median rule needs at least 5"),
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "cnnlab.reproduce", bad, f"tracking.uri=sqlite:///{tmp_path}/x.db"],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+        )
+        assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
+        assert "use " in result.stderr and "=5 or more" in result.stderr
+        assert list(tmp_path.iterdir()) == []  # no store, no outputs/ folder
+
+
+def test_measuring_seeds_without_verdicts_allows_a_short_design():
+    from cnnlab.claims.reproduce import never_decides
+    from tests.conftest import compose_config
+
+    never_decides(compose_config("seeds=2", "verdicts=false", config_name="reproduce_config"))  # no error
