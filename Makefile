@@ -1,9 +1,15 @@
 # Every target sets itself up: a fresh clone needs only `make run` or `make test`.
 SHELL := /bin/bash
+# Any Python 3.11, 3.12 or 3.13: make test PYTHON=python3.12 (a command or a path).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
+PYTHON_VERSION := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+# The stamp names the Python it was made with, so a .venv of another Python is noticed and rebuilt.
+STAMP := $(VENV)/.installed-$(PYTHON_VERSION)
+# The set tested together (make lock writes it from pyproject.toml's ranges); uv installs it, several times faster
+# than pip and the same set (BENCHMARKS.md, "Installing").
+LOCK := requirements.lock
 HOST ?= 127.0.0.1
 PORT ?= 5000
 # make ui serves one person from one uvicorn process, up sooner than MLflow's default 4 workers (README, after
@@ -27,18 +33,31 @@ MLFLOW_SERVER_ENV := MLFLOW_DISABLE_TELEMETRY=$${MLFLOW_DISABLE_TELEMETRY:-true}
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=$${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run sweep reproduce fidelity register bench bench-sweep bench-distributed test test-system test-quick reliability lint format ui server serve clean
+ERROR_PYTHON := PYTHON=$(PYTHON) is not a Python 3.11, 3.12 or 3.13 (found: $(or $(PYTHON_VERSION),nothing)); give one, e.g. make setup PYTHON=python3.12 or PYTHON=$$HOME/.pyenv/versions/3.12.1/bin/python
+
+.PHONY: help setup lock docs docs-serve distclean run sweep reproduce fidelity register bench bench-sweep bench-distributed test test-system test-quick reliability lint format ui server serve clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 setup: $(STAMP) ## Create .venv with cnnlab installed editable (dev extras included)
 
-$(STAMP): pyproject.toml
+# A .venv without this Python's stamp (another Python's, or a set-up that failed half way) is removed and made again;
+# the stamp is written last, so an interrupted set-up is never taken for a finished one.
+$(STAMP): pyproject.toml $(LOCK)
+	@case "$(PYTHON_VERSION)" in 3.11|3.12|3.13) ;; *) echo "Error: $(ERROR_PYTHON)" >&2; exit 1;; esac
+	@if [ -d $(VENV) ] && [ ! -f $(STAMP) ]; then \
+	  made=$$(ls $(VENV)/.installed-* 2>/dev/null | sed 's/.*installed-//'); \
+	  echo "rebuilding $(VENV) for Python $(PYTHON_VERSION) ($(PYTHON)): it was $${made:+made by Python }$${made:-left half-built}"; \
+	  rm -rf $(VENV); fi
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet uv
+	$(VENV)/bin/uv pip install --quiet --python $(PY) -r $(LOCK)
+	$(VENV)/bin/uv pip install --quiet --python $(PY) --no-deps -e .
 	@touch $@
+
+lock: setup ## Rewrite requirements.lock from pyproject.toml's ranges (keeps every version it can; --upgrade to move)
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra docs --universal --python-version 3.11 -o $(LOCK) $(ARGS)
 
 run: setup ## Train the Fashion-MNIST tutorial network (dataset=fashion model=deep); pass overrides as ARGS="..."
 	$(PY) -m cnnlab.run $(ARGS)
@@ -116,5 +135,18 @@ serve: setup ## Serve a logged model over HTTP: make serve MODEL=runs:/<run id>/
 	PATH="$(abspath $(VENV))/bin:$$PATH" MLFLOW_TRACKING_URI=$(TRACKING_URI) $(VENV)/bin/mlflow models serve \
 		-m $(MODEL) --env-manager local --host $(HOST) --port $(SERVE_PORT)
 
-clean: ## Remove caches and Hydra outputs (keeps mlruns/ and sweeps/)
-	rm -rf outputs multirun .pytest_cache .ruff_cache
+docs: setup ## Build the documentation site into site/ (mkdocs build --strict: a broken link fails); pages regenerated first
+	$(PY) docs/gen_reference.py
+	$(VENV)/bin/mkdocs build --strict --quiet --site-dir site
+	@echo "site/index.html"
+
+docs-serve: setup ## Serve the documentation on http://127.0.0.1:8000, rebuilt on every edit (DOCS_PORT= to move)
+	$(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:$(or $(DOCS_PORT),8000)
+
+clean: ## Remove caches, Hydra outputs and the built site; keeps .venv, mlruns/ (your runs) and sweeps/ (your studies)
+	rm -rf outputs multirun site .pytest_cache .ruff_cache test-output
+	@echo "kept: .venv (make distclean removes it), mlruns/ (the MLflow store) and sweeps/ (study state)"
+
+distclean: clean ## Also remove .venv (the next target sets it up again); still keeps mlruns/ and sweeps/
+	rm -rf $(VENV)
+	@echo "kept: mlruns/ and sweeps/; remove them by hand to lose every run and study"
