@@ -40,7 +40,7 @@ ERROR_PYTHON := PYTHON=$(PYTHON) is not a Python 3.11, 3.12 or 3.13 (found: $(or
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-setup: $(STAMP) ## Create .venv with cnnlab installed editable (dev extras included)
+setup: $(STAMP) ## Create .venv from requirements.lock with cnnlab editable (PYTHON=python3.12: another Python, 3.11-3.13)
 
 # A .venv without this Python's stamp (another Python's, or a set-up that failed half way) is removed and made again;
 # the stamp is written last, so an interrupted set-up is never taken for a finished one.
@@ -137,11 +137,11 @@ serve: setup ## Serve a logged model over HTTP: make serve MODEL=runs:/<run id>/
 
 docs: setup ## Build the documentation site into site/ (mkdocs build --strict: a broken link fails); pages regenerated first
 	$(PY) docs/gen_reference.py
-	$(VENV)/bin/mkdocs build --strict --quiet --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir site
 	@echo "site/index.html"
 
 docs-serve: setup ## Serve the documentation on http://127.0.0.1:8000, rebuilt on every edit (DOCS_PORT= to move)
-	$(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:$(or $(DOCS_PORT),8000)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:$(or $(DOCS_PORT),8000)
 
 clean: ## Remove caches, Hydra outputs and the built site; keeps .venv, mlruns/ (your runs) and sweeps/ (your studies)
 	rm -rf outputs multirun site .pytest_cache .ruff_cache test-output
