@@ -192,7 +192,7 @@ def commands_page() -> str:
         "## make targets",
         "",
         "`make help` prints this list. Every target sets the project up first (`.venv`, from `requirements.lock`); "
-        "`ARGS=\"...\"` passes overrides to the command behind it, `PYTHON=` picks the interpreter.",
+        '`ARGS="..."` passes overrides to the command behind it, `PYTHON=` picks the interpreter.',
         "",
         "| target | what it does |",
         "|---|---|",
@@ -260,10 +260,10 @@ def configuration_page() -> str:
         "`group=option` (`dataset=mnist`), change one key with `key=value` (`trainer.epochs=3`), and see what "
         "composes with `--cfg job`. Every key, its type and its domain: [Keys and their domains](reference/keys.md).",
     ]
-    config_description, _ = yaml_comments(CONF_DIR / "config.yaml")
-    defaults = OmegaConf.load(CONF_DIR / "config.yaml")["defaults"]
-    chosen = {key: value for item in OmegaConf.to_container(defaults) if isinstance(item, dict) for key, value in item.items()}
-    chosen.update({"sweep": "default", "tuner": "random"})  # sweep_config.yaml's defaults
+    chosen = {}  # each group's default option, from the defaults lists of config.yaml and sweep_config.yaml
+    for primary in ("config.yaml", "sweep_config.yaml"):
+        for item in OmegaConf.to_container(OmegaConf.load(CONF_DIR / primary)["defaults"]):
+            chosen.update(item if isinstance(item, dict) else {})
     for group in GROUPS:
         folder = CONF_DIR / group
         options = sorted(path for path in folder.glob("*.yaml"))
