@@ -70,12 +70,13 @@ def main() -> None:
     same = sets["pip"] == sets["uv"]
     pip_s, uv_s = statistics.median(times["pip"]), statistics.median(times["uv"])
     faster = "uv" if uv_s < pip_s else "pip"
+    summary = (
+        f"{faster} installs the locked set {max(pip_s, uv_s) / min(pip_s, uv_s):.1f}x faster "
+        f"({min(pip_s, uv_s):.0f} s against {max(pip_s, uv_s):.0f} s, caches primed); "
+        + ("both install the same set, so `make setup` uses " + faster + "." if same else "the sets DIFFER.")
+    )
     lines = [
         "## Installing: pip against uv from requirements.lock",
-        "",
-        f"**Summary:** {faster} installs the locked set {max(pip_s, uv_s) / min(pip_s, uv_s):.1f}x faster "
-        f"({min(pip_s, uv_s):.0f} s against {max(pip_s, uv_s):.0f} s, caches primed); "
-        + ("both install the same set, so `make setup` uses " + faster + "." if same else "the sets DIFFER."),
         "",
         f"Command: `python benchmarks/install.py --repeats {args.repeats}` (Python {version}). A fresh clone and a new "
         "virtual environment per install; the lock, then cnnlab editable without dependencies, as `make setup` does. "
@@ -89,7 +90,7 @@ def main() -> None:
     ]
     if not same:
         lines += ["", f"Only pip: {sorted(sets['pip'] - sets['uv'])}; only uv: {sorted(sets['uv'] - sets['pip'])}"]
-    write_section(ROOT / args.output, "install", "\n".join(lines))
+    write_section(ROOT / args.output, "install", "\n".join(lines), summary[0].upper() + summary[1:])
     print("\n".join(lines))
 
 
