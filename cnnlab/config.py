@@ -180,7 +180,7 @@ class ClaimConfig:
     source: str = ""
     notes: str = ""  # what the text leaves out, and what was chosen
     # How far below the published number the protocol's mean may sit and still reproduce it, in the metric's units
-    # (0.005 = half a percentage point); see README, "Reproducing the claims", for why half a point.
+    # (0.005 = half a percentage point); see docs/claims.md, "What a verdict means", for why half a point.
     tolerance: float = 0.005
     targets: list[ClaimTarget] = field(default_factory=list)
 

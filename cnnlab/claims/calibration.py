@@ -3,7 +3,7 @@
 Each simulated reproduction draws per-seed accuracies from a normal distribution with a chosen true mean and
 spread and hands them, in seed order, to the very ``judge`` the reproduction uses; ``judge`` stops at the first
 look that decides, as ``seeds=auto`` does. The tests (tests/test_claims.py) hold these rates to the verdict's
-contract, and the README quotes this module's printout.
+contract, and docs/claims.md quotes this module's printout.
 """
 
 from __future__ import annotations

@@ -365,7 +365,7 @@ report.html). Design: {design_text}; each claim held to within its tolerance ({t
 {report["markdown"]}
 {precision_section}{not_run}
 
-How to read it (README, "Reproducing the claims"): *reproduced* when the mean's one-sided lower bound is at least
+How to read it (docs/claims.md, "What a verdict means"): *reproduced* when the mean's one-sided lower bound is at least
 claimed - tolerance (*exceeds* when it is above claimed + tolerance), *not reproduced* when the one-sided upper
 bound is below claimed - tolerance, *inconclusive* otherwise. Each look spends part of a 5% error budget (the level
 is beside each bound), so however many looks a claim took, a protocol whose mean sits at claimed - tolerance is
