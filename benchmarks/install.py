@@ -71,7 +71,7 @@ def main() -> None:
     pip_s, uv_s = statistics.median(times["pip"]), statistics.median(times["uv"])
     faster = "uv" if uv_s < pip_s else "pip"
     summary = (
-        f"{faster} installs the locked set {max(pip_s, uv_s) / min(pip_s, uv_s):.1f}x faster "
+        f"From the lock, {faster} installs the locked set {max(pip_s, uv_s) / min(pip_s, uv_s):.1f}x faster "
         f"({min(pip_s, uv_s):.0f} s against {max(pip_s, uv_s):.0f} s, caches primed); "
         + ("both install the same set, so `make setup` uses " + faster + "." if same else "the sets DIFFER.")
     )
@@ -90,7 +90,7 @@ def main() -> None:
     ]
     if not same:
         lines += ["", f"Only pip: {sorted(sets['pip'] - sets['uv'])}; only uv: {sorted(sets['uv'] - sets['pip'])}"]
-    write_section(ROOT / args.output, "install", "\n".join(lines), summary[0].upper() + summary[1:])
+    write_section(ROOT / args.output, "install", "\n".join(lines), summary)
     print("\n".join(lines))
 
 
