@@ -19,12 +19,14 @@ HEADER = (
 )
 
 
-def write_section(path: Path, name: str, text: str) -> None:
-    """Replaces this machine kind's section ``name`` of ``path``, leaving other benchmarks and kinds as they are."""
+def write_section(path: Path, name: str, text: str, summary: str) -> None:
+    """Replaces this machine kind's section ``name`` of ``path``, leaving other benchmarks and kinds as they are;
+    ``summary``, one sentence of what the numbers say, also goes to the document's opening summary."""
     kind = machine.kind()
     title, _, body = text.strip().partition("\n")
     stamp = f"Machine kind `{kind}`: {machine.cpu_description()}; measured {datetime.date.today().isoformat()}."
-    documents.write_section(path, f"{name} / {kind}", f"{title} ({kind})\n\n{stamp}\n{body}", HEADER)
+    text = f"{title} ({kind})\n\n**Summary:** {summary}\n\n{stamp}\n{body}"
+    documents.write_section(path, f"{name} / {kind}", text, HEADER)
 
 
 def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:

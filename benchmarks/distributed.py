@@ -94,7 +94,12 @@ def main() -> None:
             f"- {network}: two workers x 1 thread run {two[-1] / one[-1]:.2f}x the trials per hour of one "
             "worker x 2 threads."
         )
-    write_section(ROOT / args.output, "distributed", "\n".join(lines))
+    ratios = [two[-1] / one[-1] for one, two in ((r for r in rows if r[0] == n) for n in NETWORKS)]
+    summary = (
+        f"Two workers of one thread run {min(ratios):.2f}-{max(ratios):.2f}x the trials per hour of one worker of "
+        f"two threads on {os.cpu_count()} cores."
+    )
+    write_section(ROOT / args.output, "distributed", "\n".join(lines), summary)
     print("\n".join(lines))
 
 

@@ -379,7 +379,7 @@ def write_report(args, rows, peaks) -> None:
         lines.append(
             f"- {network}: float32 {f32['ratio']:.2f}x the plain script (target 1.15x: "
             f"{'met' if f32['ratio'] >= 1.15 else 'NOT met'}; the float32 step alone runs at {bound['ratio']:.2f}x, "
-            f"about the most identical math can reach here, within this machine's noise); "
+            f"about the most identical math can reach on this machine, within its noise); "
             + (
                 f"bf16 {bf16['ratio']:.2f}x (target 1.8x"
                 f"{' on simple, dropout, deep' if network != 'pooled' else ', not required for pooled'}: "
@@ -395,12 +395,20 @@ def write_report(args, rows, peaks) -> None:
         "- XLA (`trainer.jit_compile=true`) counts as faster or slower only when it is so in every repeat and by more "
         "than 5% in the median; "
         + (
-            "it was not faster on any network here, so cnnlab's default (off) stands."
+            "it was not faster on any network, so cnnlab's default (off) stands."
             if not xla_faster
-            else f"it was faster on {', '.join(xla_faster)} here: the default (off) is NOT the faster choice for those."
+            else f"it was faster on {', '.join(xla_faster)}: the default (off) is NOT the faster choice for those."
         )
     )
-    write_section(ROOT / args.output, "training", "\n".join(lines))
+    float32 = [row["ratio"] for row in rows if row["path"] == "cnnlab float32"]
+    bf16 = [row["ratio"] for row in rows if row["path"] == "cnnlab bf16 (auto)"]
+    summary = (
+        f"cnnlab trains {min(float32):.1f}-{max(float32):.1f}x as fast as the tutorials' plain Keras script in float32"
+        + (f" and {min(bf16):.1f}-{max(bf16):.1f}x in bf16" if bf16 else " (no native bf16 on this kind)")
+        + "; XLA "
+        + (f"is faster on {', '.join(xla_faster)}." if xla_faster else "is not faster on any network, so it stays off.")
+    )
+    write_section(ROOT / args.output, "training", "\n".join(lines), summary)
     print("\n".join(lines))
 
 
@@ -428,7 +436,13 @@ def write_end_to_end(args, full, help_s, reject_s) -> None:
         f"{reject_s:.2f} s (median of {args.startup_repeats}; target < 1 s: "
         f"{'met' if max(help_s, reject_s) < 1 else 'NOT met'})"
     )
-    write_section(ROOT / args.output, "end-to-end", "\n".join(lines))
+    summary = f"a refused config answers in {reject_s:.1f} s and `--help` in {help_s:.1f} s" + (
+        f"; a whole `make run` (fashion_deep, 7 epochs) takes about {full['wall'] / 60:.0f} min, "
+        f"{100 * full['overhead'] / full['wall']:.0f}% of it beyond training."
+        if full
+        else "."
+    )
+    write_section(ROOT / args.output, "end-to-end", "\n".join(lines), summary[0].upper() + summary[1:])
     print("\n".join(lines))
 
 

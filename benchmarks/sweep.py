@@ -468,7 +468,14 @@ def write_efficiency(args: argparse.Namespace, studies: list[dict]) -> None:
             f"| {study['tuner']} | {study['study_seed']} | {reached} | {study['best']:.4f} | {study['trials']} "
             f"| {study['finished']} |"
         )
-    write_section(ROOT / args.output, "sweep", "\n".join(lines))
+    fastest = min(summary, key=lambda setting: summary[setting]["median"])
+    best = summary[fastest]
+    verdict = (
+        f"to {args.target:.2%} validation accuracy, {fastest} got there soonest "
+        f"(median {'>= ' if best['censored'] else ''}{best['median'] / 60:.1f} min, {best['reached']} of "
+        f"{best['studies']} studies); with {best['studies']} studies a setting that is a description, not a ranking."
+    )
+    write_section(ROOT / args.output, "sweep", "\n".join(lines), verdict[0].upper() + verdict[1:])
     print("\n".join(lines))
 
 
@@ -499,7 +506,14 @@ def write_memory(args: argparse.Namespace, mem: dict) -> None:
         ]
     else:
         lines.append(f"Only {len(per_trial)} trials finished; no trend to report (peak {mem['peak']:.0f} MB).")
-    write_section(ROOT / args.output, "sweep-memory", "\n".join(lines))
+    summary = f"Only {len(per_trial)} trials finished: no trend."
+    if len(per_trial) >= 3:
+        verdict = memory_verdict(per_trial)
+        summary = (
+            f"Memory is {'flat' if verdict['flat'] else 'GROWING'} over a {len(per_trial)}-trial study: "
+            f"{verdict['growth']:+.1f} MB a trial, peak {mem['peak']:.0f} MB."
+        )
+    write_section(ROOT / args.output, "sweep-memory", "\n".join(lines), summary)
     print("\n".join(lines))
 
 

@@ -51,7 +51,7 @@ def make_mlflow(target: str, store: str, log: Path, *variables: str) -> Iterator
     ``make`` process; stops the whole process group after. Its output goes to ``log``.
 
     MLflow's server is another program end to end: a test that starts it runs in ``make test-system``, not in
-    ``make test``, whose time the README states."""
+    ``make test``, the suite everyone runs between edits."""
     if "system" not in RUNNING_MARKERS:
         pytest.fail(f"a test that starts make {target} belongs in make test-system: mark it @pytest.mark.system")
     port = free_port()

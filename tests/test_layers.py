@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-LAYERS = "Layers: entry points > cli, checks > commands > train > tracking > data, models > config > leaves"
+LAYERS = (
+    "Layers: the cnnlab console script > entry points > cli, checks > commands > train > tracking > data, models > "
+    "config > leaves"
+)
 CYCLES = "No import cycles inside cnnlab or any of its packages"
 
 

@@ -1,9 +1,9 @@
-"""Several hosts, proven: the README's multi-host recipe run across network namespaces, with faults.
+"""Several hosts, proven: the multi-host recipe of docs/scale-out.md run across network namespaces, with faults.
 
 Four network namespaces stand in for four hosts, joined by veth pairs on one bridge, with addresses from
 198.18.0.0/15 (reserved for benchmarking networks): a tracking server (MLflow over PostgreSQL, both on that host),
 a chief and two workers. The root namespace has no address on that network, so all traffic stays between the
-namespaces the test made. Each process is started with the lines of the README's "Several hosts, one study" block,
+namespaces the test made. Each process is started with the lines of that page's "Several hosts, one study" block,
 placeholders filled in and the test's small study appended. Then: a worker host is lost mid-trial (its tuner id is
 started again on another host), the tracking server is stopped for 15 s and started again, and the chief is killed
 and restarted. The study must reach its budget with every trial FINISHED exactly once under one parent run, no run
@@ -87,7 +87,7 @@ class Lab:
         sh("ip", "link", "del", self.bridge, check=False)
 
     def start(self, host: str, line: str, log_name: str, extra: list[str] = ()) -> subprocess.Popen:
-        """Runs a README line (``VAR=value ... command args``) on ``host``, with ``extra`` arguments appended."""
+        """Runs a documented line (``VAR=value ... command args``) on ``host``, with ``extra`` arguments appended."""
         words = shlex.split(line)
         env = {**os.environ, "CNNLAB_DATA": str(self.workdir / f"cache-{host}")}  # each host its own data cache
         while words and re.fullmatch(r"[A-Z_]+=.*", words[0]):
@@ -95,6 +95,8 @@ class Lab:
             env[key] = value
         if words[0] == "python":
             words[0] = sys.executable
+        if words[0] == "cnnlab":  # the console script, as the environment's Python runs it
+            words[0:1] = [sys.executable, "-m", "cnnlab"]
         if words[0] == "make":
             words[1:1] = ["-C", str(ROOT)]
         log = open(self.workdir / f"{log_name}.log", "a")  # noqa: SIM115 - kept open for the process's life
@@ -155,8 +157,8 @@ class Lab:
 
 
 def readme_lines() -> dict[str, str]:
-    """The server, chief and worker lines of the README's "Several hosts, one study" block."""
-    text = (ROOT / "README.md").read_text()
+    """The server, chief and worker lines of the "Several hosts, one study" block of docs/scale-out.md."""
+    text = (ROOT / "docs" / "scale-out.md").read_text()
     block = text.split("Several hosts, one study", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
     lines = [line for line in block.splitlines() if line and not line.startswith("#")]
     server = next(line for line in lines if line.startswith("make server"))
@@ -176,7 +178,7 @@ def fill(line: str, shared: Path, artifacts: Path) -> str:
 
 
 def start_postgres(lab: Lab) -> None:
-    """A PostgreSQL cluster on the server host, with the role and database the README's set-up creates."""
+    """A PostgreSQL cluster on the server host, with the role and database the documented set-up creates."""
     bindir = sorted(Path("/usr/lib/postgresql").glob("*/bin"))[-1]
     data = Path(tempfile.mkdtemp(prefix="cnnlab-pg-"))
     shutil.chown(data, "postgres", "postgres")
@@ -271,9 +273,9 @@ def test_readme_recipe_runs_a_study_across_hosts_through_faults(lab, tmp_path, a
         403,
     )
 
-    # What serving the study costs, for README's "how it scales": bytes on each host's interface over the study, and
-    # CPU seconds of the tracking server, its database and the chief while trials run (start-ups left out), with the
-    # server's requests over the same windows.
+    # What serving the study costs, for docs/scale-out.md's "How it scales": bytes on each host's interface over
+    # the study, and CPU seconds of the tracking server, its database and the chief while trials run (start-ups left
+    # out), with the server's requests over the same windows.
     traffic = {host: lab.bytes_on(host) for host in ("server", "chief")}
     cpu = {"chief": 0.0}
     windows: list[tuple[dict, dict]] = []

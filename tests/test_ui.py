@@ -83,7 +83,7 @@ def test_browse_experiment_run_charts_and_summary(ui):
         page.screenshot(path=str(SCREENSHOTS / "00-experiments-training-view.png"))
 
         # The links cnnlab prints carry the same view. An experiment clicked in the list opens in the view the browser
-        # remembers: GenAI until the user picks "Model training" once where no link forces a view (README).
+        # remembers: GenAI until the user picks "Model training" once where no link forces a view (docs/runs.md).
         training = "?workflowType=machine_learning"
         page.goto(f"{address}/#/experiments")
         page.locator("text=Model training").first.click()
