@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from omegaconf import OmegaConf
 
+from cnnlab.config.schema import image_shape
 from cnnlab.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -17,7 +18,7 @@ PROTOCOL_KEYS = ("dataset", "trainer", "seed")
 
 
 class ImageError(UserError, ValueError):
-    """An image file that cannot be read or turned into a 28x28 grayscale image."""
+    """An image file that cannot be read or turned into an image of the dataset's shape."""
 
 
 def with_source_protocol(cfg: Any, run_id: str | None, overrides: list[str]) -> Any:
@@ -26,7 +27,7 @@ def with_source_protocol(cfg: Any, run_id: str | None, overrides: list[str]) -> 
         return cfg
     import mlflow
 
-    from cnnlab.config.compose import parse_overrides
+    from cnnlab.config.compose import parse_overrides, with_dataset_description
 
     try:
         source = OmegaConf.create(mlflow.artifacts.load_text(f"runs:/{run_id}/config.yaml"))
@@ -36,6 +37,8 @@ def with_source_protocol(cfg: Any, run_id: str | None, overrides: list[str]) -> 
     given = parse_overrides(overrides)
     chosen_groups = {key for key, _ in given}
     taken = {key: source[key] for key in PROTOCOL_KEYS if key in source and key not in chosen_groups}
+    if "dataset" in taken:
+        taken["dataset"] = with_dataset_description(taken["dataset"])
     merged = OmegaConf.merge(cfg, taken)  # `dataset=mnist` typed on the command line keeps that choice
     for key, value in given:  # then dotted overrides such as trainer.batch_size=128 win
         if key.split(".")[0] in PROTOCOL_KEYS and "." in key:
@@ -108,9 +111,14 @@ def evaluate(cfg: Any, overrides: list[str] | None = None) -> Evaluation:
     return Evaluation(run.info.run_id, loaded.source_run_id, metrics, per_class, confusion)
 
 
-def load_images(paths: list[str]) -> tuple[np.ndarray, list[str]]:
-    """Reads image files as uint8 (N, 28, 28), converting colour and size with a note for each; refuses the rest."""
+def load_images(paths: list[str], shape: tuple[int, int, int]) -> tuple[np.ndarray, list[str]]:
+    """Reads image files as uint8 images of ``shape`` (height, width, channels): (N, h, w) for one channel,
+    (N, h, w, 3) for three, converting colour and size with a note for each; refuses the rest."""
     from PIL import Image, UnidentifiedImageError
+
+    height, width, channels = shape
+    target = "L" if channels == 1 else "RGB"
+    colour = "grayscale" if channels == 1 else "RGB"
 
     images, notes = [], []
     for path in paths:
@@ -119,16 +127,14 @@ def load_images(paths: list[str]) -> tuple[np.ndarray, list[str]]:
                 image.load()
                 mode, size = image.mode, image.size
                 if mode not in ("L", "RGB", "RGBA", "LA", "P", "1"):
-                    raise ImageError(
-                        f"{path}: {mode} images cannot be turned into grayscale; save it as PNG (L or RGB)"
-                    )
+                    raise ImageError(f"{path}: {mode} images cannot be turned into {colour}; save it as PNG (L or RGB)")
                 note = []
-                if mode != "L":
-                    note.append(f"converted {mode} to grayscale")
-                    image = image.convert("L")
-                if size != (28, 28):
-                    note.append(f"resized {size[0]}x{size[1]} to 28x28")
-                    image = image.resize((28, 28), Image.Resampling.LANCZOS)
+                if mode != target:
+                    note.append(f"converted {mode} to {colour}")
+                    image = image.convert(target)
+                if size != (width, height):
+                    note.append(f"resized {size[0]}x{size[1]} to {width}x{height}")
+                    image = image.resize((width, height), Image.Resampling.LANCZOS)
                 images.append(np.asarray(image, dtype=np.uint8))
                 notes.append("; ".join(note))
         except (FileNotFoundError, UnidentifiedImageError, OSError) as error:
@@ -147,7 +153,7 @@ def predict(cfg: Any, overrides: list[str] | None = None) -> list[dict[str, Any]
     cfg = with_source_protocol(cfg, loaded.source_run_id, list(overrides or []))
     names = list(cfg.dataset.classes)
     if cfg.images:
-        pixels, notes = load_images(list(cfg.images))
+        pixels, notes = load_images(list(cfg.images), image_shape(cfg.dataset))
         sources, truth = list(cfg.images), [None] * len(pixels)
     else:
         data = train.prepare_data(cfg)
@@ -155,7 +161,8 @@ def predict(cfg: Any, overrides: list[str] | None = None) -> list[dict[str, Any]
         sources = [f"test[{i}]" for i in range(len(pixels))]
         truth, notes = [names[int(label)] for label in labels], [""] * len(pixels)
     # The path a served model takes: raw pixels in, the run's preprocessing inside the model.
-    probabilities = serving_model(loaded.model, cfg.dataset.scale_pixels).predict(as_pixels(pixels), verbose=0)
+    served = serving_model(loaded.model, cfg.dataset.scale_pixels)
+    probabilities = served.predict(as_pixels(pixels, served), verbose=0)
     rows = []
     for i, source in enumerate(sources):
         best = int(probabilities[i].argmax())
@@ -182,7 +189,7 @@ def register(cfg: Any) -> Any:
     from cnnlab.models.loading import source_run_id
 
     if not cfg.name:
-        raise ConfigError("name: give the registered model a name, e.g. name=fashion-deep")
+        raise ConfigError("name: give the registered model a name, e.g. name=deep-network")
     for key in ("name", "alias"):
         problem = name_problem(cfg[key])
         if problem:

@@ -19,7 +19,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from cnnlab.config.schema import option
+from cnnlab.config.schema import image_shape, option
 from cnnlab.config.validation import validate
 from cnnlab.machine import choose_precision
 
@@ -87,7 +87,7 @@ def build_compiled_model(cfg: Any) -> Any:
 
     precision, _ = choose_precision(option(cfg.trainer.precision))
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bf16" else "float32")
-    model = build_model(cfg.model, len(cfg.dataset.classes), precision)
+    model = build_model(cfg.model, len(cfg.dataset.classes), image_shape(cfg.dataset), precision)
     metrics = ["accuracy" if name == "accuracy" else keras.metrics.AUC(name="auc") for name in cfg.trainer.metrics]
     model.compile(
         optimizer=build_optimizer(cfg.optimizer),
@@ -205,6 +205,9 @@ def train(
         "dataset": cfg.dataset.name,
         "model": cfg.model.name,
         "data.source": data.arrays.source,
+        "data.origin": data.arrays.origin,
+        "data.digest": data.arrays.digest,
+        "data.verified": data.arrays.verified or "no",
         **{f"data.sha256.{key}": value for key, value in data.arrays.sha256.items()},
         **tracking.git_state(),
         **tracking.versions(),
@@ -284,7 +287,7 @@ def train(
             experiment_id=experiment_id,
             metrics=final,
             history={key: [float(v) for v in values] for key, values in history.history.items()},
-            data_source=data.arrays.source,
+            data_source=data.arrays.provenance(),
             num_params=num_params,
         )
 
@@ -318,8 +321,9 @@ def score(model: Any, cfg: Any, dataset: Any, labels: Any) -> tuple[dict[str, fl
 def log_keras_model(network: Any, cfg: Any, data: PreparedData) -> None:
     """Logs the trained network as an MLflow Keras model that takes raw pixels (``models.serving``).
 
-    Its signature states the input, (N, 28, 28) float32 pixels 0-255 (``mlflow models serve`` casts a JSON of
-    uint8 pixels to it), and the output, one probability per class; the class names are in its metadata.
+    Its signature states the input, float32 pixels 0-255 of the dataset's shape ((N, height, width), or
+    (N, height, width, 3) in colour; ``mlflow models serve`` casts a JSON of uint8 pixels to it), and the output,
+    one probability per class; the class names are in its metadata.
     """
     import keras
     import mlflow
@@ -329,13 +333,14 @@ def log_keras_model(network: Any, cfg: Any, data: PreparedData) -> None:
     from cnnlab.models.serving import as_pixels, raw_image_model
 
     model = raw_image_model(network, cfg.dataset.scale_pixels)
-    example = as_pixels(data.splits.test.x[:4])
+    example = as_pixels(data.splits.test.x[:4], model)
     # Called eagerly rather than through predict(), which would trace a predict function for four images: in a
     # study that is one tracing per trial, and TensorFlow warns about "retracing" from the fifth trial on.
     signature = infer_signature(example, keras.ops.convert_to_numpy(model(example, training=False)))
     metadata = {
         "class_names": list(data.class_names),
-        "input": "raw pixels 0-255 (uint8 values as float32), shape (N, 28, 28); scaling happens inside",
+        "input": f"raw pixels 0-255 (uint8 values as float32), shape (N, {', '.join(map(str, example.shape[1:]))}); "
+        "scaling happens inside",
         "preprocessing": "x / 255 inside the model" if cfg.dataset.scale_pixels else "none (trained on raw pixels)",
     }
     # Stating the requirements skips MLflow's inference of them, which reloads the model in a subprocess.

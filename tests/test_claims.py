@@ -370,3 +370,19 @@ def test_precision_given_twice_is_refused(tmp_path):
     )
     assert result.returncode == 1
     assert "precisions" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_reproduction_refuses_to_pool_seeds_trained_on_different_data():
+    """Two seeds of one claim on different digests of its dataset (a swapped local folder): refused, both named."""
+    from types import SimpleNamespace
+
+    from cnnlab.claims.reproduce import ClaimResult, MixedData, check_one_digest
+
+    def seed(digest, source):
+        return SimpleNamespace(data=SimpleNamespace(tags={"data.digest": digest, "data.source": source}))
+
+    result = ClaimResult(name="kmnist", claim=None, runs=[seed("aaaa", "local /a"), seed("aaaa", "local /a")])
+    check_one_digest(result)  # one dataset: fine
+    result.runs.append(seed("bbbb", "local /b"))
+    with pytest.raises(MixedData, match=r"different data \(aaaa \(local /a\), bbbb \(local /b\)\)"):
+        check_one_digest(result)

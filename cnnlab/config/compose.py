@@ -61,3 +61,14 @@ def compose_run_config(overrides: list[str]) -> Any:
     register_configs()  # a script's own composition: no Hydra application registered the schema
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose("config", overrides=overrides)
+
+
+def with_dataset_description(dataset: Any) -> Any:
+    """A dataset config logged before a dataset described itself (no ``shape``), completed from its file in
+    ``conf/dataset/``; what was logged wins. Returned as it is when it has a shape, or when no file names it."""
+    from omegaconf import OmegaConf
+
+    path = CONF_DIR / "dataset" / f"{dataset.get('name')}.yaml"
+    if dataset.get("shape") is not None or not path.exists():
+        return dataset
+    return OmegaConf.merge(OmegaConf.load(path), dataset)

@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 from cnnlab import plots, tracking
 from cnnlab.config.blocks import FIELD_DEFAULTS
 from cnnlab.config.compose import compose_run_config
-from cnnlab.config.schema import option
+from cnnlab.config.schema import option, without_dataset_description
 from cnnlab.errors import ConfigError
 from cnnlab.tuning.pruning import PRUNED_TAG
 
@@ -37,7 +37,7 @@ def study_fingerprint(cfg: Any) -> str:
 
     Pruning settings count only when pruning is on, so that studies started before pruning existed still resume.
     """
-    container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    container = without_dataset_description(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
     for key in ("max_trials", "overwrite", "finalists", "warm_start", "noise_seeds"):
         container["sweep"].pop(key, None)
     if container["sweep"].get("pruning") == "none":
