@@ -98,10 +98,15 @@ def check_claims(cfg: Any, overrides: list[str]) -> None:
         variants = precision_variants(cfg, claim_overrides(overrides))
     except ValueError as error:
         raise ConfigError(f"precisions: {error}") from error
-    for name in cfg.claims:
+    from cnnlab.config.compose import claim_names, searchpath_overrides
+
+    searchpath = searchpath_overrides()
+    for name in claim_names(cfg, lambda extra: compose("config", overrides=extra), searchpath):
         for variant in variants:
             try:
-                claim_cfg = compose("config", overrides=[f"experiment={name}", *claim_overrides(overrides), *variant])
+                claim_cfg = compose(
+                    "config", overrides=[f"experiment={name}", *claim_overrides(overrides), *variant, *searchpath]
+                )
             except Exception as error:  # Hydra's own errors: no such experiment, a bad override
                 raise ConfigError(f"claims: {name!r} is not a usable conf/experiment/{name}.yaml ({error})") from error
             validate(claim_cfg)

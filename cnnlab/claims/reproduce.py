@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 from cnnlab.allocator import pin_mmap_threshold
 from cnnlab.claims.stats import Design
 from cnnlab.claims.verdict import DEFAULT_TOLERANCE, NO_CLAIM, Verdict, judge
-from cnnlab.config.compose import parse_overrides
+from cnnlab.config.compose import claim_names, parse_overrides
 from cnnlab.config.domains import check_domains
 from cnnlab.config.schema import option, without_dataset_description
 from cnnlab.errors import ConfigError, UserError
@@ -169,21 +169,22 @@ def reproduce(
     tracking_cfg = OmegaConf.merge(cfg.tracking, {"experiment": EXPERIMENT})
     experiment_id = tracking.configure(tracking_cfg)
     client = MlflowClient()
-    identity = [list(cfg.claims), [min_seeds, max_seeds, sequential], passthrough]
+    claims = claim_names(cfg, compose, searchpath=[])  # compose() already carries the user's config folders
+    identity = [claims, [min_seeds, max_seeds, sequential], passthrough]
     if cfg.precisions:
         identity.append([option(p) for p in cfg.precisions])
     key = hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
     command = tracking.rerun_command("cnnlab.reproduce", overrides)
     seeds_text = f"{min_seeds} to {max_seeds} seeds (auto)" if sequential else f"{max_seeds} seeds"
     parent_id = open_parent(
-        client, experiment_id, key, f"Reproduction of {list(cfg.claims)} over {seeds_text}.\n\nRerun: `{command}`"
+        client, experiment_id, key, f"Reproduction of {claims} over {seeds_text}.\n\nRerun: `{command}`"
     )
 
     results: list[ClaimResult] = []
     report: dict[str, Any] = {}
     with tracking.tracked_run(experiment_id, "", {}, "", run_id=parent_id):
         prepared = []
-        for name in cfg.claims:
+        for name in claims:
             data = None
             for variant in variants:
                 run_overrides = [f"experiment={name}", *passthrough, *variant]

@@ -56,8 +56,8 @@ def compose_run_config(overrides: list[str]) -> Any:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    if GlobalHydra.instance().is_initialized():
-        return compose("config", overrides=overrides)
+    if GlobalHydra.instance().is_initialized():  # inside a command: its search path, --config-dir and all
+        return compose("config", overrides=[*overrides, *searchpath_overrides()])
     register_configs()  # a script's own composition: no Hydra application registered the schema
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose("config", overrides=overrides)
@@ -72,3 +72,34 @@ def with_dataset_description(dataset: Any) -> Any:
     if dataset.get("shape") is not None or not path.exists():
         return dataset
     return OmegaConf.merge(OmegaConf.load(path), dataset)
+
+
+def searchpath_overrides() -> list[str]:
+    """``hydra.searchpath=[...]`` as given on the command line (a user's own config folders), so that configs
+    composed inside a command see the same folders; empty outside a Hydra application."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return []
+    return [override for override in HydraConfig.get().overrides.hydra if override.startswith("hydra.searchpath")]
+
+
+def claim_names(cfg: Any, compose: Any, searchpath: list[str] | None = None) -> list[str]:
+    """reproduce's ``claims``, or when it is null every experiment in the config search path (conf/experiment/,
+    ``--config-dir``, ``hydra.searchpath``) that has a ``claim`` block, by name. ``compose(overrides)`` composes."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from cnnlab.errors import ConfigError
+
+    if cfg.claims is not None:
+        return list(cfg.claims)
+    searchpath = searchpath if searchpath is not None else searchpath_overrides()
+    options = (
+        GlobalHydra.instance()
+        .config_loader()
+        .get_group_options("experiment", config_name="config", overrides=searchpath)
+    )
+    names = [name for name in options if compose([f"experiment={name}", *searchpath]).get("claim") is not None]
+    if not names:
+        raise ConfigError("claims: no experiment in the config search path has a claim block (see docs/own-claim.md)")
+    return names

@@ -86,7 +86,7 @@ def _class_folders(folder: Path, classes: list[str]) -> list[tuple[int, list[Pat
             )
         files = sorted(path for path in entry.iterdir() if path.suffix.lower() in IMAGE_SUFFIXES)
         found.append((list(classes).index(entry.name), files))
-    return found
+    return sorted(found, key=lambda pair: pair[0])  # in the order of dataset.classes
 
 
 def _stack(folder: Path, per_class: list[tuple[int, list[Path]]], shape: tuple[int, int, int]):
