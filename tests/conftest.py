@@ -282,6 +282,7 @@ LONGEST_FIRST = (
     "test_sweep.py",
     "test_reliability.py",
     "test_claims.py",
+    "test_own_dataset.py",
     "test_train.py",
     "test_ui.py",
     "test_postgres.py",  # where PostgreSQL is installed (.ci/run): ~30 s
