@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from cnnlab.config import ConfigError
+from cnnlab.config.schema import DownloadFile
 from cnnlab.data import DataError, catalog, load_arrays, sources
 from cnnlab.data.formats import FormatError, extract_deb_member, read_idx, safe_unpickle
 from cnnlab.data.splits import make_splits
@@ -109,7 +110,7 @@ def test_restricted_unpickler_admits_the_mnist_pickle_shape():
 def test_download_source_through_keras_get_file(tmp_path, idx_dir, pin_mnist, monkeypatch):
     """The real download code, pointed at a file:// origin since this machine has no network."""
     cfg = dataset_cfg("dataset.sources=[download]", f"dataset.download.base={idx_dir.as_uri()}/")
-    cfg.download.files = [{"name": file} for file in IDX_NAMES.values()]
+    cfg.download.files = [DownloadFile(name=file) for file in IDX_NAMES.values()]
     loaded = load_arrays(cfg)
     assert loaded.source.startswith("download")
     assert loaded.verified == "pinned array hashes"
@@ -171,7 +172,7 @@ def test_kmnist_published_files_are_verified_and_cached_with_provenance(tmp_path
     files = {name: write_idx(folder / file, arrays[name]) for name, file in IDX_NAMES.items()}
     cfg = compose_config("dataset=kmnist", f"dataset.local_dir={folder}").dataset
     # these synthetic files stand in for CODH's
-    cfg.download.files = [{"name": p.name, "sha256": sources.file_sha256(p)} for p in files.values()]
+    cfg.download.files = [DownloadFile(name=p.name, sha256=sources.file_sha256(p)) for p in files.values()]
     loaded = load_arrays(cfg)
     assert loaded.verified.startswith("the published SHA-256")
     record = json.loads((sources.cache_dir() / "kmnist.provenance.json").read_text())
