@@ -192,7 +192,7 @@ def main() -> None:
 
     import numpy as np
 
-    from cnnlab.config import compose_run_config
+    from cnnlab.config import compose_run_config, image_shape
     from cnnlab.data import load_arrays
     from cnnlab.models.shapes import training_flops_per_sample
 
@@ -211,7 +211,10 @@ def main() -> None:
 
     rows = []
     for network in args.networks:
-        flops = training_flops_per_sample(compose_run_config([f"model={network}"]).model.blocks)
+        network_cfg = compose_run_config([*dataset, f"model={network}"])
+        flops = training_flops_per_sample(
+            network_cfg.model.blocks, image_shape(network_cfg.dataset), len(network_cfg.dataset.classes)
+        )
         # bf16 only where native: elsewhere trainer.precision=auto is float32 (emulated bf16 runs ~10x slower).
         kinds = ["plain", "float32", *(["bf16"] if native_bf16() else []), "xla", "bound"]
         jobs = {kind: [] for kind in kinds}

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from cnnlab.config.compose import CONF_DIR, parse_overrides
+from cnnlab.config.compose import CONF_DIR, claim_names, parse_overrides, searchpath_overrides
 from cnnlab.config.domains import check_domains
 from cnnlab.config.overrides import check_keys_in_schema
 from cnnlab.config.validation import validate
@@ -58,17 +58,20 @@ def check_reproduce(cfg: Any, overrides: list[str]) -> None:
     check_common(cfg, overrides)
     check_domains(cfg)
     never_decides(cfg)
-    if not cfg.claims:
+    if cfg.claims is not None and not cfg.claims:  # null: every experiment with a claim block (claim_names)
         known = sorted(path.stem for path in (CONF_DIR / "experiment").glob("*.yaml"))
         raise ConfigError(f"claims: empty; name at least one conf/experiment file, e.g. claims=[{','.join(known)}]")
     try:
         variants = precision_variants(cfg, claim_overrides(overrides))
     except ValueError as error:
         raise ConfigError(f"precisions: {error}") from error
-    for name in cfg.claims:
+    searchpath = searchpath_overrides()
+    for name in claim_names(cfg, lambda extra: compose("config", overrides=extra), searchpath):
         for variant in variants:
             try:
-                claim_cfg = compose("config", overrides=[f"experiment={name}", *claim_overrides(overrides), *variant])
+                claim_cfg = compose(
+                    "config", overrides=[f"experiment={name}", *claim_overrides(overrides), *variant, *searchpath]
+                )
             except Exception as error:  # Hydra's own errors: no such experiment, a bad override
                 raise ConfigError(f"claims: {name!r} is not a usable conf/experiment/{name}.yaml ({error})") from error
             validate(claim_cfg)

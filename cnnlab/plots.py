@@ -57,7 +57,7 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[s
 
 
 def image_grid(images: np.ndarray, titles: list[str], title: str, columns: int = 5) -> plt.Figure:
-    """Images (N, 28, 28) in a grid with a caption each, as the tutorials plot their first 25 images.
+    """Images (N, h, w) or in colour (N, h, w, 3) in a grid with a caption each, as the tutorials plot their first 25.
 
     Drawn as one mosaic in one axes: a subplot per image made every run pay ~0.5 s for its preview.
     """
@@ -66,13 +66,16 @@ def image_grid(images: np.ndarray, titles: list[str], title: str, columns: int =
     rows = max(1, -(-count // columns))
     gap, caption = width // 4, height // 2  # pixels between images, and above each for its caption
     cell_height, cell_width = height + caption, width + gap
-    mosaic = np.zeros((rows * cell_height, columns * cell_width - gap), dtype=images.dtype)
+    mosaic = np.zeros((rows * cell_height, columns * cell_width - gap, *images.shape[3:]), dtype=images.dtype)
+    if images.ndim == 4:  # colour: white between images, as the binary colour map draws grayscale's zeros
+        mosaic[:] = 255
     figure, axis = plt.subplots(figsize=(2.0 * columns, 2.25 * rows + 0.4))
     for index, (image, text) in enumerate(zip(images, titles, strict=False)):
         top, left = (index // columns) * cell_height + caption, (index % columns) * cell_width
         mosaic[top : top + height, left : left + width] = image
         axis.text(left + width / 2, top - 1.5, plot_label_text(text), ha="center", va="bottom", fontsize=8)
-    axis.imshow(mosaic, cmap="binary", interpolation="nearest")
+    # Grayscale datasets draw dark ink on white, as the tutorials do; colour images as they are.
+    axis.imshow(mosaic, cmap="binary" if mosaic.ndim == 2 else None, interpolation="nearest")
     axis.axis("off")
     figure.suptitle(title)
     figure.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - 0.5 / (2.25 * rows + 0.4))

@@ -1,4 +1,6 @@
-"""`python -m cnnlab.reproduce [seeds=N] [claims=[...]]`: claims over seeds, verdicts, report (cnnlab.claims)."""
+"""`python -m cnnlab.reproduce [seeds=N] [claims=[...]]`: claims over seeds, verdicts, report (cnnlab.claims).
+
+Without ``claims``, every experiment with a ``claim`` block in the config search path is reproduced."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ from omegaconf import DictConfig
 
 from cnnlab.checks import check_reproduce
 from cnnlab.cli import command, launch
-from cnnlab.config.compose import register_configs
+from cnnlab.config.compose import register_configs, searchpath_overrides
 
 register_configs()
 
@@ -19,8 +21,12 @@ def main(cfg: DictConfig) -> None:
     from cnnlab.claims.report import reproduction_summary, reproduction_writer
     from cnnlab.claims.reproduce import reproduce
 
+    searchpath = searchpath_overrides()  # a user's own config folders reach every claim's composition
+
     def run(overrides: list[str]):
-        return reproduce(cfg, overrides, lambda extra: compose("config", overrides=extra), reproduction_writer(cfg))
+        return reproduce(
+            cfg, overrides, lambda extra: compose("config", overrides=[*extra, *searchpath]), reproduction_writer(cfg)
+        )
 
     parent_id, _, report = command(cfg, run)
     print(reproduction_summary(report, parent_id, cfg.report_path))

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cnnlab import compat
-from cnnlab.config.schema import option
+from cnnlab.config.schema import image_shape, option
 from cnnlab.config.validation import validate
 from cnnlab.machine import choose_precision
 
@@ -84,7 +84,7 @@ def build_compiled_model(cfg: Any) -> Any:
 
     precision, _ = choose_precision(option(cfg.trainer.precision))
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bf16" else "float32")
-    model = build_model(cfg.model, len(cfg.dataset.classes), precision)
+    model = build_model(cfg.model, len(cfg.dataset.classes), image_shape(cfg.dataset), precision)
     metrics = ["accuracy" if name == "accuracy" else keras.metrics.AUC(name="auc") for name in cfg.trainer.metrics]
     model.compile(
         optimizer=build_optimizer(cfg.optimizer),
@@ -238,7 +238,7 @@ def train(
             experiment_id=experiment_id,
             metrics=final,
             history={key: [float(v) for v in values] for key, values in history.history.items()},
-            data_source=data.arrays.source,
+            data_source=data.arrays.provenance(),
             num_params=num_params,
         )
 

@@ -13,7 +13,6 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -142,11 +141,13 @@ def isolated_environment(tmp_path: Path, monkeypatch):
 
 
 def pin_mnist_hashes(patch: pytest.MonkeyPatch, arrays: dict[str, np.ndarray]) -> dict[str, str]:
-    """Pins the catalog's MNIST hashes to ``arrays``, so verification runs exactly as for real data."""
-    from cnnlab.data import catalog
+    """Pins MNIST's hashes (conf/dataset/mnist.yaml's sha256) to ``arrays``, so verification runs exactly as for
+    real data."""
+    from cnnlab.data import sources
 
     digests = {name: hashlib.sha256(value.tobytes()).hexdigest() for name, value in arrays.items()}
-    patch.setitem(catalog.CATALOG, "mnist", replace(catalog.CATALOG["mnist"], array_sha256=digests))
+    pinned = sources.pinned_hashes
+    patch.setattr(sources, "pinned_hashes", lambda cfg: digests if cfg.name == "mnist" else pinned(cfg))
     return digests
 
 
@@ -261,12 +262,10 @@ def kmnist_study(folder, name: str, trials: int, epochs: int) -> list[str]:
 
 
 def kmnist_folder(tmp_path, arrays, copies: int = 1):
-    """KMNIST-format npz files (no pinned hashes), usable by subprocesses without patching the catalog."""
-    from cnnlab.data import catalog
-
+    """KMNIST's published npz files (no published hash: read unverified), usable by subprocesses unpatched."""
     folder = tmp_path / "kmnist"
     folder.mkdir(exist_ok=True)
-    for name, file in catalog.KMNIST_FILES.items():
+    for name, file in compose_config("dataset=kmnist").dataset.files.items():
         np.savez_compressed(folder / file, arr_0=np.concatenate([arrays[name]] * copies))
     return folder
 
@@ -283,6 +282,7 @@ LONGEST_FIRST = (
     "test_sweep.py",
     "test_reliability.py",
     "test_claims.py",
+    "test_own_dataset.py",
     "test_train.py",
     "test_ui.py",
     "test_postgres.py",  # where PostgreSQL is installed (.ci/run): ~30 s

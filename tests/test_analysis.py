@@ -192,3 +192,20 @@ def test_slice_plot_of_numeric_choices_logs_nothing_at_info(caplog):
         figure = analysis.slice_figure(study, "slice")
     analysis.plots.plt.close(figure)
     assert not [record for record in caplog.records if record.name.startswith("matplotlib")]
+
+
+def test_a_study_too_small_for_importance_says_why_and_spends_no_noise_reruns():
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from cnnlab.tuning.analysis import MIN_TRIALS_FOR_IMPORTANCE, importance_skipped
+    from cnnlab.tuning.run_study import measure_seed_noise
+
+    line = importance_skipped(3)
+    assert line.startswith("importance skipped: 3 finished trial(s)") and "no seed-noise reruns" in line
+    assert f"fewer than {MIN_TRIALS_FOR_IMPORTANCE}" in line and "sweep.max_trials" in line
+    table = pd.DataFrame({"trial": ["0", "1", "2"], "status": ["COMPLETED"] * 3, "val_accuracy": [0.5, 0.6, 0.7]})
+    cfg = SimpleNamespace(sweep=SimpleNamespace(noise_seeds=2), seed=0)
+    study = SimpleNamespace(objective="val_accuracy")
+    assert measure_seed_noise(cfg, tuner=None, study=study, table=table) is None  # nothing trained, no tuner needed

@@ -377,3 +377,44 @@ def test_precision_given_twice_is_refused(tmp_path):
     )
     assert result.returncode == 1
     assert "precisions" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_reproduction_refuses_to_pool_seeds_trained_on_different_data():
+    """Two seeds of one claim on different digests of its dataset (a swapped local folder): refused, both named."""
+    from types import SimpleNamespace
+
+    from cnnlab.claims.reproduce import ClaimResult, MixedData, check_one_digest
+
+    def seed(digest, source):
+        return SimpleNamespace(data=SimpleNamespace(tags={"data.digest": digest, "data.source": source}))
+
+    result = ClaimResult(name="kmnist", claim=None, runs=[seed("aaaa", "local /a"), seed("aaaa", "local /a")])
+    check_one_digest(result)  # one dataset: fine
+    result.runs.append(seed("bbbb", "local /b"))
+    with pytest.raises(MixedData, match=r"different data \(aaaa \(local /a\), bbbb \(local /b\)\)"):
+        check_one_digest(result)
+
+
+def test_a_claim_is_one_file_found_in_the_repository_or_a_config_folder_of_ones_own(tmp_path):
+    """Without claims=, reproduce takes every experiment with a claim block: the shipped ones, and one in a folder
+    outside the repository (hydra.searchpath, as --config-dir adds it); claims=[...] still picks."""
+    from hydra import compose, initialize_config_dir
+
+    from cnnlab.config.compose import claim_names
+    from tests.conftest import CONF_DIR
+
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "experiment" / "my_claim.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - override /model: simple\n"
+        "claim:\n  source: my post\n  targets:\n    - {metric: test_accuracy, value: 0.9, split: test}\n"
+    )
+    (tmp_path / "experiment" / "no_claim.yaml").write_text("# @package _global_\ntrainer:\n  epochs: 1\n")
+    searchpath = [f"hydra.searchpath=[file://{tmp_path}]"]
+    shipped = sorted(path.stem for path in (Path(CONF_DIR) / "experiment").glob("*.yaml"))
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("reproduce_config", overrides=searchpath)
+        assert cfg.claims is None
+        names = claim_names(cfg, lambda extra: compose("config", overrides=extra), searchpath)
+        assert names == sorted([*shipped, "my_claim"])
+        cfg.claims = ["my_claim"]
+        assert claim_names(cfg, lambda extra: compose("config", overrides=extra), searchpath) == ["my_claim"]

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import ast
 import copy
 import functools
 import os
 import re
 import subprocess
 import sys
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
 from cnnlab import checks
-from cnnlab.config import DATASETS, DOMAINS, ConfigError, domain_of, leaves, validate
+from cnnlab.config import DOMAINS, ConfigError, domain_of, leaves, validate
 from cnnlab.config.domains import INT_LIMIT
 from tests.conftest import CONF_DIR, compose_config
 
@@ -226,6 +228,7 @@ def _composed_once() -> tuple:
         *((command, _composed(command)) for command in COMMAND_CONFIGS),
         *(("run", _composed("run", f"optimizer={optimizer}")) for optimizer in ("sgd", "rmsprop")),
         ("sweep", _composed("sweep", "tuner=bayesian", "tuner.num_initial_points=2")),
+        ("run", _composed("run", "dataset.split=0.2")),  # an image folder's split, unset in the shipped datasets
     )
 
 
@@ -244,6 +247,9 @@ def _holding(key: str):
             continue
         if key in leaves(cfg) or concrete in leaves(cfg):
             return command, cfg, concrete
+        # a mapping's keys are names, not positions (dataset.sha256.x_train)
+        if "*" in key and (named := [k for k in leaves(cfg) if fnmatchcase(k, key)]):
+            return command, cfg, named[0]
     raise AssertionError(f"no composed config holds {key}; extend COMMAND_CONFIGS")
 
 
@@ -257,10 +263,25 @@ def test_every_key_of_the_composed_configs_has_a_domain():
     assert len(keys) > 150
 
 
-def test_the_dataset_domain_is_the_catalog():
-    from cnnlab.data.catalog import CATALOG
+def test_a_dataset_is_its_file_and_the_code_names_none():
+    """Every dataset in conf/dataset/ composes with its shape; no Python under cnnlab/ names a dataset or a shape."""
+    import re
 
-    assert sorted(DATASETS) == sorted(CATALOG)
+    for path in sorted((Path(CONF_DIR) / "dataset").glob("*.yaml")):
+        cfg = compose_config(f"dataset={path.stem}")
+        assert cfg.dataset.name == path.stem and len(cfg.dataset.shape) == 3
+        validate(cfg)
+    names = re.compile(rf"\\b({'|'.join(path.stem for path in (Path(CONF_DIR) / 'dataset').glob('*.yaml'))})\\b")
+    found = []
+    for source in sorted((Path(CONF_DIR).parent / "cnnlab").rglob("*.py")):
+        tree = ast.parse(source.read_text())
+        docstrings = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Expr)}
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Constant) or id(node) in docstrings:
+                continue
+            if node.value == 28 or (isinstance(node.value, str) and names.search(node.value)):
+                found.append(f"{source.name}:{node.lineno}: {node.value!r}")
+    assert not found, found
 
 
 @pytest.mark.parametrize("key", sorted(k for k, domain in DOMAINS.items() if domain.outside is not None))
@@ -399,7 +420,8 @@ def test_an_unknown_block_name_is_refused_naming_the_blocks():
 
 
 def _sections():
-    """Every section (a schema dataclass) of every command's config, once, with a config that has it."""
+    """Every section (a schema dataclass) of every command's config, once, with a config that has it. A ``dict``
+    field (a dataset's ``sha256``, ``files``, ``split_sizes``) is data keyed by name, not a section."""
     from omegaconf import DictConfig
 
     found = {}
@@ -408,6 +430,8 @@ def _sections():
         for key in node:
             child = node._get_node(key)
             if isinstance(child, DictConfig) and not child._is_none() and key != "hydra":
+                if OmegaConf.get_type(child) is dict:
+                    continue
                 found.setdefault(f"{prefix}{key}", command)
                 walk(child, f"{prefix}{key}.", command)
 
@@ -459,3 +483,23 @@ def test_every_number_beyond_its_type_is_refused_naming_the_key(tmp_path, monkey
             assert f"{key}: must be" in str(refused.value), (key, str(refused.value))
             cases += 1
     assert cases > 60
+
+
+def test_split_sizes_come_from_the_dataset_file_and_a_dataset_without_them_is_checked_after_loading():
+    """holdout and subset are refused from conf/dataset/*.yaml's split_sizes, before any data is read; a user's own
+    dataset (no split_sizes) passes here, its sizes checked once its arrays are split."""
+    from cnnlab.data.sizes import size_problems
+
+    train = compose_config("dataset=kmnist").dataset.split_sizes.train
+    cfg = compose_config("dataset=kmnist", "trainer.validation=holdout", f"trainer.holdout_size={train}")
+    with pytest.raises(ConfigError, match=rf"trainer.holdout_size: {train} leaves no training images"):
+        checks.check_sizes(cfg)
+    cfg = compose_config(
+        "dataset=kmnist", "trainer.validation=holdout", "trainer.holdout_size=10", f"dataset.subset={train}"
+    )
+    assert size_problems(cfg) == [
+        f"dataset.subset: {train} is more than the {train - 10} training images kmnist has here; give at most "
+        f"{train - 10}, or drop dataset.subset to train on all of them"
+    ]
+    cfg.dataset.split_sizes = {}
+    assert size_problems(cfg) == []

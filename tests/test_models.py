@@ -22,7 +22,7 @@ def test_tutorial_network_parameter_counts(name, expected):
     from cnnlab.models.builder import build_model
 
     cfg = compose_config(f"model={name}")
-    model = build_model(cfg.model, num_classes=10)
+    model = build_model(cfg.model, num_classes=10, input_shape=(28, 28, 1))
     assert model.count_params() == expected
 
 
@@ -35,7 +35,7 @@ def test_deep_network_has_flatten_before_dense():
 def test_bf16_keeps_output_layer_float32():
     from cnnlab.models.builder import build_model
 
-    model = build_model(compose_config("model=simple").model, num_classes=10, precision="bf16")
+    model = build_model(compose_config("model=simple").model, 10, (28, 28, 1), precision="bf16")
     assert model.layers[0].compute_dtype == "bfloat16"
     assert model.layers[-1].compute_dtype == "float32"
 
@@ -45,7 +45,7 @@ def test_shape_check_matches_keras_output_shapes():
 
     cfg = compose_config("model=pooled")
     shapes = check_blocks(cfg.model.blocks, (28, 28, 1), 10)
-    model = build_model(cfg.model, num_classes=10)
+    model = build_model(cfg.model, num_classes=10, input_shape=(28, 28, 1))
     assert [tuple(layer.output.shape[1:]) for layer in model.layers] == shapes
 
 
@@ -116,7 +116,7 @@ def test_saved_dropout_network_loads_as_plain_keras(tmp_path):
 
     from cnnlab.models.builder import build_model
 
-    model = build_model(compose_config("model=dropout").model, num_classes=10)
+    model = build_model(compose_config("model=dropout").model, 10, (28, 28, 1))
     path = tmp_path / "model.keras"
     model.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True)
@@ -238,9 +238,9 @@ def test_blocks_are_named_layers_and_names_change_no_weights():
     for block in unnamed.blocks:
         block.name = None
     keras.utils.set_random_seed(3)
-    model = build_model(named, 10)
+    model = build_model(named, 10, (28, 28, 1))
     keras.utils.set_random_seed(3)
-    plain = build_model(unnamed, 10)
+    plain = build_model(unnamed, 10, (28, 28, 1))
     assert [layer.name for layer in model.layers][:4] == ["conv1", "conv2", "pool1", "dropout1"]
     assert model.layers[-1].name == "output"
     for ours, theirs in zip(model.get_weights(), plain.get_weights(), strict=True):

@@ -149,11 +149,9 @@ def test_holdout_protocol_with_early_stopping_and_checkpoint(tiny_run_overrides,
 
 def test_cli_end_to_end_prints_summary(tmp_path, arrays):
     """The real entry point, in a subprocess, on KMNIST-format npz files (no pinned hashes to patch)."""
-    from cnnlab.data import catalog
-
     folder = tmp_path / "kmnist"
     folder.mkdir()
-    for name, file in catalog.KMNIST_FILES.items():
+    for name, file in compose_config("dataset=kmnist").dataset.files.items():
         np.savez_compressed(folder / file, arr_0=arrays[name])
     command = [
         sys.executable,

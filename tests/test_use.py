@@ -95,7 +95,7 @@ def test_unreadable_image_is_refused(tmp_path):
     path = tmp_path / "broken.png"
     path.write_bytes(b"not an image")
     with pytest.raises(ImageError, match="not a readable image"):
-        load_images([str(path)])
+        load_images([str(path)], (28, 28, 1))
 
 
 def test_h5_and_lambda_models_are_refused(tmp_path):

@@ -491,7 +491,8 @@ def reproduction_writer(cfg: Any) -> Any:
         return None
 
     def write(report: dict[str, Any], results: list[Any], parent_id: str) -> None:
-        write_reproduction_md(Path(cfg.report_path), report, parent_id, results, list(cfg.claims))
+        claims = list(cfg.claims) if cfg.claims is not None else list(dict.fromkeys(r.name for r in results))
+        write_reproduction_md(Path(cfg.report_path), report, parent_id, results, claims)
 
     return write
 

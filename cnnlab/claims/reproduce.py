@@ -21,10 +21,10 @@ from omegaconf import OmegaConf
 from cnnlab.allocator import pin_mmap_threshold
 from cnnlab.claims.stats import Design
 from cnnlab.claims.verdict import DEFAULT_TOLERANCE, NO_CLAIM, Verdict, judge
-from cnnlab.config.compose import parse_overrides
+from cnnlab.config.compose import claim_names, parse_overrides
 from cnnlab.config.domains import check_domains
-from cnnlab.config.schema import option
-from cnnlab.errors import ConfigError
+from cnnlab.config.schema import option, without_dataset_description
+from cnnlab.errors import ConfigError, UserError
 from cnnlab.machine import choose_precision
 
 log = logging.getLogger(__name__)
@@ -136,8 +136,9 @@ ADDED_AT_DEFAULT = {"trainer.allow_emulated_bf16": False}
 def fingerprint(cfg: Any, data_hashes: dict[str, str]) -> str:
     """Same data, same protocol, same libraries -> same fingerprint.
 
-    Left out: the seed, where runs are tracked, and the ``claim`` block (the claimed number and its tolerance
-    judge a run; they do not change how it trains, so changing them must not retrain anything).
+    Left out: the seed, where runs are tracked, the ``claim`` block (the claimed number and its tolerance
+    judge a run; they do not change how it trains, so changing them must not retrain anything), and what describes
+    the dataset's files (its shape, pins, download: ``data_hashes`` already pin all of it).
 
     Every other key is in, so adding a field to the run schema (even one whose default keeps today's behaviour)
     changes every claim's fingerprint and retrains every seed, unless it is listed in ADDED_AT_DEFAULT.
@@ -145,7 +146,7 @@ def fingerprint(cfg: Any, data_hashes: dict[str, str]) -> str:
     from cnnlab.tracking.provenance import versions
 
     installed = versions()
-    container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    container = without_dataset_description(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
     for key in ("seed", "tracking", "claim"):
         container.pop(key, None)
     for block in container.get("model", {}).get("blocks", []):
@@ -225,14 +226,15 @@ def reproduce(
     tracking_cfg = OmegaConf.merge(cfg.tracking, {"experiment": EXPERIMENT})
     experiment_id = configure(tracking_cfg)
     client = MlflowClient()
-    identity = [list(cfg.claims), [min_seeds, max_seeds, sequential], passthrough]
+    claims = claim_names(cfg, compose, searchpath=[])  # compose() already carries the user's config folders
+    identity = [claims, [min_seeds, max_seeds, sequential], passthrough]
     if cfg.precisions:
         identity.append([option(p) for p in cfg.precisions])
     key = hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
     command = rerun_command("cnnlab.reproduce", overrides)
     seeds_text = f"{min_seeds} to {max_seeds} seeds (auto)" if sequential else f"{max_seeds} seeds"
     parent_id = open_parent(
-        client, experiment_id, key, f"Reproduction of {list(cfg.claims)} over {seeds_text}.\n\nRerun: `{command}`"
+        client, experiment_id, key, f"Reproduction of {claims} over {seeds_text}.\n\nRerun: `{command}`"
     )
     client.set_tag(parent_id, DESIGN_TAG, json.dumps([design.min_seeds, design.max_seeds, design.sequential]))
 
@@ -240,7 +242,7 @@ def reproduce(
     report: dict[str, Any] = {}
     with tracked_run(experiment_id, "", {}, "", run_id=parent_id):
         prepared = []
-        for name in cfg.claims:
+        for name in claims:
             data = None
             for variant in variants:
                 run_overrides = [f"experiment={name}", *passthrough, *variant]
@@ -263,6 +265,7 @@ def reproduce(
                     print(f"[reproduce] {name}: data unavailable here, no verdict ({result.unavailable})", flush=True)
                     break
                 result.split_sizes = split_sizes(data)
+                print(f"[reproduce] {name}: data {data.arrays.provenance()}", flush=True)
                 prepared.append((result, claim_cfg, run_overrides, data, fingerprint(claim_cfg, data.arrays.sha256)))
         for seed in range(max_seeds):
             trained = False
@@ -359,6 +362,7 @@ def run_seed(
         earlier = earlier_design(client, done[0], parent_id)
         if earlier is not None and earlier != result.design and earlier not in result.earlier_designs:
             result.earlier_designs.append(earlier)
+        check_one_digest(result)
         return
     print(f"[reproduce] {label} seed {seed}: training ({claim_cfg.trainer.epochs} epochs)", flush=True)
     seed_cfg = OmegaConf.merge(claim_cfg, {"seed": seed, "tracking": {"run_name": f"{label}-s{seed}"}})
@@ -375,6 +379,22 @@ def run_seed(
         data=data,
     )
     result.runs.append(client.get_run(outcome.run_id))
+    check_one_digest(result)
+
+
+class MixedData(UserError, RuntimeError):
+    """The seeds of one claim were trained on different data: their spread is not seed noise."""
+
+
+def check_one_digest(result: ClaimResult) -> None:
+    """Refuses to pool seeds trained on different digests of one dataset (runs logged before digests: unknown)."""
+    digests = {run.data.tags["data.digest"]: run for run in result.runs if "data.digest" in run.data.tags}
+    if len(digests) > 1:
+        listed = ", ".join(f"{digest} ({run.data.tags.get('data.source', '?')})" for digest, run in digests.items())
+        raise MixedData(
+            f"{result.label}: its seeds were trained on different data ({listed}); a verdict pools seeds of one "
+            "dataset only. Give every seed the same files (dataset.local_dir), or start over with a new claim name"
+        )
 
 
 def log_report(results: list[ClaimResult], parent_id: str, command: str, client: Any) -> dict[str, Any]:

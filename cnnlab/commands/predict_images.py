@@ -8,16 +8,22 @@ from typing import Any
 import numpy as np
 
 from cnnlab.commands.source_protocol import with_source_protocol
+from cnnlab.config.schema import image_shape
 from cnnlab.errors import UserError
 
 
 class ImageError(UserError, ValueError):
-    """An image file that cannot be read or turned into a 28x28 grayscale image."""
+    """An image file that cannot be read or turned into an image of the dataset's shape."""
 
 
-def load_images(paths: list[str]) -> tuple[np.ndarray, list[str]]:
-    """Reads image files as uint8 (N, 28, 28), converting colour and size with a note for each; refuses the rest."""
+def load_images(paths: list[str], shape: tuple[int, int, int]) -> tuple[np.ndarray, list[str]]:
+    """Reads image files as uint8 images of ``shape`` (height, width, channels): (N, h, w) for one channel,
+    (N, h, w, 3) for three, converting colour and size with a note for each; refuses the rest."""
     from PIL import Image, UnidentifiedImageError
+
+    height, width, channels = shape
+    target = "L" if channels == 1 else "RGB"
+    colour = "grayscale" if channels == 1 else "RGB"
 
     images, notes = [], []
     for path in paths:
@@ -26,16 +32,14 @@ def load_images(paths: list[str]) -> tuple[np.ndarray, list[str]]:
                 image.load()
                 mode, size = image.mode, image.size
                 if mode not in ("L", "RGB", "RGBA", "LA", "P", "1"):
-                    raise ImageError(
-                        f"{path}: {mode} images cannot be turned into grayscale; save it as PNG (L or RGB)"
-                    )
+                    raise ImageError(f"{path}: {mode} images cannot be turned into {colour}; save it as PNG (L or RGB)")
                 note = []
-                if mode != "L":
-                    note.append(f"converted {mode} to grayscale")
-                    image = image.convert("L")
-                if size != (28, 28):
-                    note.append(f"resized {size[0]}x{size[1]} to 28x28")
-                    image = image.resize((28, 28), Image.Resampling.LANCZOS)
+                if mode != target:
+                    note.append(f"converted {mode} to {colour}")
+                    image = image.convert(target)
+                if size != (width, height):
+                    note.append(f"resized {size[0]}x{size[1]} to {width}x{height}")
+                    image = image.resize((width, height), Image.Resampling.LANCZOS)
                 images.append(np.asarray(image, dtype=np.uint8))
                 notes.append("; ".join(note))
         except (FileNotFoundError, UnidentifiedImageError, OSError) as error:
@@ -57,7 +61,7 @@ def predict(cfg: Any, overrides: list[str] | None = None) -> list[dict[str, Any]
     cfg = with_source_protocol(cfg, loaded.source_run_id, list(overrides or []))
     names = list(cfg.dataset.classes)
     if cfg.images:
-        pixels, notes = load_images(list(cfg.images))
+        pixels, notes = load_images(list(cfg.images), image_shape(cfg.dataset))
         sources, truth = list(cfg.images), [None] * len(pixels)
     else:
         data = train.prepare_data(cfg)
@@ -65,7 +69,8 @@ def predict(cfg: Any, overrides: list[str] | None = None) -> list[dict[str, Any]
         sources = [f"test[{i}]" for i in range(len(pixels))]
         truth, notes = [names[int(label)] for label in labels], [""] * len(pixels)
     # The path a served model takes: raw pixels in, the run's preprocessing inside the model.
-    probabilities = serving_model(loaded.model, cfg.dataset.scale_pixels).predict(as_pixels(pixels), verbose=0)
+    served = serving_model(loaded.model, cfg.dataset.scale_pixels)
+    probabilities = served.predict(as_pixels(pixels, served), verbose=0)
     rows = []
     for i, source in enumerate(sources):
         best = int(probabilities[i].argmax())

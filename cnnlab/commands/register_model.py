@@ -16,7 +16,7 @@ def register(cfg: Any) -> Any:
     from cnnlab.tracking.store import configure
 
     if not cfg.name:
-        raise ConfigError("name: give the registered model a name, e.g. name=fashion-deep")
+        raise ConfigError("name: give the registered model a name, e.g. name=deep-network")
     for key in ("name", "alias"):
         problem = name_problem(cfg[key])
         if problem:

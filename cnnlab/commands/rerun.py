@@ -61,6 +61,7 @@ def verify(run_id: str, tracking_uri: str) -> Verification:
     from mlflow.exceptions import MlflowException
 
     from cnnlab import train
+    from cnnlab.config.compose import with_dataset_description
     from cnnlab.config.schema import Config, fields_not_taken, option
     from cnnlab.config.validation import validate
     from cnnlab.tracking.provenance import git_state, versions
@@ -77,6 +78,8 @@ def verify(run_id: str, tracking_uri: str) -> Verification:
         logged_config = OmegaConf.create(mlflow.artifacts.load_text(f"runs:/{run_id}/config.yaml"))
     except Exception as error:
         raise VerificationRefused(f"run {run_id} has no config.yaml artifact: not a cnnlab training run") from error
+    if "dataset" in logged_config:
+        logged_config.dataset = with_dataset_description(logged_config.dataset)
     cfg = OmegaConf.merge(OmegaConf.structured(Config), logged_config)
     # A sweep trial logged before optimizers took only their own fields may carry another optimizer's (adam's
     # beta_1 in an rmsprop trial), which Keras was never given: dropped, so such a run still reruns as it trained.

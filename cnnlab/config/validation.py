@@ -7,7 +7,7 @@ from typing import Any
 
 from cnnlab.config.blocks import check_blocks
 from cnnlab.config.domains import domain_problems
-from cnnlab.config.schema import OPTIMIZER_FIELDS, fields_not_taken, optimizers_taking, option
+from cnnlab.config.schema import OPTIMIZER_FIELDS, fields_not_taken, image_shape, optimizers_taking, option
 from cnnlab.errors import ConfigError
 
 
@@ -50,6 +50,15 @@ def validate(cfg: Any) -> None:
     )
     need(len(cfg.dataset.sources) >= 1, "dataset.sources", "empty; list where the data may come from, e.g. [cache]")
     need(len(cfg.dataset.classes) >= 2, "dataset.classes", "needs at least two class names")
+    shape = list(cfg.dataset.shape)
+    need(
+        len(shape) == 3 and shape[2] in (1, 3),
+        "dataset.shape",
+        f"must be [height, width, channels] with channels 1 (grayscale) or 3 (RGB), got {shape}",
+    )
+    classes = list(cfg.dataset.classes)
+    repeated = sorted({name for name in classes if classes.count(name) > 1})
+    need(not repeated, "dataset.classes", f"class names must differ, {repeated} repeat")
     optimizer = option(cfg.optimizer.name)
     for key in fields_not_taken(optimizer):
         need(
@@ -76,4 +85,4 @@ def validate(cfg: Any) -> None:
         need(Path(local_dir).is_dir(), "dataset.local_dir", f"no such folder: {local_dir}")
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
-    check_blocks(cfg.model.blocks, input_shape=(28, 28, 1), num_classes=len(cfg.dataset.classes))
+    check_blocks(cfg.model.blocks, input_shape=image_shape(cfg.dataset), num_classes=len(cfg.dataset.classes))

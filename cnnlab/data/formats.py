@@ -40,6 +40,94 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims).copy()
 
 
+def read_array_file(path: Path) -> np.ndarray:
+    """One array from an npz holding one (``arr_0``, as KMNIST publishes) or from an IDX file (by its magic)."""
+    if path.read_bytes()[:2] == b"PK":
+        archive = read_npz(path)
+        if len(archive) != 1:
+            raise FormatError(f"{path}: expected an npz of one array, found {sorted(archive)}")
+        return next(iter(archive.values()))
+    return read_idx(path)
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def _read_image(path: Path, size: tuple[int, int], channels: int) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.size != size:
+                raise FormatError(
+                    f"{path}: expected {size[0]}x{size[1]} pixels (dataset.shape), found {image.size[0]}x"
+                    f"{image.size[1]}; resize the images or change dataset.shape"
+                )
+            return np.asarray(image.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError) as error:
+        raise FormatError(f"{path}: not a readable PNG or JPEG ({error})") from error
+
+
+def _class_folders(folder: Path, classes: list[str]) -> list[tuple[int, list[Path]]]:
+    """(label, image files) per class sub-folder; a sub-folder that names no class is refused."""
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError as error:
+        raise FormatError(f"{folder}: cannot read the folder ({error})") from error
+    found = []
+    for entry in entries:
+        if not entry.is_dir() or entry.name.startswith("."):
+            continue
+        if entry.name not in classes:
+            raise FormatError(
+                f"{entry}: expected a sub-folder per class named as in dataset.classes {list(classes)}, found "
+                f"{entry.name!r}; rename the folder or add the class"
+            )
+        files = sorted(path for path in entry.iterdir() if path.suffix.lower() in IMAGE_SUFFIXES)
+        found.append((list(classes).index(entry.name), files))
+    return sorted(found, key=lambda pair: pair[0])  # in the order of dataset.classes
+
+
+def _stack(folder: Path, per_class: list[tuple[int, list[Path]]], shape: tuple[int, int, int]):
+    height, width, channels = shape
+    images = [_read_image(path, (width, height), channels) for _, files in per_class for path in files]
+    if not images:
+        raise FormatError(f"{folder}: expected PNG or JPEG images in its class sub-folders, found none")
+    labels = [label for label, files in per_class for _ in files]
+    return np.stack(images), np.asarray(labels, dtype=np.uint8)
+
+
+def read_image_folder(
+    folder: Path, classes: list[str], shape: tuple[int, int, int], split: float | None
+) -> dict[str, np.ndarray] | None:
+    """Images in one sub-folder per class, under ``train/`` and ``test/`` or split by ``split`` (the last fraction
+    of each class's files, by name, is test). None when ``folder`` holds no class sub-folder at all."""
+    train, test = folder / "train", folder / "test"
+    if train.is_dir() and test.is_dir():
+        parts = {"train": (train, _class_folders(train, classes)), "test": (test, _class_folders(test, classes))}
+    else:
+        per_class = _class_folders(folder, classes)
+        if not per_class:
+            return None
+        if split is None:
+            raise FormatError(
+                f"{folder}: expected train/ and test/ sub-folders, found class folders only; set dataset.split "
+                "(e.g. 0.2: a fifth of each class is the test set)"
+            )
+        cuts = [(label, len(files) - round(len(files) * split)) for label, files in per_class]
+        parts = {
+            "train": (folder, [(label, files[:cut]) for (label, files), (_, cut) in zip(per_class, cuts, strict=True)]),
+            "test": (folder, [(label, files[cut:]) for (label, files), (_, cut) in zip(per_class, cuts, strict=True)]),
+        }
+    arrays = {}
+    for split_name, (where, per_class) in parts.items():
+        if not any(files for _, files in per_class):
+            raise FormatError(f"{where}: the {split_name} split is empty (no PNG or JPEG in its class folders)")
+        arrays[f"x_{split_name}"], arrays[f"y_{split_name}"] = _stack(where, per_class, shape)
+    return arrays
+
+
 def read_npz(path: Path) -> dict[str, np.ndarray]:
     """Reads every array of an npz; pickled object arrays are refused (allow_pickle=False)."""
     try:

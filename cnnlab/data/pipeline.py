@@ -26,9 +26,12 @@ def make_dataset(
     if shuffle_seed is not None:
         dataset = dataset.shuffle(len(x), seed=shuffle_seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
+    grayscale = x.ndim == 3
 
     def prepare(images, labels):
-        images = tf.expand_dims(tf.cast(images, tf.float32), -1)
+        images = tf.cast(images, tf.float32)
+        if grayscale:  # the arrays keep one channel as (N, h, w); the network takes (N, h, w, 1)
+            images = tf.expand_dims(images, -1)
         if scale_pixels:
             images = images / 255.0
         if one_hot_classes is not None:

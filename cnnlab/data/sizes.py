@@ -1,4 +1,4 @@
-"""How many images each dataset's splits hold, known without loading them, so the checks before work can refuse a
+"""How many images a dataset's splits hold, known without loading them, so the checks before work can refuse a
 holdout or subset the data cannot give in well under a second (loading the arrays takes seconds)."""
 
 from __future__ import annotations
@@ -7,21 +7,17 @@ from typing import Any
 
 from cnnlab.config.schema import option
 
-# Images per split of the canonical arrays (catalog.CATALOG's pinned files); all three datasets share the MNIST layout.
-SPLIT_SIZES = {
-    "mnist": {"train": 60000, "test": 10000},
-    "fashion": {"train": 60000, "test": 10000},
-    "kmnist": {"train": 60000, "test": 10000},
-}
-
 
 def size_problems(cfg: Any) -> list[str]:
-    """``key: message`` for every split size ``cfg`` asks of its dataset that the dataset cannot give."""
-    sizes = SPLIT_SIZES.get(cfg.dataset.name)
-    if sizes is None:
+    """``key: message`` for every split size ``cfg`` asks of its dataset that the dataset cannot give.
+
+    The sizes are the dataset file's ``split_sizes``; a dataset without them (a user's own folder, whose size is
+    known only once it is read) is checked when its arrays are split (``data.splits``).
+    """
+    train = (cfg.dataset.get("split_sizes") or {}).get("train")
+    if train is None:
         return []
     problems = []
-    train = sizes["train"]
     if option(cfg.trainer.validation) == "holdout":
         if cfg.trainer.holdout_size >= train:
             problems.append(

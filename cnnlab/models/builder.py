@@ -11,14 +11,16 @@ from cnnlab.config.blocks import check_blocks
 from cnnlab.config.schema import OPTIMIZER_FIELDS, option
 from cnnlab.models.dropout import with_cheap_mask
 
-INPUT_SHAPE = (28, 28, 1)
 
+def build_model(
+    model_cfg: Any, num_classes: int, input_shape: tuple[int, int, int], precision: str = "float32"
+) -> keras.Model:
+    """Builds the block list as a Sequential model on (height, width, channels) images (the dataset's shape).
 
-def build_model(model_cfg: Any, num_classes: int, precision: str = "float32") -> keras.Model:
-    """Builds the block list as a Sequential model. Under bf16 the output layer stays float32 for a stable softmax."""
-    check_blocks(model_cfg.blocks, INPUT_SHAPE, num_classes)
+    Under bf16 the output layer stays float32 for a stable softmax."""
+    check_blocks(model_cfg.blocks, input_shape, num_classes)
     policy = "mixed_bfloat16" if precision == "bf16" else "float32"
-    stack: list[layers.Layer] = [keras.Input(shape=INPUT_SHAPE)]
+    stack: list[layers.Layer] = [keras.Input(shape=input_shape)]
     last = len(model_cfg.blocks) - 1
     for index, block in enumerate(model_cfg.blocks):
         kind = option(block.type)

@@ -1,9 +1,10 @@
 """The logged model serves the images users have: raw pixels, with the run's own preprocessing inside.
 
 Training keeps its input pipeline (uint8 batches scaled by tf.data, the tutorials' math). The model MLflow logs is
-that trained network behind two layers, Reshape to one channel and, when the run scaled pixels, Rescaling by 1/255,
-so ``mlflow models serve``, ``mlflow.pyfunc`` and ``cnnlab.predict`` all take pixels 0-255 as they come from MNIST's
-files or a PNG, shaped (N, 28, 28), and nobody has to know how the run scaled them.
+that trained network behind two layers, Reshape to the network's (height, width, channels) and, when the run scaled
+pixels, Rescaling by 1/255, so ``mlflow models serve``, ``mlflow.pyfunc`` and ``cnnlab.predict`` all take pixels
+0-255 as they come from the dataset's files or a PNG, shaped as the dataset's images are ((N, height, width) for
+grayscale, (N, height, width, 3) for RGB), and nobody has to know how the run scaled them.
 """
 
 from __future__ import annotations
@@ -11,16 +12,22 @@ from __future__ import annotations
 from typing import Any
 
 WRAPPER_NAME = "raw_image_classifier"
-IMAGE_SHAPE = (28, 28)
+
+
+def pixel_shape(network: Any) -> tuple[int, ...]:
+    """One raw image's shape for ``network``: (height, width) for a one-channel input, (height, width, 3) else."""
+    height, width, channels = (int(dim) for dim in network.input_shape[1:])
+    return (height, width) if channels == 1 else (height, width, channels)
 
 
 def raw_image_model(network: Any, scale_pixels: bool) -> Any:
-    """``network`` (trained on (N, 28, 28, 1) inputs, scaled to [0, 1] when ``scale_pixels``) taking raw pixels."""
+    """``network`` (trained on (N, h, w, c) inputs, scaled to [0, 1] when ``scale_pixels``) taking raw pixels."""
     import keras
     from keras import layers
 
-    pixels = keras.Input(shape=IMAGE_SHAPE, dtype="float32", name="pixels")
-    images = layers.Reshape((*IMAGE_SHAPE, 1), name="one_channel")(pixels)
+    shape = pixel_shape(network)
+    pixels = keras.Input(shape=shape, dtype="float32", name="pixels")
+    images = layers.Reshape(tuple(int(dim) for dim in network.input_shape[1:]), name="image_channels")(pixels)
     if scale_pixels:
         images = layers.Rescaling(1.0 / 255, name="scale_pixels")(images)
     return keras.Model(pixels, network(images), name=WRAPPER_NAME)
@@ -42,13 +49,16 @@ def serving_model(model: Any, scale_pixels: bool) -> Any:
     return model if takes_raw_pixels(model) else raw_image_model(model, scale_pixels)
 
 
-def as_pixels(images: Any) -> Any:
-    """(N, 28, 28) float32 pixels from uint8 or float images shaped (N, 28, 28) or (N, 28, 28, 1)."""
+def as_pixels(images: Any, model: Any) -> Any:
+    """float32 pixels shaped as ``model`` (a network, or a served model) takes them, from uint8 or float images;
+    a grayscale batch may carry its one channel ((N, h, w, 1))."""
     import numpy as np
 
+    expected = tuple(int(dim) for dim in model.input_shape[1:])
+    expected = expected if takes_raw_pixels(model) else pixel_shape(model)
     batch = np.asarray(images, dtype=np.float32)
-    if batch.ndim == 4 and batch.shape[-1] == 1:
+    if batch.ndim == len(expected) + 2 and batch.shape[-1] == 1:
         batch = batch[..., 0]
-    if batch.shape[1:] != IMAGE_SHAPE:
-        raise ValueError(f"images must be shaped (N, 28, 28) or (N, 28, 28, 1), got {images.shape}")
+    if batch.shape[1:] != expected:
+        raise ValueError(f"images must be shaped (N, {', '.join(map(str, expected))}), got {batch.shape}")
     return batch

@@ -9,9 +9,7 @@ from cnnlab.config.blocks import check_blocks
 from cnnlab.config.schema import option
 
 
-def training_flops_per_sample(
-    blocks: Any, input_shape: tuple[int, int, int] = (28, 28, 1), num_classes: int = 10
-) -> int:
+def training_flops_per_sample(blocks: Any, input_shape: tuple[int, int, int], num_classes: int) -> int:
     """Multiply-adds x 2 of conv and dense layers, x 3 for training (forward, and backward for inputs and weights)."""
     shapes = check_blocks(blocks, input_shape, num_classes)
     previous: tuple[int, ...] = input_shape

@@ -17,15 +17,15 @@ SPLIT_CONTEXTS = {"train": "training", "validation": "validation", "test": "test
 def dataset_source_uri(arrays: Any, dataset_name: str) -> str:
     """Where the verified arrays came from, as a URI MLflow's dataset sources understand.
 
-    A download names its URL; everything else was verified into cnnlab's cache (a mirror's or a folder's files are
-    read once, then cached), so the source is the cached file that was actually read.
+    A download names its URL, a local folder itself; a mirror's files are read once into cnnlab's cache, so the
+    source is the cached file.
     """
     from cnnlab.data.sources import cache_dir
 
     kind, _, rest = arrays.source.partition(" ")
     if kind == "download":
         return rest
-    if kind == "cache":
+    if kind in ("cache", "local"):  # a local folder nothing verified is never cached: name the folder itself
         return Path(rest).resolve().as_uri()
     return (cache_dir() / f"{dataset_name}.npz").resolve().as_uri()
 

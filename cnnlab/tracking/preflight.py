@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import sqlite3
+import struct
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -19,6 +20,9 @@ from cnnlab.errors import ConfigError
 
 PROBE_SECONDS = 3.0
 SQLITE_HEADER = b"SQLite format 3\x00"
+# The 100-byte header's fields read here, big-endian: page size at 16, change counter at 24, page count at 28 and the
+# change counter the page count was written at, at 92 (SQLite's file format, 1.3); the pad bytes are skipped.
+SQLITE_HEADER_FIELDS = ">16xH6xII60xI4x"
 MLFLOW_TABLES = {"experiments", "runs", "alembic_version"}  # any one: MLflow made (or is making) this database
 DATABASE_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
 SCHEMES = ("sqlite", "file", "http", "https", "postgresql", "mysql", "mssql", "databricks")  # config.domains.STORE's
@@ -107,11 +111,11 @@ def check_sqlite(path: Path, named: str, must_exist: bool) -> None:
             "tracking.uri at an MLflow store, or at a new file for a new store"
         )
     if len(header) == 100 and not Path(f"{path}-wal").exists():
-        page_size = int.from_bytes(header[16:18], "big") or 1
-        page_size = 65536 if page_size == 1 else page_size
-        pages = int.from_bytes(header[28:32], "big")
+        # The header's page size, change counter, page count and the counter that last wrote the page count
+        page_size, changes, pages, pages_written_at = struct.unpack(SQLITE_HEADER_FIELDS, header)
+        page_size = 65536 if page_size in (0, 1) else page_size
         # The page count is trustworthy when written by the same change as the counter (SQLite's file format, 1.3.7)
-        if header[24:28] == header[92:96] and size < pages * page_size:
+        if changes == pages_written_at and size < pages * page_size:
             raise damaged(path, named, f"{size} bytes where its header counts {pages * page_size}: truncated")
     try:
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=PROBE_SECONDS) as connection:

@@ -43,6 +43,9 @@ def training_tags(cfg: Any, arrays: Any, overrides: list[str], precision: tuple[
         "dataset": cfg.dataset.name,
         "model": cfg.model.name,
         "data.source": arrays.source,
+        "data.origin": arrays.origin,
+        "data.digest": arrays.digest,
+        "data.verified": arrays.verified or "no",
         **{f"data.sha256.{key}": value for key, value in arrays.sha256.items()},
         **provenance.git_state(),
         **provenance.versions(),
@@ -82,8 +85,9 @@ def model_summary(model: Any) -> str:
 def log_keras_model(network: Any, cfg: Any, data: Any) -> None:
     """Logs the trained network as an MLflow Keras model that takes raw pixels (``models.serving``).
 
-    Its signature states the input, (N, 28, 28) float32 pixels 0-255 (``mlflow models serve`` casts a JSON of
-    uint8 pixels to it), and the output, one probability per class; the class names are in its metadata.
+    Its signature states the input, float32 pixels 0-255 of the dataset's shape ((N, height, width), or
+    (N, height, width, 3) in colour; ``mlflow models serve`` casts a JSON of uint8 pixels to it), and the output,
+    one probability per class; the class names are in its metadata.
     """
     import keras
     import mlflow
@@ -93,13 +97,14 @@ def log_keras_model(network: Any, cfg: Any, data: Any) -> None:
     from cnnlab.models.serving import as_pixels, raw_image_model
 
     model = raw_image_model(network, cfg.dataset.scale_pixels)
-    example = as_pixels(data.splits.test.x[:4])
+    example = as_pixels(data.splits.test.x[:4], model)
     # Called eagerly rather than through predict(), which would trace a predict function for four images: in a
     # study that is one tracing per trial, and TensorFlow warns about "retracing" from the fifth trial on.
     signature = infer_signature(example, keras.ops.convert_to_numpy(model(example, training=False)))
     metadata = {
         "class_names": list(data.class_names),
-        "input": "raw pixels 0-255 (uint8 values as float32), shape (N, 28, 28); scaling happens inside",
+        "input": f"raw pixels 0-255 (uint8 values as float32), shape (N, {', '.join(map(str, example.shape[1:]))}); "
+        "scaling happens inside",
         "preprocessing": "x / 255 inside the model" if cfg.dataset.scale_pixels else "none (trained on raw pixels)",
     }
     # Stating the requirements skips MLflow's inference of them, which reloads the model in a subprocess.

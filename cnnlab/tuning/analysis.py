@@ -162,6 +162,16 @@ def _with_values(study: Any, values: np.ndarray) -> Any:
     return copy
 
 
+def importance_skipped(finished: int) -> str:
+    """The line a study prints when it has no importance table: why, and what would give one."""
+    if finished < MIN_TRIALS_FOR_IMPORTANCE:
+        return (
+            f"importance skipped: {finished} finished trial(s), and a forest over fewer than "
+            f"{MIN_TRIALS_FOR_IMPORTANCE} says nothing (no seed-noise reruns spent either); raise sweep.max_trials"
+        )
+    return "importance skipped: no searched hyperparameter varied across the trials, or every trial scored the same"
+
+
 def importance(
     study: Any, noise_sd: float | None, *, draws: int = NULL_DRAWS, seed: int = 0, n_trees: int = 64
 ) -> pd.DataFrame:

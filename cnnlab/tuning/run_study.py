@@ -114,7 +114,8 @@ def measure_seed_noise(cfg: Any, tuner: Any, study: Any, table: Any) -> Any:
     from cnnlab.tuning import analysis
 
     finished = table[table["status"] == "COMPLETED"].dropna(subset=[study.objective])
-    if cfg.sweep.noise_seeds == 0 or finished.empty:
+    # the noise floor serves importance only: too few trials for importance, no reruns spent on a floor
+    if cfg.sweep.noise_seeds == 0 or len(finished) < analysis.MIN_TRIALS_FOR_IMPORTANCE:
         return None
     chosen = list(dict.fromkeys([finished["trial"].iloc[0], finished["trial"].iloc[len(finished) // 2]]))
     score = f"best_{study.objective}"
@@ -227,6 +228,11 @@ def summary_text(summary: dict[str, Any]) -> str:
     importance = summary.get("importance")
     if importance is not None and not importance.empty:
         lines.append("\n" + importance_text(importance, summary.get("noise"), table, study.objective))
+    elif importance is not None:
+        from cnnlab.tuning import analysis
+
+        finished = int((table["status"] == "COMPLETED").sum()) if "status" in table else 0
+        lines.append(f"\n  {analysis.importance_skipped(finished)}\n")
     lines.append(
         f"  parent run     {study.parent_run_id} (experiment cnnlab-sweep-{study.name}); browse with `make ui`\n"
     )

@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 from cnnlab import plots
 from cnnlab.config.blocks import FIELD_DEFAULTS
 from cnnlab.config.compose import compose_run_config
-from cnnlab.config.schema import option
+from cnnlab.config.schema import option, without_dataset_description
 from cnnlab.errors import ConfigError
 from cnnlab.tracking.provenance import git_state
 from cnnlab.tracking.runs import mark_killed, process_tags
@@ -40,7 +40,7 @@ def study_fingerprint(cfg: Any) -> str:
 
     Pruning settings count only when pruning is on, so that studies started before pruning existed still resume.
     """
-    container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    container = without_dataset_description(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
     for key in ("max_trials", "overwrite", "finalists", "warm_start", "noise_seeds"):
         container["sweep"].pop(key, None)
     if container["sweep"].get("pruning") == "none":

@@ -1,0 +1,238 @@
+"""A user's own dataset and claim, with no code: a 32x32 RGB image folder described by one YAML file in a config
+folder outside the repository, trained, swept, evaluated, served, predicted on and reproduced; KMNIST from a local
+folder in its published npz format; and each refusal of a folder, with its message and nothing created."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import compose_config, synthetic_arrays
+
+CLASSES = ("red", "green", "blue")
+
+
+def write_image_folder(root: Path, per_class: dict[str, int], size=(32, 32), seed: int = 0) -> Path:
+    """Colour patches over noise: class k lights its own channel in the top-left quarter."""
+    rng = np.random.default_rng(seed)
+    for split, count in per_class.items():
+        for label, name in enumerate(CLASSES):
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for index in range(count):
+                pixels = rng.integers(0, 60, size=(size[1], size[0], 3)).astype(np.uint8)
+                pixels[: size[1] // 2, : size[0] // 2, label] = 240
+                Image.fromarray(pixels).save(folder / f"{index:03d}.png")
+    return root
+
+
+DATASET_YAML = """\
+name: patches
+shape: [32, 32, 3]
+classes: [red, green, blue]
+subset: null
+scale_pixels: true
+local_dir: {folder}
+sources: [local]
+"""
+MODEL_YAML = """\
+name: tiny
+blocks:
+  - {type: conv, filters: 4, kernel_size: 3, activation: relu}
+  - {type: pool, pool_size: 4}
+  - {type: flatten}
+  - {type: dense, units: 3, activation: softmax}
+"""
+CLAIM_YAML = """\
+# @package _global_
+defaults:
+  - override /dataset: patches
+  - override /model: tiny
+trainer:
+  epochs: 1
+  batch_size: 32
+  validation: test
+claim:
+  source: "my notebook: colour patches"
+  targets:
+    - {metric: test_accuracy, value: 0.9, split: test}
+"""
+
+
+@pytest.fixture
+def own_configs(tmp_path):
+    """A config folder of the user's own: dataset, network and claim, each one file."""
+    folder = write_image_folder(tmp_path / "images", {"train": 80, "test": 20})
+    configs = tmp_path / "my_configs"
+    for group, text in (
+        ("dataset/patches.yaml", DATASET_YAML.format(folder=folder)),
+        ("model/tiny.yaml", MODEL_YAML),
+        ("experiment/patches_claim.yaml", CLAIM_YAML),
+    ):
+        (configs / group).parent.mkdir(parents=True, exist_ok=True)
+        (configs / group).write_text(text)
+    return configs, folder
+
+
+def overrides(configs: Path, store: str, *extra: str) -> list[str]:
+    return [
+        f"hydra.searchpath=[file://{configs}]",
+        "dataset=patches",
+        "model=tiny",
+        "trainer.epochs=1",
+        "trainer.verbose=0",
+        f"tracking.uri={store}",
+        *extra,
+    ]
+
+
+@pytest.mark.slow
+def test_an_rgb_image_folder_dataset_trains_sweeps_evaluates_serves_and_reproduces(
+    own_configs, new_store, tmp_path, capsys
+):
+    import mlflow
+
+    from cnnlab.claims.reproduce import reproduce
+    from cnnlab.commands.predict_images import predict
+    from cnnlab.commands.score_model import evaluate
+    from cnnlab.train import train
+
+    configs, folder = own_configs
+    store = new_store()
+    run = train(compose_config(*overrides(configs, store)))
+    client = mlflow.MlflowClient()
+    tags = client.get_run(run.run_id).data.tags
+    assert tags["dataset"] == "patches" and tags["data.source"] == f"local {folder}"
+    assert len(tags["data.digest"]) == 16 and tags["data.verified"] == "no"
+
+    # the logged model takes the dataset's own raw pixels, (N, 32, 32, 3), uint8 values as float32
+    uri = f"runs:/{run.run_id}/model"
+    info = mlflow.models.get_model_info(uri)
+    assert info.signature.inputs.inputs[0].shape == (-1, 32, 32, 3)
+    served = mlflow.pyfunc.load_model(uri)  # the path `mlflow models serve` takes, in process
+    pixels = np.stack([np.asarray(Image.open(folder / "test" / name / "000.png")) for name in CLASSES])
+    answer = np.asarray(served.predict(pixels.astype("float32")))
+    assert answer.shape == (3, 3) and np.allclose(answer.sum(axis=1), 1, atol=1e-4)
+
+    use = ["hydra.searchpath=[file://" + str(configs) + "]", f"tracking.uri={store}", f"model_uri={uri}"]
+    evaluation = evaluate(compose_config(*use, config_name="use_config"), [])
+    assert [name for name, _, _ in evaluation.per_class] == list(CLASSES)
+    big = tmp_path / "big.jpg"
+    Image.fromarray(np.full((64, 48), 128, dtype=np.uint8)).save(big)
+    (row,) = predict(compose_config(*use, f"images=[{big}]", config_name="use_config"), [])
+    assert row["predicted"] in CLASSES
+    assert "converted L to RGB" in row["note"] and "resized 48x64 to 32x32" in row["note"]
+
+    # the sweep as a user starts it, with the config folder given by --config-dir
+    space = "sweep.space=[{key: optimizer.learning_rate, type: float, min: 1.0e-3, max: 1.0e-2, sampling: log}]"
+    sweep = [
+        *overrides(configs, store)[1:],
+        "sweep.name=patches",
+        f"sweep.directory={tmp_path}/sweeps",
+        f"sweep.export_dir={tmp_path}/exported",
+        "sweep.max_trials=2",
+        "sweep.max_epochs=1",
+        "sweep.noise_seeds=0",
+        "trainer.validation=holdout",
+        "trainer.holdout_size=60",
+        space,
+    ]
+    command = [sys.executable, "-m", "cnnlab.sweep", "--config-dir", str(configs), *sweep]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "dataset=patches" in (tmp_path / "exported" / "experiment" / "best.yaml").read_text()
+
+    searchpath = [f"hydra.searchpath=[file://{configs}]"]
+    claim = [*searchpath, "seeds=3", "claims=[patches_claim]", f"tracking.uri={store}", "tracking.log_model=false"]
+    cfg = compose_config(*claim, config_name="reproduce_config")
+    _, results, _ = reproduce(cfg, claim, lambda extra: compose_config(*extra, *searchpath))
+    (result,) = results
+    assert len(result.runs) == 3 and len({r.data.tags["data.digest"] for r in result.runs}) == 1
+    assert "[reproduce] patches_claim: data local" in capsys.readouterr().out
+
+
+def refused(cfg, match: str, tmp_path: Path):
+    """Training ``cfg`` is refused with ``match`` before anything exists: no store, no cache, no outputs."""
+    from cnnlab.data import DataError
+    from cnnlab.train import train
+
+    before = sorted(path for path in tmp_path.rglob("*"))
+    with pytest.raises(DataError, match=match) as error:
+        train(cfg)
+    assert sorted(path for path in tmp_path.rglob("*")) == before
+    return str(error.value)
+
+
+def _rgb_cfg(configs: Path, store: str, folder: Path, *extra: str):
+    return compose_config(*overrides(configs, store, f"dataset.local_dir={folder}", *extra))
+
+
+def test_refusals_name_the_file_what_was_expected_and_what_was_found(own_configs, tmp_path):
+    configs, good = own_configs
+    store = f"sqlite:///{tmp_path}/never.db"
+
+    mixed = write_image_folder(tmp_path / "mixed", {"train": 2, "test": 2})
+    Image.fromarray(np.zeros((20, 32, 3), dtype=np.uint8)).save(mixed / "train" / "blue" / "odd.png")
+    message = refused(_rgb_cfg(configs, store, mixed), "expected 32x32 pixels", tmp_path)
+    assert "odd.png" in message and "found 32x20" in message
+
+    stranger = write_image_folder(tmp_path / "stranger", {"train": 2, "test": 2})
+    (stranger / "train" / "purple").mkdir()
+    message = refused(_rgb_cfg(configs, store, stranger), "named as in dataset.classes", tmp_path)
+    assert "found 'purple'" in message
+
+    empty = write_image_folder(tmp_path / "empty", {"train": 2, "test": 0})
+    refused(_rgb_cfg(configs, store, empty), "the test split is empty", tmp_path)
+
+    broken = write_image_folder(tmp_path / "broken", {"train": 2, "test": 2})
+    (broken / "test" / "red" / "000.png").write_bytes(b"not a png")
+    refused(_rgb_cfg(configs, store, broken), r"000.png: not a readable PNG or JPEG", tmp_path)
+
+    flat = tmp_path / "flat"
+    for name in CLASSES:
+        (flat / name).mkdir(parents=True)
+        Image.fromarray(np.zeros((32, 32, 3), dtype=np.uint8)).save(flat / name / "a.png")
+    refused(_rgb_cfg(configs, store, flat), "set dataset.split", tmp_path)
+    assert not Path(store.removeprefix("sqlite:///")).exists()
+
+
+def test_a_stated_split_divides_each_class_and_grayscale_images_load(tmp_path):
+    from cnnlab.data import load_arrays
+
+    flat = tmp_path / "flat"
+    for name in CLASSES:
+        (flat / name).mkdir(parents=True)
+        for index in range(5):
+            Image.fromarray(np.full((10, 12), index, dtype=np.uint8)).save(flat / name / f"{index}.png")
+    cfg = compose_config("dataset=mnist", f"dataset.local_dir={flat}", "dataset.sources=[local]").dataset
+    cfg.name, cfg.shape, cfg.classes, cfg.sha256, cfg.split = "grey", [10, 12, 1], list(CLASSES), {}, 0.2
+    loaded = load_arrays(cfg)
+    assert loaded.x_train.shape == (12, 10, 12) and loaded.x_test.shape == (3, 10, 12)
+    assert list(loaded.y_test) == [0, 1, 2] and loaded.verified == ""
+
+
+def test_kmnist_from_a_local_folder_in_its_published_npz_format(tmp_path, new_store):
+    """KMNIST's four npz files as CODH publishes them: they train, unverified and said so, and stay uncached."""
+    from cnnlab.data import sources
+    from cnnlab.train import train
+    from tests.conftest import kmnist_folder
+
+    folder = kmnist_folder(tmp_path, synthetic_arrays())
+    result = train(
+        compose_config(
+            "dataset=kmnist",
+            f"dataset.local_dir={folder}",
+            "model=simple",
+            "trainer.epochs=1",
+            "trainer.verbose=0",
+            "tracking.log_model=false",
+            f"tracking.uri={new_store()}",
+        )
+    )
+    assert result.data_source.startswith(f"local {folder}; digest ") and "NOT VERIFIED" in result.data_source
+    assert not (sources.cache_dir() / "kmnist.npz").exists()
