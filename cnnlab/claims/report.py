@@ -171,7 +171,8 @@ def family(table: pd.DataFrame) -> str:
     independent = 1 - math.prod(1 - e for e in errors)
     kept = int(judged["holm"].fillna(False).astype(bool).sum()) if len(judged) else 0
     return (
-        f'This reproduction judges {len(errors)} claimed numbers, each with a false "reproduced" rate of at most '
+        f"This reproduction judges {len(errors)} claimed number{'s' if len(errors) != 1 else ''}, "
+        f'each with a false "reproduced" rate of at most '
         f"{100 * max(errors):.1f}% at its margin. If every one sat at its margin, at least one would be called "
         f"reproduced falsely up to {100 * independent:.0f}% of the time for independent claims, and at most "
         f"{100 * min(1, sum(errors)):.0f}% in any case. Holm's step-down keeps the family-wise rate at 5%: "
