@@ -97,7 +97,7 @@ def test_an_rgb_image_folder_dataset_trains_sweeps_evaluates_serves_and_reproduc
 ):
     import mlflow
 
-    from cnnlab.claims.reproduce import reproduce
+    from cnnlab.claims.reproduce import never_decides, reproduce
     from cnnlab.commands.predict_images import predict
     from cnnlab.commands.score_model import evaluate
     from cnnlab.train import train
@@ -148,11 +148,12 @@ def test_an_rgb_image_folder_dataset_trains_sweeps_evaluates_serves_and_reproduc
     assert "dataset=patches" in (tmp_path / "exported" / "experiment" / "best.yaml").read_text()
 
     searchpath = [f"hydra.searchpath=[file://{configs}]"]
-    claim = [*searchpath, "seeds=3", "claims=[patches_claim]", f"tracking.uri={store}", "tracking.log_model=false"]
+    claim = [*searchpath, "seeds=5", "claims=[patches_claim]", f"tracking.uri={store}", "tracking.log_model=false"]
     cfg = compose_config(*claim, config_name="reproduce_config")
+    never_decides(cfg)  # the command's own check: five seeds is the smallest design that can decide
     _, results, _ = reproduce(cfg, claim, lambda extra: compose_config(*extra, *searchpath))
     (result,) = results
-    assert len(result.runs) == 3 and len({r.data.tags["data.digest"] for r in result.runs}) == 1
+    assert len(result.runs) == 5 and len({r.data.tags["data.digest"] for r in result.runs}) == 1
     assert "[reproduce] patches_claim: data local" in capsys.readouterr().out
 
 
