@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import gc
+import shlex
+import sys
 import warnings
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -210,7 +213,11 @@ def test_study_measures_seed_noise_and_ranks_importance_above_it(tmp_path, sweep
     assert not importance.empty and set(importance["verdict"]) <= {"above noise", "indistinguishable from noise"}
     assert "importance.md" in {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert "importance.png" in {a.path.split("/")[-1] for a in client.list_artifacts(parent.info.run_id, "plots")}
-    assert "Seed noise: sd" in summary_text(summary)
+    text = summary_text(summary)
+    assert "Seed noise: sd" in text
+    # The retrain line names this interpreter, which finds cnnlab: a bare `python` outside .venv would not.
+    retrain = next(line for line in text.splitlines() if "retrain it" in line).split("retrain it", 1)[1]
+    assert Path(shlex.split(retrain)[0]).resolve() == Path(sys.executable).resolve()
     # On demand: the same command over the finished study trains nothing and reports again.
     again = run_study(sweep_config(*overrides))
     assert len(children(client, again)) == len(children(client, summary))

@@ -223,7 +223,8 @@ def summary_text(summary: dict[str, Any]) -> str:
     if "best_score" in summary:
         lines.append(
             f"\n  best {study.objective}  {summary['best_score']:.4f} (trial {summary['best_trial']})"
-            f"\n  retrain it     python -m cnnlab.run --config-dir {summary['exported'].parent.parent} experiment=best"
+            f"\n  retrain it     {this_python()} -m cnnlab.run --config-dir {summary['exported'].parent.parent} "
+            "experiment=best"
         )
     importance = summary.get("importance")
     if importance is not None and not importance.empty:
@@ -237,3 +238,13 @@ def summary_text(summary: dict[str, Any]) -> str:
         f"  parent run     {study.parent_run_id} (experiment cnnlab-sweep-{study.name}); browse with `make ui`\n"
     )
     return "\n".join(lines)
+
+
+def this_python() -> str:
+    """The interpreter running cnnlab, as a user can type it here: a bare ``python`` outside the project's .venv
+    would not find cnnlab's packages."""
+    import os
+    import sys
+
+    relative = os.path.relpath(sys.executable)
+    return relative if not relative.startswith("..") else sys.executable
