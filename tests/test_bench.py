@@ -116,7 +116,11 @@ def test_sweep_benchmark_short_mode_reports_each_setting_and_memory(tmp_path, sy
 
     text = output.read_text()
     assert older_memory in text  # the efficiency part alone left the memory section as it was
-    assert re.findall(r"<!-- section: ([\w /-]+?) -->", text) == [f"sweep-memory / {kind}", f"sweep / {kind}"]
+    assert re.findall(r"<!-- section: ([\w /-]+?) -->", text) == [
+        "summary",
+        f"sweep-memory / {kind}",
+        f"sweep / {kind}",
+    ]
     studies = re.findall(
         r"^\| (random|random \+ median pruning) \| 0 \| .+? \| (\d\.\d{4}) \| (\d+) \| (\d+) \|", text, flags=re.M
     )
@@ -135,7 +139,11 @@ def test_sweep_benchmark_short_mode_reports_each_setting_and_memory(tmp_path, sy
     both = output.read_text()
     rows = [line for line in text.splitlines() if line.startswith("| random")]
     assert rows and all(row in both for row in rows)
-    assert re.findall(r"<!-- section: ([\w /-]+?) -->", both) == [f"sweep-memory / {kind}", f"sweep / {kind}"]
+    assert re.findall(r"<!-- section: ([\w /-]+?) -->", both) == [
+        "summary",
+        f"sweep-memory / {kind}",
+        f"sweep / {kind}",
+    ]
     assert "an older memory section" not in both and both.count("## Sweep memory") == 1
     per_trial = re.search(r"RSS after each trial, MB: (.+)", both).group(1).split(", ")
     assert len(per_trial) == 3 and all(float(v) > 100 for v in per_trial)
