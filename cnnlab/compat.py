@@ -21,7 +21,7 @@ from typing import Any
 class Hook:
     name: str
     distribution: str  # as importlib.metadata names it; "python" for the standard library
-    checked: str  # the version the hook was read against
+    checked: str  # the version(s) the hook was read against, comma-separated
     uses: str  # the private names it touches
     why: str  # why no public API serves
 
@@ -50,7 +50,7 @@ def stale_hooks() -> list[str]:
     stale = []
     for item in HOOKS.values():
         installed = installed_version(item.distribution)
-        if installed != item.checked:
+        if installed not in item.checked.split(", "):
             stale.append(
                 f"{item.name}: checked against {item.distribution} {item.checked}, installed {installed}; "
                 f"recheck {item.uses}"
@@ -159,7 +159,7 @@ def wrap_override_application(wrap: Callable[[Any], Any]) -> None:
 
 @hook(
     "python",
-    "3.11",
+    "3.11, 3.12, 3.13",
     "atexit._run_exitfuncs",
     "A finished command exits with os._exit to skip TensorFlow's ~2 s of teardown; the exit handlers (MLflow's, "
     "Hydra's) must still run first, and atexit has no public call that runs them.",
