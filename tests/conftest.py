@@ -179,6 +179,19 @@ def new_store(tmp_path: Path, store_template: Path):
     return lambda name="mlflow.db": copy_store(store_template, tmp_path / name)
 
 
+def mounted_tmpfs(mount_point: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` at ``mount_point`` for a disk-full test, unmounted after it (lazily: MLflow may still hold
+    a store there open). Needs root, which CI has; elsewhere the test skips and says why."""
+    mount_point.mkdir()
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_point)], capture_output=True
+    )
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({result.stderr.decode().strip()}): a disk-full test needs root")
+    yield mount_point
+    subprocess.run(["umount", "--lazy", str(mount_point)], check=False)
+
+
 def compose_config(*overrides: str, config_name: str = "config"):
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         return compose(config_name=config_name, overrides=list(overrides))

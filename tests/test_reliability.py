@@ -13,7 +13,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from cnnlab.config import ConfigError
-from tests.conftest import compose_config, kmnist_folder, sweep_config
+from tests.conftest import compose_config, kmnist_folder, mounted_tmpfs, sweep_config
 
 pytestmark = pytest.mark.slow
 
@@ -210,14 +210,8 @@ def test_diverging_trial_fails_and_the_sweep_goes_on(tmp_path, sweep_overrides):
 
 @pytest.fixture
 def tiny_disk(tmp_path):
-    """A 1 MiB tmpfs: room for the config, summary and plots, not for the model. Needs root (CI runs as root)."""
-    mount_point = tmp_path / "full"
-    mount_point.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)], capture_output=True)
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({result.stderr.decode().strip()}): disk-full test needs root")
-    yield mount_point
-    subprocess.run(["umount", str(mount_point)], check=False)
+    """A 1 MiB tmpfs: room for the config, summary and plots, not for the model."""
+    yield from mounted_tmpfs(tmp_path / "full", "1m")
 
 
 def test_disk_full_while_saving_the_model_fails_the_run(tmp_path, tiny_run_overrides, tiny_disk):

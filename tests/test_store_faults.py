@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 
 from cnnlab.checks import check_run
 from cnnlab.errors import ConfigError
-from tests.conftest import compose_config, free_port
+from tests.conftest import compose_config, free_port, mounted_tmpfs
 
 MISSING_RUN = "0123456789abcdef0123456789abcdef"
 
@@ -160,14 +160,8 @@ def test_a_store_truncated_between_commands_is_named_with_how_to_recover(tmp_pat
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A 4 MiB tmpfs for the store and its artifacts. Needs root (CI runs as root)."""
-    mount_point = tmp_path / "disk"
-    mount_point.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)], capture_output=True)
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({result.stderr.decode().strip()}): the disk-full test needs root")
-    yield mount_point
-    subprocess.run(["umount", "--lazy", str(mount_point)], check=False)  # MLflow may hold the store open
+    """A 4 MiB tmpfs for the store and its artifacts."""
+    yield from mounted_tmpfs(tmp_path / "disk", "4m")
 
 
 def test_the_disk_filling_under_store_and_artifacts_fails_the_run_and_loses_nothing(

@@ -217,7 +217,7 @@ def summary_text(summary: dict[str, Any]) -> str:
         return f"{summary['role']} done with study {study.name}"
     table = summary["table"]
     lines = [
-        f"\n[study {study.name}] {len(table)} trials, {summary['minutes']:.1f} min this session\n",
+        f"\n[study {study.name}] {len(table)} trials, {summary['minutes']:.1f} min in this command\n",
         markdown(table.head(10)),
     ]
     if "best_score" in summary:
