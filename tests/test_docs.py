@@ -132,7 +132,7 @@ def cnnlab_call(words: list[str]) -> tuple[str, list[str]] | None:
     return None
 
 
-def check_cnnlab(command: str, overrides: list[str], tmp_path: Path, monkeypatch, readers_store: bool = False) -> None:  # noqa: E501
+def check_cnnlab(command: str, overrides: list[str], tmp_path: Path, monkeypatch, readers_store: bool = False) -> None:
     """Composes ``command``'s config with ``overrides`` and runs its checks; raises what the user would see.
 
     ``readers_store``: the command names the reader's own runs and models (``runs:/<run_id>/model``, an experiment
