@@ -98,6 +98,27 @@ def kind() -> str:
     return "avx2" if "avx2" in flags else "other"
 
 
+def accelerator() -> str:
+    """The accelerator TensorFlow could use here, in words (``none`` on the CPU-only machines cnnlab is measured on)."""
+    gpus = sorted(path.name for path in Path("/proc/driver/nvidia/gpus").glob("*"))
+    return f"nvidia gpu x{len(gpus)}" if gpus else "none"
+
+
+def tags() -> dict[str, str]:
+    """What a run records of the machine it ran on, as tags a query can group by (``tags.`machine.kind` = 'amx'``):
+    the kind, the CPU model, the flags that change arithmetic, the oneDNN cap in force and any accelerator."""
+    flags = cpu_flags()
+    cap = isa_cap()
+    return {
+        "machine.kind": kind(),
+        "machine.cpu": cpu_model(),
+        "machine.flags": " ".join(flag for flag in RELEVANT_FLAGS if flag in flags) or "none",
+        "machine.isa_cap": cap[0] if cap else "none",
+        "machine.accelerator": accelerator(),
+        "machine.cores": str(os.cpu_count()),
+    }
+
+
 def cpu_description() -> str:
     """e.g. ``AMD EPYC, 2 cores, flags: avx2 fma avx512f avx512_bf16 (no amx_bf16 amx_tile)``; under a oneDNN cap,
     ``... flags: avx2 fma (no avx512f avx512_bf16 amx_bf16 amx_tile, capped by ONEDNN_MAX_CPU_ISA=AVX2)``."""

@@ -122,6 +122,10 @@ def test_a_onednn_isa_cap_hides_the_flags_above_it(monkeypatch, cap, kind, nativ
     capped = cap is not None and cap != "DEFAULT"
     assert ("capped by ONEDNN_MAX_CPU_ISA=" in machine.cpu_description()) is capped
     assert "sse4_2" in machine.cpu_flags()  # flags outside oneDNN's vector units are untouched
+    tags = machine.tags()  # what every run records: the kind it ran as, and the cap that made it so
+    assert (tags["machine.kind"], tags["machine.cpu"]) == (kind, "Test CPU")
+    assert tags["machine.isa_cap"] == (f"ONEDNN_MAX_CPU_ISA={cap.upper()}" if capped else "none")
+    assert ("avx512f" in tags["machine.flags"].split()) is (kind != "avx2")
 
 
 def test_bf16_under_a_cap_below_avx512_is_refused_even_when_emulation_is_allowed(monkeypatch, tmp_path):

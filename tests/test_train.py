@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
+from cnnlab import machine
 from cnnlab.errors import NanLossError
 from cnnlab.train import train
 from tests.conftest import compose_config
@@ -53,6 +54,9 @@ def test_one_epoch_run_is_fully_tracked(tiny_run_overrides, client, arrays):
     # read from the installed metadata, not by importing: the same versions as the libraries that trained the run
     assert (tags["version.tensorflow"], tags["version.keras"]) == (tf.__version__, keras.__version__)
     assert "trainer.epochs=1" in tags["hydra.overrides"]
+    # The machine it ran on, as tags a query groups by, and the op determinism its numbers depend on.
+    assert tags["machine.kind"] == machine.kind() and tags["machine.cpu"] == machine.cpu_model()
+    assert tags["cnnlab.deterministic"] == "true"
     assert "python -m cnnlab.run" in tags["mlflow.note.content"]
 
     for metric in ("loss", "accuracy", "val_loss", "val_accuracy"):

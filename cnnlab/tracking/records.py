@@ -15,6 +15,7 @@ from typing import Any
 import mlflow
 from omegaconf import OmegaConf
 
+from cnnlab import machine
 from cnnlab.tracking import datasets, provenance
 
 
@@ -38,7 +39,8 @@ def flatten(node: Any, prefix: str = "") -> dict[str, str]:
 
 def training_tags(cfg: Any, arrays: Any, overrides: list[str], precision: tuple[str, str]) -> dict[str, str]:
     """A training run's tags: what it trained (dataset, model, the data's source and hashes), from what (git commit,
-    library versions, the command and its overrides) and in which precision, with the reason it was chosen."""
+    library versions, the command and its overrides), in which precision (with the reason it was chosen) and op
+    determinism, and on which machine kind (:func:`cnnlab.machine.tags`)."""
     return {
         "dataset": cfg.dataset.name,
         "model": cfg.model.name,
@@ -53,6 +55,8 @@ def training_tags(cfg: Any, arrays: Any, overrides: list[str], precision: tuple[
         "hydra.overrides": " ".join(overrides),
         "cnnlab.precision": precision[0],
         "cnnlab.precision_reason": precision[1],
+        "cnnlab.deterministic": str(bool(cfg.trainer.deterministic)).lower(),
+        **machine.tags(),
     }
 
 
