@@ -28,9 +28,11 @@ from dataclasses import dataclass, field
 from cnnlab.claims.stats import (
     Design,
     Interval,
+    PredictionInterval,
     SignLook,
     binomial_se,
     clip,
+    first_deciding_look,
     one_sided_bounds,
     outlying_seeds,
     prediction_interval,
@@ -86,7 +88,7 @@ class Verdict:
     mean: MeanReading | None = None
     values: tuple[float, ...] = ()  # every seed run for the claim, NaN kept
     sampling_se: float | None = None
-    single_run: Interval | None = None  # 95% prediction interval for one more run (normal runs), every seed
+    single_run: PredictionInterval | None = None  # [lowest, highest] of every seed: one more run, exact coverage
     p_single_run_reaches: float = math.nan  # share of seeds reaching the claimed number
     p_single_run_low: float = math.nan  # its exact 95% (Clopper-Pearson) interval
     p_single_run_high: float = math.nan
@@ -109,6 +111,22 @@ class Verdict:
             return math.nan
         direction = "down" if self.status == NOT_REPRODUCED else "up"
         return sign_p_value(list(self.values[: self.seeds]), self.margin, self.design, direction)
+
+    @property
+    def median_text(self) -> str:
+        """The median's bounds as a reader should see them: ``[low, high]`` once the design can bound it; before
+        its first deciding look, how many seeds that takes and the range of the seeds so far (the rule's bounds
+        there are only the metric's whole range, [0%, 100%], which says nothing)."""
+        if self.median is None:
+            return ""
+        if self.median.bounded:
+            return f"[{_pct(self.median.low)}, {_pct(self.median.high)}]"
+        first = first_deciding_look(self.design) if self.design is not None else None
+        seen = self.values[: self.median.n] or ()
+        lowest = "a diverged run" if any(math.isnan(v) for v in seen) else _pct(min(seen))
+        spread = f"; the {len(seen)} seeds so far range {lowest} to {_pct(max(v for v in seen if not math.isnan(v)))}"
+        needs = f"needs at least {first} seeds to bound the median" if first else "this design cannot bound the median"
+        return needs + (spread if any(not math.isnan(v) for v in seen) else "")
 
     @property
     def bounds(self) -> Interval | None:
@@ -165,9 +183,9 @@ def judge(
         return _describe(Verdict(**{**verdict.__dict__, **base}), values, claimed, n_examples, design)
     n = taken[-1]
     look = sign_look(values[:n], margin, boundaries[n])
-    why = (
-        f"{look.reaching} of {n} seeds reach claim - tolerance {_pct(margin)}; the median's bounds "
-        f"[{_pct(look.low)}, {_pct(look.high)}] straddle it"
+    bounds = Verdict(INCONCLUSIVE, "", n, median=look, values=tuple(values), **base).median_text
+    why = f"{look.reaching} of {n} seeds reach claim - tolerance {_pct(margin)}; " + (
+        f"the median's bounds {bounds} straddle it" if look.bounded else bounds
     )
     planning = None
     if n == design.max_seeds:
@@ -222,9 +240,6 @@ def _describe(
     from dataclasses import replace
 
     finite = all(math.isfinite(v) for v in values)
-    single = prediction_interval(values) if finite else None
-    if single is not None:
-        single = Interval(single.mean, single.std, clip(single.low), clip(single.high), single.n)
     mean = (
         _mean_reading(values, verdict.margin, design)
         if design is not None and math.isfinite(verdict.margin)
@@ -253,12 +268,7 @@ def _describe(
             + ("; they fall on opposite sides of the margin" if sides else "")
         )
     if verdict.earlier:
-        flags.append(
-            "these seeds were judged before under "
-            + ", ".join(d.describe() for d in verdict.earlier)
-            + f"; with that judgement counted, a false 'reproduced' comes {100 * verdict.error:.1f}% of the time"
-            + ("" if verdict.error <= verdict.alpha else f", not the stated {100 * verdict.alpha:g}%")
-        )
+        flags.append(earlier_text(verdict.earlier, design, verdict.error))
     if disagree:
         flags.append(f"the mean's t reading says {mean.status}; the median rule says {verdict.status}")
     return replace(
@@ -266,7 +276,7 @@ def _describe(
         mean=mean,
         values=tuple(values),
         sampling_se=binomial_se(average, n_examples) if n_examples and finite else None,
-        single_run=single,
+        single_run=prediction_interval(values),
         p_single_run_reaches=reached / len(values) if claimed is not None else math.nan,
         p_single_run_low=low,
         p_single_run_high=high,
@@ -274,6 +284,25 @@ def _describe(
         outliers=far,
         skew=skew,
         flags=tuple(flags),
+    )
+
+
+def earlier_text(earlier: tuple[Design, ...], design: Design | None, error: float) -> str:
+    """What judging seeds again does to the error: nothing when this design continues the earlier ones (each of
+    their boundaries is one of its own), else the error of all the judgements together, said plainly when it is
+    above the stated alpha."""
+    before = ", ".join(d.describe() for d in earlier)
+    if design is not None and math.isclose(error, sign_error(design), rel_tol=1e-9):
+        return (
+            f"these seeds were judged before under {before}; this design ({design.describe()}) continues it (each "
+            f"earlier boundary is one of its own), so the seeds judged count once and a false 'reproduced' stays "
+            f"at {100 * error:.1f}%"
+        )
+    stated = design.alpha if design is not None else 0.05
+    return (
+        f"these seeds were judged before under {before}; judged again under a new design, a false 'reproduced' "
+        f"comes {100 * error:.1f}% of the time with both judgements counted"
+        + ("" if error <= stated else f", not the stated {100 * stated:g}%")
     )
 
 
