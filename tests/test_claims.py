@@ -13,6 +13,7 @@ from cnnlab.claims.stats import (
     Design,
     binomial_se,
     prediction_interval,
+    sign_error,
     t_interval,
 )
 from cnnlab.claims.verdict import EXCEEDS, INCONCLUSIVE, NO_CLAIM, REPRODUCED, judge
@@ -198,19 +199,23 @@ def test_seeds_option_is_checked_before_anything_runs(tmp_path):
         assert list(tmp_path.iterdir()) == []  # no store, no outputs/ folder
 
 
-@pytest.fixture
-def reproduce_setup(tmp_path, idx_dir, pin_mnist):
-    from tests.conftest import compose_config
-
-    passthrough = [
+def tiny_reproduction(idx_dir: Path, tmp_path: Path) -> list[str]:
+    """Overrides that reproduce claims one epoch at a time on the synthetic files, into a store in ``tmp_path``."""
+    return [
         f"dataset.local_dir={idx_dir}",
         "dataset.sources=[local]",
         "trainer.epochs=1",
         "trainer.verbose=0",
         "tracking.log_model=false",
         f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
-        "claim.tolerance=0.01",
     ]
+
+
+@pytest.fixture
+def reproduce_setup(tmp_path, idx_dir, pin_mnist):
+    from tests.conftest import compose_config
+
+    passthrough = [*tiny_reproduction(idx_dir, tmp_path), "claim.tolerance=0.01"]
     overrides = ["seeds=2", "claims=[mnist_simple,mnist_pooled]", *passthrough]
     cfg = compose_config(*overrides, config_name="reproduce_config")
     return cfg, overrides, lambda extra: compose_config(*extra)
@@ -264,6 +269,70 @@ def test_interrupted_reproduction_resumes_and_skips_finished_pairs(reproduce_set
     assert "| mnist_simple | float32 | test_accuracy | 97.57% | 96.57% (1 pt) |" in report["markdown"]
     assert "P(one run >= claimed)" in report["markdown"]
     assert (table["tolerance"] == 0.01).all()  # claim.tolerance=0.01 on the command line reached every claim
+
+
+@pytest.mark.slow
+def test_a_second_reproduction_of_judged_seeds_continues_the_design_or_says_its_error(
+    tmp_path, idx_dir, pin_mnist, capsys
+):
+    """Three reproductions of one claim in one store: the first trains and judges 5 seeds; the second, the same
+    sequential design extended, reuses them, trains none (its verdict is decided) and says it continues the design;
+    the third, a fixed design, reuses them and counts both earlier judgements in its error. Each one first prints
+    its design and time, then a progress line after every seed."""
+    from mlflow.tracking import MlflowClient
+
+    from cnnlab.claims.reproduce import DESIGN_TAG, JUDGED_TAG, reproduce
+    from tests.conftest import compose_config
+
+    # a claim of 0.6% (margin 0.1%): every seed reaches it whatever one epoch gives, so 5 seeds decide
+    passthrough = [*tiny_reproduction(idx_dir, tmp_path), "claim.targets=[{metric:test_accuracy,value:0.006}]"]
+
+    def run(*design):
+        overrides = [*design, "claims=[mnist_simple]", *passthrough]
+        cfg = compose_config(*overrides, config_name="reproduce_config")
+        parent_id, results, report = reproduce(cfg, overrides, lambda extra: compose_config(*extra))
+        return parent_id, results[0], report["table"].iloc[0].to_dict(), capsys.readouterr().out
+
+    first_id, first, row, out = run("seeds=auto", "min_seeds=3", "max_seeds=5")
+    assert (
+        "mnist_simple: seeds=auto: 3 to 5 seeds, 3 looks (after each seed from 3; the first that can decide is" in out
+    )
+    assert "5 seed(s) to train of 1 epoch each: time unknown until the first seed finishes" in out
+    assert "seed 1 of at most 5 done (trained in" in out and "elapsed; at most about" in out
+    # 3 and 4 seeds cannot bound the median; 5 of 5 reaching decides
+    assert "needs at least 5 seeds to bound the median; the 3 seeds so far range" in out
+    assert out.count(": training (1 epochs)") == 5 and row["verdict"] == "modified protocol (no verdict)"
+    assert row["flags"] == "" and row["error"] == pytest.approx(1 / 32)
+
+    second_id, second, row, out = run("seeds=auto", "min_seeds=3", "max_seeds=10")
+    assert second_id != first_id and "5 seed(s) already finished are reused" in out
+    assert "1 epoch x " in out and "stored runs of mnist_simple on this machine kind" in out  # known from the first
+    assert out.count("already FINISHED") == 5 and "training (" not in out and second.skipped == 5
+    assert second.earlier_designs == [Design(3, 5)]
+    assert "this design (seeds=auto min_seeds=3 max_seeds=10) continues it" in row["flags"]
+    assert "stays at 4.1%" in row["flags"] and "not the stated" not in row["flags"]
+
+    third_id, third, row, out = run("seeds=5")
+    assert out.count("already FINISHED") == 5 and "training (" not in out
+    assert set(third.earlier_designs) == {Design(3, 5), Design(3, 10)}  # the second's judgement counts too
+    assert "judged again under a new design, a false 'reproduced' comes 4.1% of the time" in row["flags"]
+    assert row["error"] == pytest.approx(sign_error(Design(3, 10)))  # 5 of 5 was already a boundary of both
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    assert client.get_run(third_id).data.tags[DESIGN_TAG] == "[5, 5, false]"
+    reused = client.get_run(first.runs[0].info.run_id).data.tags
+    assert reused[JUDGED_TAG + second_id] == "[3, 10, true]" and reused[JUDGED_TAG + third_id] == "[5, 5, false]"
+
+
+def test_judging_seeds_again_under_a_design_with_new_boundaries_says_the_error_is_not_the_stated_one():
+    values = [0.90] * 8
+    verdict = judge(values, CLAIMED, Design.fixed(8), TOLERANCE, earlier_designs=(Design(3, 5), Design(3, 10)))
+    # 7 of 8 reaching decides seeds=8 but neither sequential design: together they err 5.08%
+    assert verdict.error == pytest.approx(0.05078125)
+    assert any(
+        "judged before under seeds=auto min_seeds=3 max_seeds=5, seeds=auto min_seeds=3 max_seeds=10" in flag
+        and "comes 5.1% of the time with both judgements counted, not the stated 5%" in flag
+        for flag in verdict.flags
+    )
 
 
 @pytest.mark.slow

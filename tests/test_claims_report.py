@@ -97,3 +97,57 @@ def test_measuring_seeds_without_verdicts_allows_a_short_design():
     from tests.conftest import compose_config
 
     never_decides(compose_config("seeds=2", "verdicts=false", config_name="reproduce_config"))  # no error
+
+
+class _Client:
+    """search_runs over stored runs, matched on the tags a filter names (what the timing queries ask)."""
+
+    def __init__(self, runs: list) -> None:
+        self.runs = runs
+
+    def search_runs(self, experiment_ids, filter_string, max_results=1000):
+        import re
+
+        wanted = dict(re.findall(r"tags\.`([^`]+)` = '([^']*)'", filter_string))
+        return [run for run in self.runs if all(run.data.tags.get(k) == v for k, v in wanted.items())]
+
+
+def _stored(seed: int, per_epoch: float, kind: str, fingerprint: str = "f1") -> object:
+    tags = {
+        "cnnlab.claim": "mnist_simple",
+        "cnnlab.precision": "float32",
+        "machine.kind": kind,
+        "cnnlab.seed": str(seed),
+        "cnnlab.fingerprint": fingerprint,
+    }
+    metrics = {"seconds_per_epoch": per_epoch, "train_seconds": 3 * per_epoch, "total_seconds": 3 * per_epoch + 6}
+    return type("Run", (), {"data": type("Data", (), {"metrics": metrics, "tags": tags})()})()
+
+
+def test_a_reproduction_says_its_design_and_time_before_training_and_its_progress_after_each_seed(monkeypatch):
+    from cnnlab import machine
+    from cnnlab.claims import timing
+
+    monkeypatch.setattr(machine, "kind", lambda: "avx512")
+    claim = _result("mnist_simple", 0.9757, [])
+    # two seeds of this protocol on this machine kind, one on another kind (its speed says nothing here)
+    client = _Client([_stored(0, 10.0, "avx512"), _stored(1, 14.0, "avx512"), _stored(2, 100.0, "amx")])
+    clock = timing.Clock()
+    line = clock.plan(claim, 3, "f1", client, "0")
+    assert "seeds=auto: 3 to 10 seeds, 8 looks (after each seed from 3; the first that can decide is at 5)" in line
+    assert "3 seed(s) already finished are reused" in line  # seeds 0, 1, 2 share the fingerprint
+    # a seed: 3 epochs x 12 s (the median on avx512) + 6 s around training = 42 s; 0 to 7 seeds left to train
+    assert "about 4.9 min for at most 7 seed(s) to train, 42 s each (3 epochs x 12.0 s" in line
+    assert "median of 2 stored runs of mnist_simple on this machine kind (avx512), and 6 s around training" in line
+
+    unknown = timing.Clock().plan(claim, 3, "f2", _Client([]), "0")
+    assert "; 3 to 10 seed(s) to train of 3 epochs each: time unknown until the first seed finishes" in unknown
+    assert "(no stored run of mnist_simple on this machine kind, avx512)" in unknown
+
+    claim.runs = [_Run(0.97, 0)]
+    fresh = timing.Clock()
+    fresh.stored["mnist_simple"] = None
+    progress = fresh.after_seed(claim, 30.0, [claim])
+    assert "mnist_simple: seed 1 of at most 10 done (trained in 30 s)" in progress
+    assert "at most about 4.5 min left" in progress  # 9 seeds left at the 30 s the first one took
+    assert "time left unknown" in timing.Clock().after_seed(claim, 30.0, [claim, _result("other", 0.9, [])])

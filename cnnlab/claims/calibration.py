@@ -19,6 +19,7 @@ from scipy import stats
 from cnnlab.claims.stats import (
     Design,
     bonferroni_critical_values,
+    prediction_level,
     sign_boundaries,
     t_critical_values,
     t_paths,
@@ -190,6 +191,68 @@ def table(simulations: int = 20_000) -> list[dict]:
     return rows
 
 
+@dataclass(frozen=True)
+class Coverage:
+    """How often the single-run intervals, read from every seed a simulated reproduction ran, hold the truth."""
+
+    prediction: float  # one more run inside [lowest, highest seed]
+    stated: float  # the mean of the coverage each printed interval states (``stats.prediction_level``)
+    earliest: float  # the same two among the reproductions that stopped at the design's earliest stop
+    earliest_stated: float
+    earliest_share: float  # how many stopped there
+    reaching: float  # the exact 95% interval for P(one run >= claimed) holds the true chance
+
+
+def single_run_coverage(
+    design: Design, target: float, noise: Noise | str = "normal", simulations: int = 4000, seed: int = 0, **claim
+) -> Coverage:
+    """Simulated reproductions stop where the median rule decides (stopped samples included); each one's
+    prediction interval is checked against one more run, and its exact interval for P(one run >= claimed) against
+    the chance a run of the family reaches the claim."""
+    from cnnlab.claims.verdict import margin_of
+
+    noise = FAMILIES[noise] if isinstance(noise, str) else noise
+    claim = {"claimed": CLAIMED, "tolerance": TOLERANCE, "error_ratio": None, **claim}
+    rng = np.random.default_rng(seed)
+    values = draw_values(noise, rng, (simulations, design.max_seeds + 1), target, "median")
+    truth = float((draw_values(noise, rng, (400_000, 1), target, "median") >= claim["claimed"]).mean())
+    _, seeds = decide(values[:, :-1], margin_of(**claim)[0], design, "median")
+    covered, reaching = np.zeros(simulations, bool), np.zeros(simulations, bool)
+    for n in np.unique(seeds):
+        rows = seeds == n
+        runs, new = values[rows, :n], values[rows, -1]
+        covered[rows] = (runs.min(axis=1) <= new) & (new <= runs.max(axis=1))
+        reached = (runs >= claim["claimed"]).sum(axis=1)
+        low = np.nan_to_num(stats.beta.ppf(0.025, reached, n - reached + 1), nan=0.0)
+        high = np.nan_to_num(stats.beta.ppf(0.975, reached + 1, n - reached), nan=1.0)
+        reaching[rows] = (low <= truth) & (truth <= high)
+    stated = np.array([prediction_level(int(n), design) for n in seeds])
+    earliest = seeds == seeds.min()
+    return Coverage(
+        float(covered.mean()),
+        float(stated.mean()),
+        float(covered[earliest].mean()),
+        float(stated[earliest].mean()),
+        float(earliest.mean()),
+        float(reaching.mean()),
+    )
+
+
+def coverage_table(simulations: int = 20_000) -> list[dict]:
+    """Every family x design, with the median run at the margin (stopping selects samples most) and at the claim."""
+    from cnnlab.claims.verdict import margin_of
+
+    rows = []
+    for family in FAMILIES:
+        claim = setting(family)
+        margin, _ = margin_of(**claim)
+        for name, design in DESIGNS.items():
+            for place, target in (("margin", margin), ("claim", claim["claimed"])):
+                cover = single_run_coverage(design, target, family, simulations, seed=4, **claim)
+                rows.append({"noise": FAMILIES[family].name, "design": name, "median at": place, "coverage": cover})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--simulations", type=int, default=20_000)
@@ -217,6 +280,25 @@ def main() -> None:
     for rule in ("t-bonferroni", "t-exact", "median"):
         rates = simulate(harder, CLAIMED - TOLERANCE + SD, "normal", rule, simulations=args.simulations, seed=3)
         print(f"- {rule}: {100 * rates.reproduced:.1f}% reproduced, {rates.mean_seeds:.1f} seeds on average")
+    print(
+        "\nSingle-run figures from every seed a reproduction ran, stopped samples included. One run's prediction"
+        " interval [lowest, highest seed] states (n - 1)/(n + 1) for a fixed design and what the design guarantees with"
+        " its early stops for seeds=auto; covered = how often one more run fell inside, against the mean stated;"
+        " the same among reproductions that stopped at the earliest stop (their share in"
+        " brackets). P(one run >= claimed): how often its exact 95% interval held the true chance.\n"
+    )
+    print(
+        "| noise | design | median at | prediction interval: covered / stated | at the earliest stop: covered / "
+        "stated (share) | P(one run >= claimed), 95% interval: covered |"
+    )
+    print("|---|---|---|---|---|---|")
+    for row in coverage_table(args.simulations):
+        c = row["coverage"]
+        print(
+            f"| {row['noise']} | {row['design']} | {row['median at']} | {100 * c.prediction:.1f}% / "
+            f"{100 * c.stated:.1f}% | {100 * c.earliest:.1f}% / {100 * c.earliest_stated:.1f}% "
+            f"({100 * c.earliest_share:.0f}%) | {100 * c.reaching:.1f}% |"
+        )
 
 
 if __name__ == "__main__":

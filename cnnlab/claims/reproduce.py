@@ -13,12 +13,14 @@ import hashlib
 import json
 import logging
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from omegaconf import OmegaConf
 
 from cnnlab.allocator import pin_mmap_threshold
+from cnnlab.claims import timing
 from cnnlab.claims.stats import Design
 from cnnlab.claims.verdict import DEFAULT_TOLERANCE, NO_CLAIM, Verdict, judge
 from cnnlab.config.compose import claim_names, parse_overrides
@@ -236,7 +238,7 @@ def reproduce(
     parent_id = open_parent(
         client, experiment_id, key, f"Reproduction of {claims} over {seeds_text}.\n\nRerun: `{command}`"
     )
-    client.set_tag(parent_id, DESIGN_TAG, json.dumps([design.min_seeds, design.max_seeds, design.sequential]))
+    client.set_tag(parent_id, DESIGN_TAG, design_tag(design))
 
     results: list[ClaimResult] = []
     report: dict[str, Any] = {}
@@ -267,16 +269,21 @@ def reproduce(
                 result.split_sizes = split_sizes(data)
                 print(f"[reproduce] {name}: data {data.arrays.provenance()}", flush=True)
                 prepared.append((result, claim_cfg, run_overrides, data, fingerprint(claim_cfg, data.arrays.sha256)))
+        clock = timing.Clock()
+        for result, claim_cfg, _, _, print_ in prepared:
+            print(clock.plan(result, claim_cfg.trainer.epochs, print_, client, experiment_id), flush=True)
         for seed in range(max_seeds):
             trained = False
             for result, claim_cfg, run_overrides, data, print_ in prepared:
                 if len(result.runs) != seed or not result.needs_more_seeds():
                     continue
+                started = time.perf_counter()
                 run_seed(result, claim_cfg, run_overrides, data, seed, print_, parent_id, experiment_id, client)
                 trained = True
                 if len(result.runs) >= design.min_seeds:
                     for target, verdict in result.verdicts():
                         print(f"[reproduce] {result.label} {target['metric']}: {verdict.status} ({verdict.why})")
+                print(clock.after_seed(result, time.perf_counter() - started, [r for r, *_ in prepared]), flush=True)
             if trained or seed == 0:
                 report = log_report(results, parent_id, command, client)
                 if on_report is not None:
@@ -309,18 +316,33 @@ def open_parent(client: Any, experiment_id: str, key: str, description: str) -> 
 
 
 DESIGN_TAG = "cnnlab.design"  # [min_seeds, max_seeds, sequential] of the reproduction that judged its seeds
+# On a seed reused by another reproduction: that reproduction's design, so a third one counts every judgement
+JUDGED_TAG = "cnnlab.judged_by."
 
 
-def earlier_design(client: Any, run: Any, parent_id: str) -> Design | None:
-    """The design another reproduction judged this reused seed under (None: this reproduction's own seed)."""
-    other = run.data.tags.get("mlflow.parentRunId")
-    if not other or other == parent_id:
-        return None
-    tag = client.get_run(other).data.tags.get(DESIGN_TAG)
-    if tag is None:
-        return None
+def design_tag(design: Design) -> str:
+    return json.dumps([design.min_seeds, design.max_seeds, design.sequential])
+
+
+def _design(tag: str) -> Design:
     low, high, sequential = json.loads(tag)
     return Design(low, high) if sequential else Design.fixed(high)
+
+
+def earlier_designs(client: Any, run: Any, parent_id: str) -> list[Design]:
+    """The designs other reproductions judged this seed under: the one that trained it, and every one that
+    reused it (none when it is this reproduction's own seed)."""
+    designs = []
+    trained_by = run.data.tags.get("mlflow.parentRunId")
+    if trained_by and trained_by != parent_id:
+        tag = client.get_run(trained_by).data.tags.get(DESIGN_TAG)
+        designs += [_design(tag)] if tag is not None else []
+    designs += [
+        _design(value)
+        for key, value in sorted(run.data.tags.items())
+        if key.startswith(JUDGED_TAG) and key != JUDGED_TAG + parent_id
+    ]
+    return designs
 
 
 def split_sizes(data: Any) -> dict[str, int]:
@@ -359,9 +381,11 @@ def run_seed(
         print(f"[reproduce] {label} seed {seed}: already FINISHED ({done[0].info.run_id}), skipped", flush=True)
         result.runs.append(done[0])
         result.skipped += 1
-        earlier = earlier_design(client, done[0], parent_id)
-        if earlier is not None and earlier != result.design and earlier not in result.earlier_designs:
-            result.earlier_designs.append(earlier)
+        for earlier in earlier_designs(client, done[0], parent_id):
+            if earlier != result.design and earlier not in result.earlier_designs:
+                result.earlier_designs.append(earlier)
+        if done[0].data.tags.get("mlflow.parentRunId") != parent_id:
+            client.set_tag(done[0].info.run_id, JUDGED_TAG + parent_id, design_tag(result.design))
         check_one_digest(result)
         return
     print(f"[reproduce] {label} seed {seed}: training ({claim_cfg.trainer.epochs} epochs)", flush=True)

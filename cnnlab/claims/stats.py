@@ -395,7 +395,54 @@ class PredictionInterval:
     coverage: float
 
 
-def prediction_interval(values: list[float]) -> PredictionInterval | None:
+def _covered_after(n: int, k: int, q: float) -> float:
+    """P(one more run falls in [lowest, highest] of n seeds) given that k of them reach the margin, when a run
+    reaches it with probability q: the k reaching are independent draws of the runs above the margin, the others
+    of those below, so one more run above (probability q) falls under the highest with probability k / (k + 1)
+    and one below over the lowest with probability (n - k) / (n - k + 1); with every seed on one side, it must
+    also land on that side."""
+    if k == n:
+        return q * (n - 1) / (n + 1)
+    if k == 0:
+        return (1 - q) * (n - 1) / (n + 1)
+    return q * k / (k + 1) + (1 - q) * (n - k) / (n - k + 1)
+
+
+def coverage_at(design: Design, q: float) -> float:
+    """The chance the prediction interval of a reproduction under ``design`` (stopping where the median rule
+    decides) holds one more run, when a run reaches the margin with probability ``q``; exact, any distribution."""
+    boundaries = sign_boundaries(design)
+    open_paths, covered = np.array([1.0]), 0.0
+    for n in range(1, design.max_seeds + 1):
+        step = np.zeros(n + 1)
+        step[:-1] += open_paths * (1 - q)
+        step[1:] += open_paths * q
+        open_paths = step
+        r = boundaries.get(n, n + 1)
+        stopping = [k for k in range(n + 1) if (k >= r or k <= n - r)] if n < design.max_seeds else range(n + 1)
+        for k in stopping:
+            covered += open_paths[k] * _covered_after(n, k, q)
+            open_paths[k] = 0
+    return float(covered)
+
+
+@lru_cache(maxsize=256)
+def prediction_coverage(design: Design) -> float:
+    """The least chance, over every distribution of runs, that [lowest, highest seed] of a reproduction under
+    ``design`` holds one more run, early stops included: (n - 1)/(n + 1) for a fixed design of n seeds.
+
+    A sequential design stops on which seeds reach the margin, so a reproduction that stopped early holds a
+    selected sample: five seeds all above the margin miss every run below it. Given the pattern of seeds reaching
+    the margin, the coverage depends on the runs only through q = P(one run reaches the margin)
+    (``_covered_after``), so the design's coverage is an exact function of q (``coverage_at``) and its least
+    value over q (a grid of 201 values, the ends included) is what the design guarantees.
+    """
+    if not design.sequential:
+        return (design.max_seeds - 1) / (design.max_seeds + 1)
+    return min(coverage_at(design, q) for q in np.linspace(0, 1, 201))
+
+
+def prediction_interval(values: list[float], design: Design | None = None) -> PredictionInterval | None:
     """The distribution-free prediction interval for one more run: [lowest seed, highest seed] of n seeds.
 
     Coverage, exact for any distribution (normal or not, skewed, bounded, with failures): n runs and one more are
@@ -404,6 +451,10 @@ def prediction_interval(values: list[float]) -> PredictionInterval | None:
     ranked lowest) only widen it. No interval of n seeds reaches 95% without a model of the runs before n = 39;
     the stated coverage is the honest one. It stays inside the metric's range because its ends are runs. None
     below two seeds.
+
+    With the sequential ``design`` that chose how many seeds ran, the coverage stated is what that design
+    guarantees with its early stops (``prediction_coverage`` of the design up to the seeds run): lower, because
+    stopping selects the sample.
     """
     n = len(values)
     if n < 2:
@@ -411,7 +462,14 @@ def prediction_interval(values: list[float]) -> PredictionInterval | None:
     finite = [v for v in values if not math.isnan(v)]
     low = min(finite) if len(finite) == n else math.nan
     high = max(finite) if finite else math.nan
-    return PredictionInterval(low, high, n, (n - 1) / (n + 1))
+    return PredictionInterval(low, high, n, prediction_level(n, design))
+
+
+def prediction_level(n: int, design: Design | None = None) -> float:
+    """The coverage ``prediction_interval`` states for n seeds, run under ``design`` (None: a fixed sample)."""
+    if design is not None and design.sequential and n >= min(design.looks):
+        return min((n - 1) / (n + 1), prediction_coverage(Design(design.min_seeds, n, design.alpha)))
+    return (n - 1) / (n + 1)
 
 
 def share_reaching(values: list[float], target: float, confidence: float = 0.95) -> tuple[int, float, float]:
