@@ -7,7 +7,9 @@ import math
 import subprocess
 import sys
 
-from cnnlab.claims.report import claims_table, report_markdown
+import pandas as pd
+
+from cnnlab.claims.report import claims_table, report_markdown, to_html
 from cnnlab.claims.reproduce import ClaimResult, protocol_changes
 from cnnlab.claims.stats import Design
 
@@ -59,9 +61,12 @@ def test_report_tables_on_a_synthetic_reproduction():
     # 3 seeds cannot bound the median: the report says what it takes and what the seeds show, not [0%, 100%]
     assert "needs at least 5 seeds to bound the median; the 3 seeds so far range 90.00% to 91.00%" in text
     assert "0.00%, 100.00%" not in text and math.isnan(rows["subset_claim"].median_low)
+    page = to_html(table, pd.DataFrame(), {}, "")  # report.html: the same words
+    assert "needs at least 5 seeds to bound the median" in page and "0.00%, 100.00%" not in page
     # single-run figures carry their exact interval and use every seed run; every bound stays in [0, 1]
     assert "| mnist_simple | float32 | test_accuracy | 97.57% | [97.39%, 97.97%]: 67% from 5 seeds |" in text
-    assert "[a diverged run, 99.53%]: 82% from 10 seeds" in text  # the NaN seed is the interval's lower end
+    # the NaN seed is the interval's lower end; seeds=auto's early stops make 10 seeds guarantee 67%, not 9/11
+    assert "[a diverged run, 99.53%]: at least 67% from 10 seeds (the design stops early)" in text
     assert "40% [5, 85]" in text  # 2 of 5 seeds reach 97.57%: Clopper-Pearson [5.3%, 85.3%]
     for column in ("median_low", "median_high", "mean_low", "mean_high", "single_run_low", "single_run_high"):
         finite = table[column].dropna()

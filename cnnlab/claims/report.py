@@ -186,7 +186,7 @@ def readable_single_run(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(
         {
             **_which_number(claimed),
-            "one run falls between the lowest and highest seed (exact chance, any distribution)": [
+            "one run falls between the lowest and highest seed (its chance, any distribution)": [
                 _prediction_text(row) for row in rows
             ],
             "P(one run >= claimed), exact 95% interval": [
@@ -210,7 +210,13 @@ def _prediction_text(row: Any) -> str:
     if not math.isfinite(row.single_run_coverage):
         return f"none from {row.seeds_run} seed"
     low = _percent(row.single_run_low) if math.isfinite(row.single_run_low) else "a diverged run"
-    return f"[{low}, {_percent(row.single_run_high)}]: {100 * row.single_run_coverage:.0f}% from {row.seeds_run} seeds"
+    n, coverage = row.seeds_run, row.single_run_coverage
+    # below (n - 1)/(n + 1): the guarantee of a design that stops early, which selects the seeds it keeps
+    early = coverage < (n - 1) / (n + 1) - 1e-9
+    chance = f"at least {100 * coverage:.0f}%" if early else f"{100 * coverage:.0f}%"
+    return f"[{low}, {_percent(row.single_run_high)}]: {chance} from {n} seeds" + (
+        " (the design stops early)" if early else ""
+    )
 
 
 def report_markdown(table: pd.DataFrame) -> str:
