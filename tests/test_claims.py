@@ -110,6 +110,8 @@ def test_undecided_at_the_last_look_says_how_many_seeds_would_decide():
     assert judge(values[:2], CLAIMED, AUTO, TOLERANCE).why.startswith("2 seed(s); this design's first look is at 3")
     fixed = judge(values, CLAIMED, Design.fixed(10), TOLERANCE)
     assert "both designs together err up to" in fixed.why  # judging the same seeds again is said plainly
+    nan = float("nan")
+    assert judge([nan] * 3, CLAIMED, AUTO, TOLERANCE).why.endswith("the 3 seeds so far all diverged")
 
 
 def test_no_claim_and_no_values():

@@ -122,11 +122,13 @@ class Verdict:
         if self.median.bounded:
             return f"[{_pct(self.median.low)}, {_pct(self.median.high)}]"
         first = first_deciding_look(self.design) if self.design is not None else None
-        seen = self.values[: self.median.n] or ()
-        lowest = "a diverged run" if any(math.isnan(v) for v in seen) else _pct(min(seen))
-        spread = f"; the {len(seen)} seeds so far range {lowest} to {_pct(max(v for v in seen if not math.isnan(v)))}"
         needs = f"needs at least {first} seeds to bound the median" if first else "this design cannot bound the median"
-        return needs + (spread if any(not math.isnan(v) for v in seen) else "")
+        seen = self.values[: self.median.n]
+        finite = [v for v in seen if not math.isnan(v)]
+        if not finite:
+            return needs + f"; the {len(seen)} seeds so far all diverged"
+        lowest = "a diverged run" if len(finite) < len(seen) else _pct(min(finite))
+        return needs + f"; the {len(seen)} seeds so far range {lowest} to {_pct(max(finite))}"
 
     @property
     def bounds(self) -> Interval | None:
@@ -201,10 +203,12 @@ def judge(
                 f"stays {100 * sign_error(continued):.1f}%)"
             )
         elif planning:
+            union = sign_error_of_union([design, continued])
             why += (
                 f"; if {look.reaching} of {n} reaching holds, seeds=auto max_seeds={planning[0]} decides with "
                 f"{100 * planning[1]:.0f}% probability (judging these seeds again, both designs together err up "
-                f"to {100 * sign_error_of_union([design, continued]):.1f}%, not {100 * design.alpha:g}%)"
+                f"to {100 * union:.1f}%"
+                + (f", not the stated {100 * design.alpha:g}%)" if union > design.alpha else ")")
             )
         else:
             why += "; about half the runs reach the margin: no affordable number of seeds is likely to decide"
