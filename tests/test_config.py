@@ -503,6 +503,16 @@ def test_every_number_beyond_its_type_is_refused_naming_the_key(monkeypatch):
     assert len(cases) > 60
 
 
+def test_reliability_md_states_the_walks_counts_as_the_code_has_them():
+    """RELIABILITY.md's counts of this walk are written by `make reliability-counts`; a key or domain added since
+    fails here, naming the command, rather than leaving a stale figure."""
+    from cnnlab.documents import sections
+    from tests import walk_counts
+
+    written = sections(walk_counts.RELIABILITY.read_text()).get(walk_counts.SECTION)
+    assert written == walk_counts.section_text(), "RELIABILITY.md's walk counts are stale: run make reliability-counts"
+
+
 def test_split_sizes_come_from_the_dataset_file_and_a_dataset_without_them_is_checked_after_loading():
     """holdout and subset are refused from conf/dataset/*.yaml's split_sizes, before any data is read; a user's own
     dataset (no split_sizes) passes here, its sizes checked once its arrays are split."""
