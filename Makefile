@@ -38,7 +38,7 @@ MLFLOW_SERVER_ENV := MLFLOW_DISABLE_TELEMETRY=$${MLFLOW_DISABLE_TELEMETRY:-true}
 .DEFAULT_GOAL := help
 ERROR_PYTHON := PYTHON=$(PYTHON) is not a Python 3.11, 3.12 or 3.13 (found: $(or $(PYTHON_VERSION),nothing)); give one, e.g. make setup PYTHON=3.12 (python3.12 or pyenv's) or PYTHON=/path/to/python3.12
 
-.PHONY: help setup lock docs docs-serve distclean test-matrix run sweep reproduce fidelity register bench bench-sweep bench-distributed test test-system test-quick reliability lint format ui server serve clean
+.PHONY: help setup lock docs docs-serve distclean test-matrix run sweep reproduce fidelity register bench bench-sweep bench-suite bench-distributed test test-system test-quick reliability reliability-counts lint format ui server serve clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -83,6 +83,9 @@ bench: setup ## Plain Keras vs cnnlab (float32; bf16 where native) per network; 
 bench-sweep: setup ## Random and Bayesian, each with and without median pruning, Hyperband: 4 studies each, time to a target (~85 min); memory over 20 trials
 	$(PY) benchmarks/sweep.py $(ARGS)
 
+bench-suite: setup ## Time make test whole (ARGS="--target test-quick": the quick suite); writes its section of BENCHMARKS.md (as long as the suite takes)
+	$(PY) benchmarks/suite.py $(ARGS)
+
 bench-distributed: setup ## Trials/hour, 1 worker x 2 threads vs 2 workers x 1 thread; updates its section of BENCHMARKS.md
 	$(PY) benchmarks/distributed.py $(ARGS)
 
@@ -118,6 +121,9 @@ test-matrix: ## The quick suite under Python 3.12 and 3.13 (MATRIX=), each in .v
 
 reliability: setup ## Fault injection: kill -9 a sweep 10 times at random points, resuming after each (~3 min)
 	$(PY) -m pytest -m chaos -s $(ARGS)
+
+reliability-counts: setup ## Rewrite RELIABILITY.md's counts of the input walk from the code (seconds; no test runs)
+	$(PY) -m tests.walk_counts
 
 lint: setup ## Check style with ruff (lint and format) and the layers of pyproject.toml's [tool.importlinter]
 	$(VENV)/bin/ruff check .

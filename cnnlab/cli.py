@@ -93,11 +93,30 @@ def _report_config_errors(hydra_run_and_report: Any) -> Any:
                 message = f"{bad}: not a valid override ({message})"
             if isinstance(error.__cause__, OmegaConfBaseException):
                 message += "\n" + str(error.__cause__).strip()
+            message = _naming_the_file(message, error.__cause__ or error.__context__)
             fail(message + "\n(the groups, options and keys: add --help; every config: add --cfg job)")
         except Exception as error:  # anything else: Hydra's own report, trimmed traceback and all
             return hydra_run_and_report(partial(_reraise, error))
 
     return run_and_report
+
+
+def _naming_the_file(message: str, cause: Any) -> str:
+    """Hydra's ``In 'dataset/mine': ...`` with the file's path, and the key when OmegaConf named none (a list given
+    where the schema has a mapping), so the user knows which line of which file to fix."""
+    import re
+
+    from cnnlab.config.compose import misfit_key, option_file, search_folders
+
+    found = re.match(r"In '([\w-]+)/([^']+)'", message)
+    given = [argument for argument in sys.argv[1:] if not argument.startswith("-")]
+    path = found and option_file(*found.groups(), search_folders(given))
+    if not path:
+        return message
+    message = message.replace(found.group(0), f"{found.group(0)} ({path})", 1)
+    if not getattr(cause, "full_key", "unknown") and (key := misfit_key(found.group(1), path)):
+        message += f"\n{key} in {path} is not of the type the schema gives it (docs/reference/keys.md)"
+    return message
 
 
 def _unreadable_override() -> str | None:

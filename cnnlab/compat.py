@@ -240,3 +240,41 @@ def numpy_array_reconstructor() -> Callable[..., Any]:
     from numpy._core.multiarray import _reconstruct
 
     return _reconstruct
+
+
+# MLflow
+
+
+@hook(
+    "mlflow",
+    "3.17.2",
+    "mlflow/store/db_migrations/versions/*.py: each alembic script's revision and down_revision",
+    "MLflow names the schema revision it expects only through mlflow.store.db.utils._get_latest_schema_revision, "
+    "which imports MLflow and alembic and executes every migration script (seconds, MLflow's whole import); the "
+    "store's preflight answers before MLflow loads, so it reads the scripts' two assignments as text.",
+)
+def mlflow_schema_revisions() -> tuple[str, dict[str, tuple[str, ...]]]:
+    """The installed MLflow's version, and each schema revision its migration scripts know -> the revisions it
+    follows (none for the first). Nothing of MLflow is imported."""
+    import ast
+    import importlib.util
+    from importlib.metadata import version
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("mlflow")  # a top-level package's spec is found without running it
+    folder = Path(next(iter(spec.submodule_search_locations))) / "store" / "db_migrations" / "versions"
+    revisions: dict[str, tuple[str, ...]] = {}
+    for script in sorted(folder.glob("*.py")):
+        assigned = {}
+        for node in ast.parse(script.read_text()).body:
+            if isinstance(node, ast.Assign | ast.AnnAssign):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for target in targets:
+                    if isinstance(target, ast.Name) and target.id in ("revision", "down_revision"):
+                        assigned[target.id] = ast.literal_eval(node.value)
+        if isinstance(assigned.get("revision"), str):
+            follows = assigned.get("down_revision")
+            revisions[assigned["revision"]] = (
+                tuple(follows) if isinstance(follows, list | tuple) else ((follows,) if follows else ())
+            )
+    return version("mlflow"), revisions

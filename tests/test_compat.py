@@ -28,6 +28,7 @@ EXERCISED = {
     "released_gradient_registrations": "test_gradients_registered_while_tracing_are_released",
     "replace_call": "test_a_replaced_call_runs_and_the_layer_stays_plain_dropout",
     "numpy_array_reconstructor": "test_the_reconstructor_is_the_one_a_pickled_array_names",
+    "mlflow_schema_revisions": "test_the_schema_revisions_read_as_text_end_where_mlflow_expects",
 }
 
 
@@ -290,3 +291,21 @@ def test_the_reconstructor_is_the_one_a_pickled_array_names():
 def test_every_hook_says_what_it_relies_on_and_why(name):
     hook = compat.HOOKS[name]
     assert hook.uses and len(hook.why) > 60 and hook.checked[0].isdigit()
+
+
+def test_the_schema_revisions_read_as_text_end_where_mlflow_expects(new_store):
+    """The migration scripts read as text form one chain from one first revision, and its one head is MLflow's own
+    answer (alembic, on the same scripts) and the revision of a store MLflow has just made."""
+    import sqlite3
+
+    from mlflow.store.db.utils import _get_latest_schema_revision
+
+    version, known = compat.mlflow_schema_revisions()
+    assert version == compat.installed_version("mlflow") and len(known) > 50
+    assert len([revision for revision, follows in known.items() if not follows]) == 1
+    assert all(parent in known for follows in known.values() for parent in follows)
+    (head,) = set(known) - {parent for follows in known.values() for parent in follows}
+    assert head == _get_latest_schema_revision()
+    with sqlite3.connect(new_store().removeprefix("sqlite:///")) as connection:
+        assert connection.execute("SELECT version_num FROM alembic_version").fetchone() == (head,)
+    connection.close()

@@ -468,21 +468,49 @@ def test_a_key_added_to_a_block_is_refused_by_index_and_by_name(address):
         assert "model.blocks.0.not_a_key" in _refusal("config", "model=simple", f"{plus}{address}=1")
 
 
-def test_every_number_beyond_its_type_is_refused_naming_the_key(tmp_path, monkeypatch):
-    """Every whole-number and float key of every command, blocks and spaces included, at its type's limits."""
-    monkeypatch.chdir(Path(__file__).parent)
-    cases = 0
+def beyond_type_cases() -> list[tuple[str, str, object]]:
+    """(key, command, value) for every whole-number and float key of every command, blocks and spaces included, at
+    its type's limits: beyond a 32-bit integer either way, or inf and nan."""
+    cases = []
     for key, (command, kind) in _every_typed_key():
-        if kind not in ("IntegerNode", "FloatNode"):
-            continue
-        for value in (INT_LIMIT + 1, -INT_LIMIT - 1) if kind == "IntegerNode" else (float("inf"), float("nan")):
-            cfg = _composed(command)
-            OmegaConf.update(cfg, key, value)
+        if kind in ("IntegerNode", "FloatNode"):
+            limits = (INT_LIMIT + 1, -INT_LIMIT - 1) if kind == "IntegerNode" else (float("inf"), float("nan"))
+            cases += [(key, command, value) for value in limits]
+    return cases
+
+
+def test_every_number_beyond_its_type_is_refused_naming_the_key(monkeypatch):
+    """Through each command's checks, on its composed config with the one key set. The config is composed once per
+    command and the key put back after each case (composing it again per case took a minute and checked the same);
+    that it is put back is checked, so no case sees another's value."""
+    monkeypatch.chdir(Path(__file__).parent)
+    configs = {}
+    for command, cfg in _every_config():
+        configs.setdefault(command, cfg)
+    pristine = {command: OmegaConf.to_yaml(cfg) for command, cfg in configs.items()}
+    cases = beyond_type_cases()
+    for key, command, value in cases:
+        cfg = configs[command]
+        before = OmegaConf.select(cfg, key)
+        OmegaConf.update(cfg, key, value)
+        try:
             with pytest.raises(ConfigError) as refused:
                 CHECKS[command](cfg, [])
-            assert f"{key}: must be" in str(refused.value), (key, str(refused.value))
-            cases += 1
-    assert cases > 60
+        finally:
+            OmegaConf.update(cfg, key, before)
+        assert f"{key}: must be" in str(refused.value), (key, str(refused.value))
+    assert {command: OmegaConf.to_yaml(cfg) for command, cfg in configs.items()} == pristine
+    assert len(cases) > 60
+
+
+def test_reliability_md_states_the_walks_counts_as_the_code_has_them():
+    """RELIABILITY.md's counts of this walk are written by `make reliability-counts`; a key or domain added since
+    fails here, naming the command, rather than leaving a stale figure."""
+    from cnnlab.documents import sections
+    from tests import walk_counts
+
+    written = sections(walk_counts.RELIABILITY.read_text()).get(walk_counts.SECTION)
+    assert written == walk_counts.section_text(), "RELIABILITY.md's walk counts are stale: run make reliability-counts"
 
 
 def test_split_sizes_come_from_the_dataset_file_and_a_dataset_without_them_is_checked_after_loading():

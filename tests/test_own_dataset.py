@@ -237,3 +237,143 @@ def test_kmnist_from_a_local_folder_in_its_published_npz_format(tmp_path, new_st
     )
     assert result.data_source.startswith(f"local {folder}; digest ") and "NOT VERIFIED" in result.data_source
     assert not (sources.cache_dir() / "kmnist.npz").exists()
+
+
+# --- the dataset file's mappings, key by key: a typo, a missing key, a value of the wrong kind ----------------------
+
+HASH = "0123456789abcdef" * 4
+MAPPINGS_YAML = f"""\
+name: mine
+shape: [28, 28, 1]
+classes: ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]
+sources: [cache]
+split_sizes: {{train: 100, test: 20}}
+sha256: {{x_train: {HASH}, y_train: {HASH}, x_test: {HASH}, y_test: {HASH}}}
+files: {{x_train: a.npz, y_train: b.npz, x_test: c.npz, y_test: d.npz}}
+"""
+
+
+def _dataset_file(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "my_configs" / "dataset" / "mine.yaml"
+    path.parent.mkdir(parents=True)
+    path.write_text(text)
+    return path
+
+
+def _checked(tmp_path: Path, *extra: str) -> None:
+    """The run command's checks before work, on the config Hydra composes with the user's folder searched."""
+    from hydra import compose, initialize_config_dir
+
+    from cnnlab import checks
+    from tests.conftest import CONF_DIR
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        overrides = [
+            f"hydra.searchpath=[file://{tmp_path / 'my_configs'}]",
+            "dataset=mine",
+            "model=simple",
+            f"tracking.uri=sqlite:///{tmp_path}/mlruns/mlflow.db",
+            *extra,
+        ]
+        checks.check_run(compose("config", overrides=overrides, return_hydra_config=True), [])
+
+
+@pytest.mark.parametrize(
+    "line,replacement,expected",
+    [
+        (
+            "sha256: {x_train:",
+            "sha256: {x_trian:",
+            "dataset.sha256.x_trian: no such array (did you mean x_train?); "
+            "dataset.sha256 takes x_train, y_train, x_test, y_test",
+        ),
+        (
+            "files: {x_train: a.npz, y_train:",
+            "files: {x_train: a.npz, y_tran:",
+            "dataset.files.y_tran: no such array (did you mean y_train?)",
+        ),
+        (
+            "split_sizes: {train: 100, test: 20}",
+            "split_sizes: {train: 100, tset: 20}",
+            "dataset.split_sizes.tset: no such split (did you mean test?); dataset.split_sizes takes train, test",
+        ),
+        (
+            "split_sizes: {train: 100, test: 20}",
+            "split_sizes: {train: 100}",
+            "dataset.split_sizes: test missing; give every one of train, test",
+        ),
+        (f", y_test: {HASH}}}", "}", "dataset.sha256: y_test missing; give every one of x_train, y_train, x_test"),
+        (f"x_test: {HASH}", f"x_test: {HASH[:-1]}", "dataset.sha256.x_test: must be a SHA-256 (64 lowercase"),
+        (f"x_test: {HASH}", f"x_test: {HASH.upper()}", "dataset.sha256.x_test: must be a SHA-256 (64 lowercase"),
+        ("train: 100", "train: -5", "dataset.split_sizes.train: must be >= 1, got -5"),
+        ("train: 100", "train: 99999999999999999999", "dataset.split_sizes.train: must be >= 1 and within"),
+        ("c.npz", "''", "dataset.files.x_test: must be a file name in dataset.local_dir, got ''"),
+    ],
+)
+def test_each_key_of_the_dataset_mappings_is_checked_naming_the_file(
+    tmp_path, monkeypatch, line, replacement, expected
+):
+    from cnnlab.config import ConfigError
+
+    monkeypatch.chdir(tmp_path)
+    assert line in MAPPINGS_YAML
+    path = _dataset_file(tmp_path, MAPPINGS_YAML.replace(line, replacement, 1))
+    with pytest.raises(ConfigError) as refusal:
+        _checked(tmp_path)
+    problem = next(p for p in str(refusal.value).splitlines() if expected in p)
+    assert problem.endswith(f" (in {path})")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["my_configs"]  # no store, no outputs/
+
+
+def test_the_dataset_mappings_as_written_pass_and_a_value_set_on_the_command_line_is_not_blamed_on_the_file(
+    tmp_path, monkeypatch
+):
+    from cnnlab.config import ConfigError
+
+    monkeypatch.chdir(tmp_path)
+    _dataset_file(tmp_path, MAPPINGS_YAML)
+    _checked(tmp_path)  # every key a mapping takes, each value in its domain: no refusal
+    with pytest.raises(ConfigError) as refusal:
+        _checked(tmp_path, "dataset.split_sizes.train=-5")
+    assert str(refusal.value).splitlines()[1:] == ["  dataset.split_sizes.train: must be >= 1, got -5"]
+
+
+@pytest.mark.parametrize(
+    "line,replacement,expected",
+    [
+        # the schema's types refuse these while Hydra composes; the message names the file and the key
+        (
+            "train: 100",
+            "train: 1.5",
+            "Value '1.5' of type 'float' could not be converted to Integer\n    full_key: dataset.split_sizes.train",
+        ),
+        (
+            "split_sizes: {train: 100, test: 20}",
+            "split_sizes: [100, 20]",
+            "dataset.split_sizes in {path} is not of the type the schema gives it",
+        ),
+        ("sha256: {x_train:", "sha256: {x_trian:", "dataset.sha256.x_trian: no such array (did you mean x_train?)"),
+    ],
+)
+def test_a_bad_dataset_file_is_refused_by_the_command_naming_the_file(tmp_path, line, replacement, expected):
+    path = _dataset_file(tmp_path, MAPPINGS_YAML.replace(line, replacement, 1))
+    work = tmp_path / "work"
+    work.mkdir()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cnnlab.run",
+            "--config-dir",
+            str(path.parents[1]),
+            "dataset=mine",
+            f"tracking.uri=sqlite:///{work}/mlruns/mlflow.db",
+        ],
+        cwd=work,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.startswith("Error: ") and "Traceback" not in result.stderr
+    assert expected.format(path=path) in result.stderr and str(path) in result.stderr
+    assert list(work.iterdir()) == []  # no store, no outputs/

@@ -200,3 +200,69 @@ def test_the_disk_filling_under_store_and_artifacts_fails_the_run_and_loses_noth
     assert run.info.status == "FAILED" and "No space left on device" in run.data.tags["cnnlab.status_reason"]
     kept = client.get_run(earlier.info.run_id)
     assert kept.info.status == "FINISHED" and kept.data.metrics == {"test_accuracy": 0.9}
+
+
+def _installed_schema() -> tuple[str, str]:
+    """The revision the installed MLflow expects, and the one before it."""
+    from cnnlab.compat import mlflow_schema_revisions
+
+    _, known = mlflow_schema_revisions()
+    (head,) = set(known) - {parent for parents in known.values() for parent in parents}
+    return head, known[head][0]
+
+
+def _set_revision(database: Path, revision: str) -> None:
+    import sqlite3
+
+    with sqlite3.connect(database) as connection:
+        connection.execute("UPDATE alembic_version SET version_num = ?", (revision,))
+    connection.close()
+
+
+@pytest.mark.parametrize("made_by", ["older", "newer"])
+def test_a_store_of_another_mlflow_schema_is_refused_and_left_alone(tmp_path, new_store, made_by):
+    head, before_head = _installed_schema()
+    revision = before_head if made_by == "older" else "0123abcd4567"
+    uri = new_store()
+    database = Path(uri.removeprefix("sqlite:///"))
+    _set_revision(database, revision)
+    before = digest(database)
+    message = _refused_store(tmp_path, uri)
+    assert f"tracking.uri={uri}: the store {database} has MLflow's schema revision {revision}" in message
+    assert f"{head}" in message and "nothing was changed" in message
+    if made_by == "older":
+        assert f"Back it up (cp {database} {database}.bak), then migrate it with `mlflow db upgrade {uri}`" in message
+    else:
+        assert "a newer MLflow made it" in message and "Open it with that MLflow" in message
+    assert digest(database) == before
+
+
+def test_a_store_of_an_older_schema_is_refused_by_the_command(tmp_path, new_store):
+    """What the user sees: one Error: line with the two revisions and what to do; nothing created or changed."""
+    head, before_head = _installed_schema()
+    uri = new_store()
+    database = Path(uri.removeprefix("sqlite:///"))
+    _set_revision(database, before_head)
+    before, files = digest(database), sorted(tmp_path.rglob("*"))
+    result = cli("cnnlab.run", f"tracking.uri={uri}", cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith(f"Error: tracking.uri={uri}: the store {database} has MLflow's schema revision")
+    assert f"older than the revision {head} the installed MLflow" in result.stderr
+    assert digest(database) == before and sorted(tmp_path.rglob("*")) == files
+
+
+def test_an_older_schema_that_moves_while_watched_is_a_store_being_made_and_passes(new_store):
+    """Another process creating the store steps its revision through MLflow's migrations: not a refusal."""
+    import threading
+
+    from cnnlab.tracking.preflight import check_sqlite
+
+    head, before_head = _installed_schema()
+    database = Path(new_store().removeprefix("sqlite:///"))
+    _set_revision(database, before_head)
+    migrating = threading.Timer(0.5, _set_revision, (database, head))
+    migrating.start()
+    try:
+        check_sqlite(database, "tracking.uri", must_exist=True)
+    finally:
+        migrating.join()

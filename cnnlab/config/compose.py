@@ -76,6 +76,65 @@ def with_dataset_description(dataset: Any) -> Any:
     return OmegaConf.merge(OmegaConf.load(path), dataset)
 
 
+def group_file(cfg: Any, group: str) -> Path | None:
+    """The file ``cfg``'s ``group`` option was read from (:func:`option_file`), in the folders Hydra searched for
+    it (its record in ``cfg``, else :func:`search_folders`); the option is Hydra's record of the choice, else the
+    group's ``name``. None when no file has it."""
+    from omegaconf import OmegaConf
+
+    choice = OmegaConf.select(cfg, f"hydra.runtime.choices.{group}", default=None) or OmegaConf.select(
+        cfg, f"{group}.name", default=None
+    )
+    sources = OmegaConf.select(cfg, "hydra.runtime.config_sources", default=None)
+    folders = [Path(s.path) for s in sources if s.schema == "file"] if sources else search_folders([])
+    return None if choice is None else option_file(group, str(choice), folders)
+
+
+def search_folders(overrides: list[str]) -> list[Path]:
+    """The folders of the config search path, in Hydra's order (the first that has a file wins): the application's
+    own (``conf/``, ``--config-dir``), then ``hydra.searchpath`` as ``overrides`` give it; ``conf/`` outside one."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    if not GlobalHydra.instance().is_initialized():
+        return [CONF_DIR]
+    folders = [Path(s.path) for s in GlobalHydra.instance().config_loader().get_sources() if s.scheme() == "file"]
+    for _, value in parse_overrides([o for o in overrides if o.startswith("hydra.searchpath")]):
+        folders += [
+            Path(str(entry).removeprefix("file://"))
+            for entry in value
+            if "://" not in entry or str(entry).startswith("file://")
+        ]
+    return folders
+
+
+def option_file(group: str, choice: str, folders: list[Path]) -> Path | None:
+    """``<group>/<choice>.yaml`` in the first of ``folders`` that has it, or None."""
+    return next(
+        (folder / group / f"{choice}.yaml" for folder in folders if (folder / group / f"{choice}.yaml").is_file()), None
+    )
+
+
+def misfit_key(group: str, path: Path) -> str | None:
+    """The first top-level key of the group file ``path`` whose value the run schema cannot take (a list where the
+    schema has a mapping, say), for the errors where OmegaConf names no key; None when each fits on its own."""
+    from dataclasses import fields
+
+    from omegaconf import OmegaConf
+
+    from cnnlab.config.schema import Config
+
+    if group not in {field.name for field in fields(Config)}:
+        return None
+    schema = OmegaConf.structured(Config)
+    written = OmegaConf.load(path)
+    for key in written if OmegaConf.is_dict(written) else []:
+        try:
+            OmegaConf.merge(schema, {group: {key: written[key]}})
+        except Exception:  # OmegaConf's validation errors, whatever their class
+            return f"{group}.{key}"
+    return None
+
+
 def searchpath_overrides() -> list[str]:
     """``hydra.searchpath=[...]`` as given on the command line (a user's own config folders), so that configs
     composed inside a command see the same folders; empty outside a Hydra application."""

@@ -130,7 +130,7 @@ DOMAINS: dict[str, Domain] = {
     "dataset.split_sizes.*": at_least(1),  # images per split, known without loading: data.sizes checks them
     "dataset.split": Domain(lambda value: 0 < value < 1, "a fraction in (0, 1) of each class held out as test", 1.5),
     "dataset.sha256.*": SHA256,
-    "dataset.files.*": FREE_TEXT,  # a file name inside local_dir or the download
+    "dataset.files.*": Domain(lambda value: bool(str(value).strip()), "a file name in dataset.local_dir", ""),
     "dataset.download.base": FREE_TEXT,  # a URL; the message of a failed download names it
     "dataset.download.files.*.name": FREE_TEXT,
     "dataset.download.files.*.sha256": Domain(

@@ -107,6 +107,13 @@ class MirrorConfig:
     installed_dir: str | None = None  # debian: where the installed package keeps its files
 
 
+# The keys of a dataset's mappings: the four arrays every source yields (``sha256``, ``files``) and the two splits
+# (``split_sizes``). Each mapping is empty (nothing pinned or known) or names every one of them.
+ARRAY_NAMES = ("x_train", "y_train", "x_test", "y_test")
+SPLIT_NAMES = ("train", "test")
+DATASET_MAPPINGS = {"sha256": ARRAY_NAMES, "files": ARRAY_NAMES, "split_sizes": SPLIT_NAMES}
+
+
 @dataclass
 class DatasetConfig:
     """A dataset, described whole by its file in conf/dataset/: no dataset is known to the code by name."""

@@ -5,7 +5,9 @@ What each dataset is (its shape, classes, pinned hashes, download, mirror) is it
 
 from __future__ import annotations
 
-ARRAY_NAMES = ("x_train", "y_train", "x_test", "y_test")
+from cnnlab.config.schema import ARRAY_NAMES
+
+__all__ = ["ARRAY_NAMES", "IDX_FILES"]
 IDX_FILES = {
     "x_train": "train-images-idx3-ubyte",
     "y_train": "train-labels-idx1-ubyte",

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab.config.schema import image_shape, option
+from cnnlab.config.schema import SPLIT_NAMES, image_shape, option
 from cnnlab.data import catalog
 from cnnlab.data.formats import (
     FormatError,
@@ -144,7 +144,7 @@ def _normalise(arrays: dict[str, np.ndarray], origin: str, dataset_cfg: Any) -> 
                 )
             array = array.astype(np.uint8)
         out[name] = array
-    for split in ("train", "test"):
+    for split in SPLIT_NAMES:
         if len(out[f"x_{split}"]) != len(out[f"y_{split}"]):
             raise FormatError(f"{origin}: x_{split} and y_{split} differ in length")
     return out

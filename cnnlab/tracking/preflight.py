@@ -2,7 +2,8 @@
 minutes (its patience is right for a server restarting during a run, not for a typo before one), and creates or
 migrates whatever SQLite file it is pointed at.
 
-Only the standard library: no MLflow import, no file or folder created, a database opened read-only.
+Only the standard library: no MLflow import (its migration scripts are read as text), no file or folder created, a
+database opened read-only.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 import socket
 import sqlite3
 import struct
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -122,6 +124,8 @@ def check_sqlite(path: Path, named: str, must_exist: bool) -> None:
             tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             if "experiments" in tables:
                 connection.execute("SELECT count(*) FROM experiments").fetchone()
+            if "alembic_version" in tables:
+                check_schema_revision(connection, path, named)
     except sqlite3.DatabaseError as error:
         raise damaged(path, named, str(error)) from None
     if tables and not tables & MLFLOW_TABLES:
@@ -131,6 +135,47 @@ def check_sqlite(path: Path, named: str, must_exist: bool) -> None:
         )
     if must_exist and not tables:
         raise StoreError(f"{named}: {path} is an empty database; nothing has been tracked there yet")
+
+
+def schema_revision(connection: sqlite3.Connection) -> str | None:
+    row = connection.execute("SELECT version_num FROM alembic_version").fetchone()
+    return row[0] if row else None
+
+
+def check_schema_revision(connection: sqlite3.Connection, path: Path, named: str) -> None:
+    """The store's schema revision (alembic's ``alembic_version``) must be the one the installed MLflow expects.
+
+    MLflow itself refuses another revision only once a command has started, and on a store missing a table it
+    migrates without asking (``mlflow.store.db.utils._safe_initialize_tables``), which an older MLflow sharing the
+    store can then no longer read. An older revision that moves while it is watched is a store being created by
+    another process right now (MLflow's own lock orders the two), so it passes."""
+    from cnnlab.compat import mlflow_schema_revisions
+
+    version, known = mlflow_schema_revisions()
+    heads = set(known) - {parent for parents in known.values() for parent in parents}
+    found = schema_revision(connection)
+    if len(heads) != 1 or found is None or found in heads:
+        return
+    (head,) = heads
+    if found in known:
+        deadline = time.monotonic() + PROBE_SECONDS
+        while time.monotonic() < deadline:
+            time.sleep(0.2)
+            if schema_revision(connection) != found:
+                return
+    uri = f"sqlite:///{path}"
+    if found in known:
+        raise StoreError(
+            f"{named}: the store {path} has MLflow's schema revision {found}, older than the revision {head} the "
+            f"installed MLflow {version} expects; nothing was changed. Back it up (cp {path} {path}.bak), then "
+            f"migrate it with `mlflow db upgrade {uri}` (an older MLflow can then no longer open it), or use the "
+            "MLflow that made it"
+        )
+    raise StoreError(
+        f"{named}: the store {path} has MLflow's schema revision {found}, which the installed MLflow {version} does "
+        f"not know (it expects {head}): a newer MLflow made it; nothing was changed. Open it with that MLflow, or "
+        "point tracking.uri at another store"
+    )
 
 
 def damaged(path: Path, named: str, why: str) -> StoreError:
