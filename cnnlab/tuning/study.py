@@ -295,7 +295,7 @@ def export_best(cfg: Any, table: pd.DataFrame, study: Study, best_cfg: Any) -> P
     The delta is what Hydra needs to compose that trial from ``conf/``: the ``override /group: option`` lines and
     every run key whose value differs from that composition (the searched keys, and whatever the study fixed). YAML
     cannot set one element of a list, so a differing block field brings the whole ``model.blocks`` list. Retrain it
-    with ``python -m cnnlab.run --config-dir sweeps/<study> experiment=best`` (Hydra adds the folder to its search
+    with ``cnnlab run --config-dir sweeps/<study> experiment=best`` (Hydra adds the folder to its search
     path, so ``experiment=best`` finds the file); nothing generated lands in ``conf/``.
     """
     from cnnlab.config.domains import leaves
@@ -326,7 +326,7 @@ def export_best(cfg: Any, table: pd.DataFrame, study: Study, best_cfg: Any) -> P
         "# @package _global_\n"
         f"# Best trial of study {study.name!r}: trial {best['trial']}, {study.objective}={best[study.objective]:.4f}, "
         f"MLflow run {best['run_id']}.\n"
-        f"# Exported by `{study.command}`. Retrain it: python -m cnnlab.run --config-dir {config_dir} experiment=best\n"
+        f"# Exported by `{study.command}`. Retrain it: cnnlab run --config-dir {config_dir} experiment=best\n"
         "defaults:\n" + "".join(f"  - override /{group}: {choice}\n" for group, choice in choices.items())
     )
     body = OmegaConf.to_yaml(delta) if changed else ""
