@@ -127,6 +127,11 @@ def test_two_trial_study_per_tuner(tmp_path, sweep_overrides, tuner, monkeypatch
         assert [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")][0] >= 1
         if tuner == "hyperband":
             assert "hyperband.bracket" in run.data.tags
+    if tuner == "hyperband":  # a continued trial names the one it continues by the number that trial's run bears
+        continued = [r.data.tags.get("hyperband.continues_trial") for r in runs]
+        continued = [number for number in continued if number is not None]
+        names = {r.info.run_name for r in runs}
+        assert continued and all(f"trial-{int(number):03d}" in names for number in continued)
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"best_trials.csv", "best_trials.md", "best.yaml"} <= artifacts
     assert {"parallel_coordinates.png", "optimization_history.png", "slice.png", "pareto_front.png"} <= {

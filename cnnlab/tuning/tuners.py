@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 # when the study reports): four figures and fANOVA cost ~1 s on 2 cores, more than a whole trial of a quick study.
 PLOT_REFRESH_S = 60.0
 
-HYPERBAND_KEYS = ("tuner/epochs", "tuner/initial_epoch", "tuner/bracket", "tuner/round", "tuner/trial_id")
+HYPERBAND_KEYS = ("tuner/epochs", "tuner/initial_epoch", "tuner/bracket", "tuner/round")
+CONTINUED_KEY = "tuner/trial_id"  # the earlier trial a Hyperband trial continues from, by keras-tuner's id
 
 
 class TrackedTunerMixin:
@@ -84,6 +85,8 @@ class TrackedTunerMixin:
             "model": cfg.model.name,
             **{f"hyperband.{key.split('/')[1]}": str(hp_values[key]) for key in HYPERBAND_KEYS if key in hp_values},
         }
+        if CONTINUED_KEY in hp_values:
+            tags["hyperband.continues_trial"] = str(trial_number(hp_values[CONTINUED_KEY]))
         description = f"Trial {number} of study {self.study.name!r}.\n\nRerun the study: `{self.study.command}`"
         with runs.tracked_run(
             self.study.experiment_id,
