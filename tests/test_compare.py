@@ -137,3 +137,40 @@ def test_a_study_lists_its_trials_ranked_with_their_hyperparameters_and_its_nois
     assert sorted(with_noise["run"][2:]) == ["noise-trial-1-s1", "noise-trial-2-s1"]
     text = render(with_noise, "table").split("seed-noise reruns (trials retrained on other seeds; not ranked):")
     assert len(text) == 2 and "noise-trial" not in text[0] and text[1].count("noise-trial") == 2
+
+
+def test_the_command_says_how_many_noise_reruns_it_left_out_and_lists_them_on_request(tmp_path):
+    """A store shaped as a study leaves it (parent, two trials, a seed-noise rerun scoring above both), read by the
+    command as a user runs it."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    mlflow.set_tracking_uri(uri)
+    experiment = mlflow.create_experiment("cnnlab-sweep-s")
+    with mlflow.start_run(experiment_id=experiment, run_name="study-s", tags={"cnnlab.study": "s"}) as parent:
+        for number, rate, accuracy in ((1, 0.001, 0.8), (2, 0.01, 0.7)):
+            tags = {"cnnlab.study": "s", "cnnlab.trial_id": str(number - 1), "cnnlab.trial": str(number)}
+            with mlflow.start_run(experiment_id=experiment, run_name=f"trial-{number:03d}", nested=True, tags=tags):
+                mlflow.log_params({"hp.optimizer.learning_rate": rate, "optimizer.learning_rate": rate})
+                mlflow.log_metric("val_accuracy", accuracy)
+        noise = {"cnnlab.study": "s", "cnnlab.noise_of": "1", "cnnlab.trial": "2", "cnnlab.seed": "1"}
+        with mlflow.start_run(experiment_id=experiment, run_name="noise-trial-2-s1", nested=True, tags=noise):
+            mlflow.log_metric("val_accuracy", 0.9)
+
+    def compare(*extra: str) -> subprocess.CompletedProcess:
+        options = [f"tracking_uri={uri}", "metrics=[val_accuracy]", "sort_by=val_accuracy", "params=[]", "--csv"]
+        command = [sys.executable, "-m", "cnnlab.compare", *options, *extra]
+        return subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+
+    default = compare()
+    assert default.returncode == 0, default.stderr
+    rows = [line.split(",") for line in default.stdout.strip().splitlines()]
+    assert rows[0] == ["run", "role", "experiment", "status", "optimizer.learning_rate", "val_accuracy", "run_id"]
+    assert [row[:2] for row in rows[1:]] == [["trial-001", "trial"], ["trial-002", "trial"]]
+    assert parent.info.run_id not in default.stdout
+    assert "1 seed-noise rerun(s) of sweep trials left out; noise_reruns=true lists them" in default.stderr
+    shown = compare("noise_reruns=true")
+    assert [line.split(",")[:2] for line in shown.stdout.strip().splitlines()[1:]] == [
+        ["trial-001", "trial"],
+        ["trial-002", "trial"],
+        ["noise-trial-2-s1", "noise"],  # after the ranked trials, though it scored above them
+    ]
+    assert "left out" not in shown.stderr
