@@ -146,7 +146,8 @@ def plot(table: pd.DataFrame, x: str, y: str, path: str) -> str:
     from cnnlab import plots
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-
+    if "role" in table:  # a seed-noise rerun is a trial again, not a point of its own
+        table = table[table["role"] != "noise"]
     data = table[[x, y]].dropna()
     figure, axis = plots.plt.subplots(figsize=(6, 4))
     numeric = pd.api.types.is_numeric_dtype(data[x])
