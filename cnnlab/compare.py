@@ -15,7 +15,7 @@ register_configs()
 
 @hydra.main(version_base="1.3", config_path=None, config_name="compare_config")
 def main(cfg) -> None:
-    from cnnlab.commands.runs_table import plot, render, search
+    from cnnlab.commands.runs_table import plot, plot_path, render, search
     from cnnlab.errors import ConfigError
 
     checked(cfg)
@@ -24,8 +24,11 @@ def main(cfg) -> None:
     except ConfigError as error:
         sys.exit(f"Error: {error}")
     print(render(table, cfg.format.value))
+    left_out = table.attrs.get("noise_left_out", 0)
+    if left_out:
+        print(f"{left_out} seed-noise rerun(s) of sweep trials left out; noise_reruns=true lists them", file=sys.stderr)
     if cfg.plot_x and not table.empty:
-        print(f"saved {plot(table, cfg.plot_x, cfg.sort_by, cfg.plot_path)}", file=sys.stderr)
+        print(f"saved the plot to {plot(table, cfg.plot_x, cfg.sort_by, plot_path(cfg))}", file=sys.stderr)
 
 
 if __name__ == "__main__":

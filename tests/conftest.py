@@ -45,9 +45,9 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 @contextlib.contextmanager
 def make_mlflow(target: str, store: str, log: Path, *variables: str) -> Iterator[tuple[str, subprocess.Popen]]:
-    """``make ui`` or ``make server`` over ``store`` on a free loopback port, started as a user starts it (the
-    Makefile's environment and options, nothing copied here). Yields its address once ``/health`` answers, and the
-    ``make`` process; stops the whole process group after. Its output goes to ``log``.
+    """``make ui``, ``make server`` or ``make serve MODEL=...`` over ``store`` on a free loopback port, started as a
+    user starts it (the Makefile's environment and options, nothing copied here). Yields its address once
+    ``/health`` answers, and the ``make`` process; stops the whole process group after. Its output goes to ``log``.
 
     MLflow's server is another program end to end: a test that starts it runs in ``make test-system``, not in
     ``make test``, the suite everyone runs between edits."""
@@ -57,6 +57,8 @@ def make_mlflow(target: str, store: str, log: Path, *variables: str) -> Iterator
     where = [f"PORT={port}", f"TRACKING_URI={store}"]
     if target == "server":
         where = [f"SERVER_PORT={port}", f"BACKEND_URI={store}"]
+    if target == "serve":
+        where = [f"SERVE_PORT={port}", f"TRACKING_URI={store}"]
     with open(log, "w") as output:
         process = subprocess.Popen(
             ["make", "--no-print-directory", target, *where, *variables],
@@ -67,7 +69,7 @@ def make_mlflow(target: str, store: str, log: Path, *variables: str) -> Iterator
         )
     address = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 120
+        deadline = time.time() + 180  # a model server loads TensorFlow and the model before it answers
         while True:
             try:
                 urllib.request.urlopen(f"{address}/health", timeout=2)
@@ -80,6 +82,19 @@ def make_mlflow(target: str, store: str, log: Path, *variables: str) -> Iterator
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
+
+
+def post_pixels(address: str, pixels: np.ndarray) -> np.ndarray:
+    """What the model server at ``address`` (``make serve``) answers to ``pixels`` POSTed as a user sends them."""
+    import json
+
+    request = urllib.request.Request(
+        f"{address}/invocations",
+        data=json.dumps({"inputs": pixels.tolist()}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return np.asarray(json.load(response)["predictions"], dtype=np.float32)
 
 
 def synthetic_arrays(train: int = 240, test: int = 80, seed: int = 0) -> dict[str, np.ndarray]:

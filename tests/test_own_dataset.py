@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import compose_config, synthetic_arrays
+from tests.conftest import compose_config, make_mlflow, post_pixels, synthetic_arrays
 
 CLASSES = ("red", "green", "blue")
 
@@ -114,7 +114,8 @@ def test_an_rgb_image_folder_dataset_trains_sweeps_evaluates_serves_and_reproduc
     uri = f"runs:/{run.run_id}/model"
     info = mlflow.models.get_model_info(uri)
     assert info.signature.inputs.inputs[0].shape == (-1, 32, 32, 3)
-    served = mlflow.pyfunc.load_model(uri)  # the path `mlflow models serve` takes, in process
+    # the path `mlflow models serve` takes, in process (over HTTP: the system test below)
+    served = mlflow.pyfunc.load_model(uri)
     pixels = np.stack([np.asarray(Image.open(folder / "test" / name / "000.png")) for name in CLASSES])
     answer = np.asarray(served.predict(pixels.astype("float32")))
     assert answer.shape == (3, 3) and np.allclose(answer.sum(axis=1), 1, atol=1e-4)
@@ -155,6 +156,27 @@ def test_an_rgb_image_folder_dataset_trains_sweeps_evaluates_serves_and_reproduc
     (result,) = results
     assert len(result.runs) == 5 and len({r.data.tags["data.digest"] for r in result.runs}) == 1
     assert "[reproduce] patches_claim: data local" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+@pytest.mark.system  # `make serve`: MLflow's scoring server, another program end to end
+def test_the_rgb_model_is_served_over_http_from_raw_uint8_pixels(own_configs, new_store, tmp_path):
+    import mlflow
+
+    from cnnlab.train import train
+
+    configs, folder = own_configs
+    store = new_store()
+    run = train(compose_config(*overrides(configs, store)))
+    uri = f"runs:/{run.run_id}/model"
+    # one test image of each class as a user has them: PNG files read as uint8, (3, 32, 32, 3)
+    pixels = np.stack([np.asarray(Image.open(folder / "test" / name / "000.png")) for name in CLASSES])
+    assert pixels.dtype == np.uint8 and pixels.shape == (3, 32, 32, 3)
+    with make_mlflow("serve", store, tmp_path / "serve.log", f"MODEL={uri}") as (address, _):
+        served = post_pixels(address, pixels)
+    assert served.shape == (3, len(CLASSES)) and np.allclose(served.sum(axis=1), 1, atol=1e-4)
+    in_process = np.asarray(mlflow.pyfunc.load_model(uri).predict(pixels.astype("float32")))
+    np.testing.assert_allclose(served, in_process, rtol=1e-5, atol=1e-6)
 
 
 def refused(cfg, match: str, tmp_path: Path):

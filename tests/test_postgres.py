@@ -82,7 +82,7 @@ def test_run_and_sweep_log_to_a_postgres_backed_server(tmp_path, arrays, server)
     assert client.list_artifacts(single.info.run_id, "plots")  # artifacts went through the server
     study = client.get_experiment_by_name(f"cnnlab-sweep-pg{tag}")
     runs = client.search_runs([study.experiment_id])
-    assert sorted(r.info.run_name for r in runs) == [f"study-pg{tag}", "trial-000", "trial-001"]
+    assert sorted(r.info.run_name for r in runs) == [f"study-pg{tag}", "trial-001", "trial-002"]
     assert {r.info.status for r in runs} == {"FINISHED"}
 
     engine = sqlalchemy.create_engine(POSTGRES)  # the rows really are in PostgreSQL

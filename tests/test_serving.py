@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from cnnlab.commands.predict_images import predict
 from cnnlab.train import train
-from tests.conftest import compose_config, free_port
+from tests.conftest import compose_config, make_mlflow, post_pixels
 
 pytestmark = pytest.mark.slow
 
@@ -49,39 +41,10 @@ def test_the_logged_model_takes_raw_pixels_and_says_so(logged_run, tmp_path, arr
 def test_mlflow_models_serve_answers_uint8_pixels_as_cnnlab_predict_does(logged_run, tmp_path, arrays):
     uri = f"runs:/{logged_run.run_id}/model"
     store = f"sqlite:///{tmp_path}/mlflow.db"
-    port = free_port()
-    mlflow_cli = Path(sys.executable).with_name("mlflow")
-    server = subprocess.Popen(
-        [str(mlflow_cli), "models", "serve", "-m", uri, "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
-        # MLflow starts uvicorn by name: the environment's bin folder on PATH, as `make serve` puts it
-        env={**os.environ, "MLFLOW_TRACKING_URI": store, "PATH": f"{mlflow_cli.parent}:{os.environ['PATH']}"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
-                    break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    server.kill()
-                    pytest.fail(f"mlflow models serve did not come up:\n{server.stdout.read()[-3000:]}")
-                time.sleep(1)
-        pixels = arrays["x_test"][:4]
-        assert pixels.dtype == np.uint8
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/invocations",
-            data=json.dumps({"inputs": pixels.tolist()}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=60) as response:
-            served = np.asarray(json.load(response)["predictions"], dtype=np.float32)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    pixels = arrays["x_test"][:4]
+    assert pixels.dtype == np.uint8
+    with make_mlflow("serve", store, tmp_path / "serve.log", f"MODEL={uri}") as (address, _):
+        served = post_pixels(address, pixels)
     assert served.shape == (4, 10)
     rows = predict(
         compose_config(f"tracking.uri={store}", f"model_uri={uri}", "samples=4", config_name="use_config"), []

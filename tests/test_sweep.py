@@ -121,12 +121,17 @@ def test_two_trial_study_per_tuner(tmp_path, sweep_overrides, tuner, monkeypatch
     trials = summary["table"]
     assert len(runs) == len(trials) >= 2  # sweep.noise_seeds=0: no retrained trials beside them
     assert {run.info.status for run in runs} == {"FINISHED"}
-    assert sorted(run.info.run_name for run in runs)[0] == "trial-000"
+    assert sorted(run.info.run_name for run in runs)[0] == "trial-001"  # numbered as keras-tuner prints it
     for run in runs:
         assert "hp.optimizer.learning_rate" in run.data.params
         assert [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")][0] >= 1
         if tuner == "hyperband":
             assert "hyperband.bracket" in run.data.tags
+    if tuner == "hyperband":  # a continued trial names the one it continues by the number that trial's run bears
+        continued = [r.data.tags.get("hyperband.continues_trial") for r in runs]
+        continued = [number for number in continued if number is not None]
+        names = {r.info.run_name for r in runs}
+        assert continued and all(f"trial-{int(number):03d}" in names for number in continued)
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"best_trials.csv", "best_trials.md", "best.yaml"} <= artifacts
     assert {"parallel_coordinates.png", "optimization_history.png", "slice.png", "pareto_front.png"} <= {
@@ -205,7 +210,8 @@ def test_study_measures_seed_noise_and_ranks_importance_above_it(tmp_path, sweep
     assert noise.dof == 2 and len(noise.runs) == 2  # the best and the median trial, one extra seed each
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
     retrained = [run for run in children(client, summary) if "cnnlab.noise_of" in run.data.tags]
-    assert sorted(run.data.tags["cnnlab.noise_of"] for run in retrained) == sorted(noise.runs)
+    assert sorted(run.data.tags["cnnlab.trial"] for run in retrained) == sorted(noise.runs)  # by trial number
+    assert {int(run.data.tags["cnnlab.noise_of"]) + 1 for run in retrained} == {int(t) for t in noise.runs}
     assert {run.data.tags["cnnlab.seed"] for run in retrained} == {"1"}
     parent = client.get_run(summary["study"].parent_run_id)
     assert parent.data.metrics["seed_noise_sd_val_accuracy"] == pytest.approx(noise.sd)
@@ -308,7 +314,7 @@ def test_interrupted_study_resumes_toward_the_same_budget(tmp_path, sweep_overri
     finished = [r for r in runs if r.info.status == "FINISHED"]
     assert sorted(r.data.tags["cnnlab.trial_id"] for r in finished) == ["0", "1", "2"]
     killed = [r for r in runs if r.info.status == "KILLED"]
-    assert {r.info.run_name for r in killed} == {"trial-001", "trial-999"}
+    assert {r.info.run_name for r in killed} == {"trial-002", "trial-999"}
     assert client.get_run(parent.info.run_id).info.status == "FINISHED"
 
 
@@ -410,4 +416,36 @@ def test_progress_line_shows_stepped_floats_as_written(tmp_path, capsys):
     study = Study("s", tmp_path, "0", "run", "sweep", "val_accuracy", "max", 4, resumed=False)
     study.report_progress(oracle, trial)
     line = capsys.readouterr().out
-    assert "{'model.blocks.dropout2.rate': 0.3}" in line and "trial 1/4 completed" in line
+    assert "{'model.blocks.dropout2.rate': 0.3}" in line and "trial 4 completed (1/4 done)" in line
+
+
+@pytest.mark.slow
+def test_a_trial_has_one_number_on_the_console_in_mlflow_and_in_the_summary(tmp_path, sweep_overrides, capsys):
+    """keras-tuner's console says "Running Trial #1"; the run, its tags, the progress lines, the trials table and the
+    summary call that trial 1 too. Two trials are too few for importance: it says so and retrains nothing for noise."""
+    import re
+
+    from cnnlab.tuning.run_study import run_study, summary_text
+
+    summary = run_study(sweep_config(*sweep_overrides, "sweep.noise_seeds=2"))
+    text = summary_text({**summary, "minutes": 0.0})
+    console = capsys.readouterr().out + text
+    assert re.findall(r"Running Trial #(\d+)", console) == ["1", "2"]
+    assert sorted(re.findall(r"^Trial (\d+) Complete", console, re.M)) == ["1", "2"]
+    assert sorted(re.findall(r"\[study toy\] trial (\d+) completed", console)) == ["1", "2"]
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    runs = children(client, summary)
+    assert len(runs) == 2  # no seed-noise reruns for a study too small for importance
+    assert {(r.info.run_name, r.data.tags["cnnlab.trial"], r.data.tags["cnnlab.trial_id"]) for r in runs} == {
+        ("trial-001", "1", "0"),
+        ("trial-002", "2", "1"),
+    }
+    for run in runs:
+        assert run.data.tags["mlflow.note.content"].startswith(f"Trial {run.data.tags['cnnlab.trial']} of study")
+    assert sorted(summary["table"]["trial"]) == [1, 2]
+    best = summary["table"].iloc[0]
+    assert summary["best_trial"] == best["trial"]
+    assert f"(trial {best['trial']})" in text
+    assert f"trial {best['trial']}, val_accuracy=" in summary["exported"].read_text()
+    assert "importance skipped: 2 finished trial(s)" in text and "no seed-noise reruns spent" in text
+    assert "seed noise: trial" not in console

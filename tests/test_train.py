@@ -57,7 +57,7 @@ def test_one_epoch_run_is_fully_tracked(tiny_run_overrides, client, arrays):
     # The machine it ran on, as tags a query groups by, and the op determinism its numbers depend on.
     assert tags["machine.kind"] == machine.kind() and tags["machine.cpu"] == machine.cpu_model()
     assert tags["cnnlab.deterministic"] == "true"
-    assert "python -m cnnlab.run" in tags["mlflow.note.content"]
+    assert "`cnnlab run " in tags["mlflow.note.content"]
 
     for metric in ("loss", "accuracy", "val_loss", "val_accuracy"):
         history = client.get_metric_history(result.run_id, metric)

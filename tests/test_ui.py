@@ -77,7 +77,7 @@ def test_browse_experiment_run_charts_and_summary(ui):
         # The link `make ui` prints lands in MLflow's model-training view, with each experiment described.
         page.goto(f"{address}/#/experiments?workflowType=machine_learning")
         expect(page.get_by_text("Model registry").first).to_be_visible(timeout=30_000)
-        expect(page.get_by_text("Training runs of `python -m cnnlab.run dataset=mnist`").first).to_be_visible()
+        expect(page.get_by_text("Training runs of `cnnlab run dataset=mnist`").first).to_be_visible()
         expect(page.get_by_text("keras-tuner study `ui`").first).to_be_visible()
         assert page.get_by_text("Prompts", exact=True).count() == 0  # the GenAI view's sections are not offered
         page.screenshot(path=str(SCREENSHOTS / "00-experiments-training-view.png"))
@@ -108,7 +108,7 @@ def test_browse_experiment_run_charts_and_summary(ui):
 
         page.goto(f"{address}/#/experiments/{run.experiment_id}/runs/{run.run_id}{training}")
         expect(page.get_by_text("test_accuracy").first).to_be_visible(timeout=30_000)
-        expect(page.get_by_text("python -m cnnlab.run").first).to_be_visible()  # the description says how to rerun
+        expect(page.get_by_text("cnnlab run").first).to_be_visible()  # the description says how to rerun
         page.screenshot(path=str(SCREENSHOTS / "03-run-overview.png"), full_page=True)
 
         page.goto(f"{address}/#/experiments/{run.experiment_id}/runs/{run.run_id}/model-metrics")

@@ -37,5 +37,5 @@ def register(cfg: Any) -> Any:
 def registration_summary(version: Any, cfg: Any) -> str:
     return (
         f"registered {cfg.model_uri} as {cfg.name} version {version.version}, alias @{cfg.alias}\n"
-        f"evaluate it: python -m cnnlab.evaluate model_uri=models:/{cfg.name}@{cfg.alias}"
+        f"evaluate it: cnnlab evaluate model_uri=models:/{cfg.name}@{cfg.alias}"
     )

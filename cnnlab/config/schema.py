@@ -423,9 +423,10 @@ class CompareConfig:
     sort_by: str = "test_accuracy"
     ascending: bool = False
     limit: int = 50
+    noise_reruns: bool = False  # true: also list sweeps' seed-noise reruns (role noise), apart from the ranked runs
     format: OutputFormat = OutputFormat.table
     plot_x: str | None = None  # a param (e.g. optimizer.learning_rate): plot sort_by against it
-    plot_path: str = "compare.png"
+    plot_path: str | None = None  # null: compare.png in the command's output folder, outputs/<date>/<time>/
 
 
 @dataclass

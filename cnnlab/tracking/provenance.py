@@ -41,7 +41,9 @@ def versions() -> dict[str, str]:
 
 
 def rerun_command(module: str, overrides: list[str]) -> str:
-    return shlex.join(["python", "-m", module, *overrides])
+    """What a user types to run ``module`` (``cnnlab.run``) again with ``overrides``: the console script's form,
+    ``cnnlab run ...``, as the documentation writes every command."""
+    return shlex.join(["cnnlab", module.removeprefix("cnnlab."), *overrides])
 
 
 def log_uncommitted_diff() -> None:

@@ -103,6 +103,23 @@ def _remove_partial_artifact(full: OSError, run: Any) -> None:
         partial.unlink()
 
 
+def run_role(tags: Any) -> str:
+    """What a run is, read from its tags (a mapping; a missing or NaN value counts as absent): ``parent`` (a study's
+    or a reproduction's own run, which holds the others), ``noise`` (a sweep trial retrained on another seed to
+    measure seed noise), ``finalist`` (a top trial retrained on the test set), ``trial``, or ``run``."""
+
+    def has(key: str) -> bool:
+        return isinstance(tags.get(key), str)
+
+    if not has("mlflow.parentRunId") and (has("cnnlab.study") or has("cnnlab.reproduction")):
+        return "parent"
+    if has("cnnlab.noise_of"):
+        return "noise"
+    if has("cnnlab.finalist_of"):
+        return "finalist"
+    return "trial" if has("cnnlab.trial_id") else "run"
+
+
 def process_tags() -> dict[str, str]:
     """Where this process runs: host, pid and start time, so a later command can tell whether it died."""
     import psutil

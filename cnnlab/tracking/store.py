@@ -26,20 +26,19 @@ DESCRIPTIONS = {
     "cnnlab-sweep-": (
         "keras-tuner study `{rest}`. The parent run is the study: its trials table, plots and `best_<objective>` "
         "(updated after every trial); each trial is a child run. Resume it with the command in the parent run's "
-        "description (`python -m cnnlab.sweep sweep.name={rest} ...`)."
+        "description (`cnnlab sweep sweep.name={rest} ...`)."
     ),
     "cnnlab-reproductions": (
         "Reproductions of the tutorials' published claims: one parent run per `make reproduce` (verdicts in "
         "report.html, report.md, claims.csv) and one child run per claim and seed. Rerun or resume: `make reproduce`."
     ),
-    "cnnlab-evaluations": "Evaluations of logged models (`python -m cnnlab.evaluate model_uri=...`), each tagged "
+    "cnnlab-evaluations": "Evaluations of logged models (`cnnlab evaluate model_uri=...`), each tagged "
     "with its source run.",
-    "cnnlab-verifications": "Reruns of logged runs (`python -m cnnlab.verify run_id=<id>`), each tagged "
+    "cnnlab-verifications": "Reruns of logged runs (`cnnlab verify run_id=<id>`), each tagged "
     "`cnnlab.verifies=<id>` with the verdict.",
     "cnnlab-fidelity": "The tutorials' plain Keras script on the claims' protocols (`make fidelity`), beside "
     "cnnlab's own seeds in cnnlab-reproductions.",
-    "cnnlab-": "Training runs of `python -m cnnlab.run dataset={rest}`; each run's description has the command that "
-    "reruns it.",
+    "cnnlab-": "Training runs of `cnnlab run dataset={rest}`; each run's description has the command that reruns it.",
 }
 
 

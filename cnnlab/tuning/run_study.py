@@ -101,7 +101,10 @@ def report(cfg: Any, tuner: Any, study: Any, data: Any) -> dict[str, Any]:
         mlflow.log_artifact(str(exported))
         mlflow.log_metric(f"best_{study.objective}", float(best_trials[0].score))
         summary.update(
-            best_trial=best_trials[0].trial_id, best_score=best_trials[0].score, exported=exported, best_config=best_cfg
+            best_trial=studies.trial_number(best_trials[0].trial_id),
+            best_score=best_trials[0].score,
+            exported=exported,
+            best_config=best_cfg,
         )
         if cfg.sweep.finalists.top_k > 0:
             summary["finalists"] = run_finalists(cfg, tuner, study, data)
@@ -112,12 +115,14 @@ def measure_seed_noise(cfg: Any, tuner: Any, study: Any, table: Any) -> Any:
     """Retrains the best and the median finished trial on ``sweep.noise_seeds`` extra seeds (kept in MLflow, so a
     resumed study retrains only what is missing) and pools their spread: the objective's seed noise."""
     from cnnlab.tuning import analysis
+    from cnnlab.tuning import study as studies
 
     finished = table[table["status"] == "COMPLETED"].dropna(subset=[study.objective])
     # the noise floor serves importance only: too few trials for importance, no reruns spent on a floor
     if cfg.sweep.noise_seeds == 0 or len(finished) < analysis.MIN_TRIALS_FOR_IMPORTANCE:
         return None
-    chosen = list(dict.fromkeys([finished["trial"].iloc[0], finished["trial"].iloc[len(finished) // 2]]))
+    numbers = list(dict.fromkeys([finished["trial"].iloc[0], finished["trial"].iloc[len(finished) // 2]]))
+    by_number = {studies.trial_number(trial.trial_id): trial for trial in tuner.oracle.trials.values()}
     score = f"best_{study.objective}"
     done = {
         (run.data.tags["cnnlab.noise_of"], run.data.tags["cnnlab.seed"]): run.data.metrics.get(score)
@@ -125,16 +130,16 @@ def measure_seed_noise(cfg: Any, tuner: Any, study: Any, table: Any) -> Any:
         if "cnnlab.noise_of" in run.data.tags
     }
     values: dict[str, list[float]] = {}
-    for trial_id in chosen:
-        trial = tuner.oracle.trials[trial_id]
-        values[trial_id] = [float(trial.score)]
+    for number in numbers:
+        trial = by_number[number]
+        values[str(number)] = [float(trial.score)]
         for seed in range(cfg.seed + 1, cfg.seed + 1 + cfg.sweep.noise_seeds):
-            value = done.get((trial_id, str(seed)))
+            value = done.get((trial.trial_id, str(seed)))
             if value is None:
-                print(f"[study {study.name}] seed noise: trial {trial_id} again on seed {seed}", flush=True)
+                print(f"[study {study.name}] seed noise: trial {number} again on seed {seed}", flush=True)
                 value = tuner.retrain(trial, seed)
             if value is not None:
-                values[trial_id].append(float(value))
+                values[str(number)].append(float(value))
     noise = analysis.seed_noise(values)
     if noise is not None:
         import mlflow
@@ -174,6 +179,7 @@ def run_finalists(cfg: Any, tuner: Any, study: Any, data: Any) -> Any:
 
     from cnnlab import train
     from cnnlab.claims.stats import t_interval
+    from cnnlab.tuning.study import trial_number
 
     rows = []
     for rank, trial in enumerate(tuner.oracle.get_best_trials(cfg.sweep.finalists.top_k), start=1):
@@ -181,20 +187,24 @@ def run_finalists(cfg: Any, tuner: Any, study: Any, data: Any) -> Any:
         for seed in range(cfg.sweep.finalists.seeds):
             finalist_cfg = tuner.hypermodel.trial_config(trial.hyperparameters)
             finalist_cfg.seed = seed
-            finalist_cfg.tracking.run_name = f"finalist-{rank}-trial-{trial.trial_id}-s{seed}"
+            finalist_cfg.tracking.run_name = f"finalist-{rank}-trial-{trial_number(trial.trial_id)}-s{seed}"
             finalist_cfg.tracking.experiment = f"cnnlab-sweep-{study.name}"
             finalist_cfg.tracking.log_model = False
             result = train.train(
                 finalist_cfg,
                 parent_run_id=study.parent_run_id,
-                extra_tags={"cnnlab.study": study.name, "cnnlab.finalist_of": trial.trial_id},
+                extra_tags={
+                    "cnnlab.study": study.name,
+                    "cnnlab.finalist_of": trial.trial_id,
+                    "cnnlab.trial": str(trial_number(trial.trial_id)),
+                },
                 data=data,
             )
             accuracies.append(result.metrics["test_accuracy"])
         interval = t_interval(accuracies)
         rows.append(
             {
-                "trial": trial.trial_id,
+                "trial": trial_number(trial.trial_id),
                 "seeds": len(accuracies),
                 "mean_test_accuracy": interval.mean,
                 "std": interval.std,

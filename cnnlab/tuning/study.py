@@ -34,6 +34,16 @@ COST_COLUMNS = ("num_params", "seconds_per_epoch")  # what a trial cost, from it
 INACTIVE = -0.12  # where parallel_coordinates draws a conditional hyperparameter that did not apply
 
 
+def trial_number(trial_id: str) -> int:
+    """The number keras-tuner's console gives the trial ("Search: Running Trial #N", "Trial N Complete"): its id + 1.
+
+    keras-tuner keys a trial by a 0-based id (its state folder ``trial_<id>``) and numbers it from 1 on the console;
+    cnnlab names, prints and tags the console's number so a trial reads the same everywhere. The id stays the key
+    (tags ``cnnlab.trial_id``, ``cnnlab.noise_of``, ``cnnlab.finalist_of``) by which a resumed study finds its runs.
+    """
+    return int(trial_id) + 1
+
+
 def study_fingerprint(cfg: Any) -> str:
     """What must not change for a study to be resumed: everything but the budget, tracking, the overwrite flag and
     what only acts before the first trial or after the last (warm start, finalists, seed-noise retraining).
@@ -146,7 +156,8 @@ class Study:
             done = None
         total = self.budget if self.budget is not None else "?"
         best = oracle.get_best_trials(1)
-        best_text = f"{best[0].score:.4f} (trial {best[0].trial_id})" if best and best[0].score is not None else "-"
+        scored = best and best[0].score is not None
+        best_text = f"{best[0].score:.4f} (trial {trial_number(best[0].trial_id)})" if scored else "-"
         unscored = "n/a" if trials is not None else "scored by the chief"
         score = f"{trial.score:.4f}" if trial.score is not None else unscored
         # 6 significant digits: a stepped float reads 0.3, not keras-tuner's 0.30000000000000004
@@ -155,10 +166,10 @@ class Study:
             for k, v in trial.hyperparameters.values.items()
             if not k.startswith("tuner/")
         }
+        progress = f"{done}/{total} done" if done is not None else f"budget {total}"
         print(
-            f"[study {self.name}] trial "
-            + (f"{done}/{total}" if done is not None else f"#{trial.trial_id} (budget {total})")
-            + f" {'pruned' if pruned else trial.status.lower()}: {self.objective}={score} "
+            f"[study {self.name}] trial {trial_number(trial.trial_id)} {'pruned' if pruned else trial.status.lower()} "
+            f"({progress}): {self.objective}={score} "
             f"| best so far {best_text} | {values}" + (f"\n  {pruned}" if pruned else ""),
             flush=True,
         )
@@ -202,7 +213,8 @@ def write_state(path: Path, state: dict[str, Any]) -> None:
 
 
 def trials_table(oracle: Any, study: Study) -> pd.DataFrame:
-    """One row per trial: id, status, score, hyperparameters, and its MLflow run; best first, NaN scores last."""
+    """One row per trial: its number (:func:`trial_number`), status, score, hyperparameters, and its MLflow run; best
+    first, NaN scores last."""
     finished = {
         run.data.tags["cnnlab.trial_id"]: run for run in study.finished_runs() if "cnnlab.trial_id" in run.data.tags
     }
@@ -213,7 +225,7 @@ def trials_table(oracle: Any, study: Study) -> pd.DataFrame:
         metrics = run.data.metrics if run is not None else {}
         pruned = run is not None and PRUNED_TAG in run.data.tags
         row = {
-            "trial": trial.trial_id,
+            "trial": trial_number(trial.trial_id),
             "status": "PRUNED" if pruned else trial.status,
             study.objective: score,
             "run_id": run.info.run_id if run is not None else None,
@@ -283,7 +295,7 @@ def export_best(cfg: Any, table: pd.DataFrame, study: Study, best_cfg: Any) -> P
     The delta is what Hydra needs to compose that trial from ``conf/``: the ``override /group: option`` lines and
     every run key whose value differs from that composition (the searched keys, and whatever the study fixed). YAML
     cannot set one element of a list, so a differing block field brings the whole ``model.blocks`` list. Retrain it
-    with ``python -m cnnlab.run --config-dir sweeps/<study> experiment=best`` (Hydra adds the folder to its search
+    with ``cnnlab run --config-dir sweeps/<study> experiment=best`` (Hydra adds the folder to its search
     path, so ``experiment=best`` finds the file); nothing generated lands in ``conf/``.
     """
     from cnnlab.config.domains import leaves
@@ -314,7 +326,7 @@ def export_best(cfg: Any, table: pd.DataFrame, study: Study, best_cfg: Any) -> P
         "# @package _global_\n"
         f"# Best trial of study {study.name!r}: trial {best['trial']}, {study.objective}={best[study.objective]:.4f}, "
         f"MLflow run {best['run_id']}.\n"
-        f"# Exported by `{study.command}`. Retrain it: python -m cnnlab.run --config-dir {config_dir} experiment=best\n"
+        f"# Exported by `{study.command}`. Retrain it: cnnlab run --config-dir {config_dir} experiment=best\n"
         "defaults:\n" + "".join(f"  - override /{group}: {choice}\n" for group, choice in choices.items())
     )
     body = OmegaConf.to_yaml(delta) if changed else ""

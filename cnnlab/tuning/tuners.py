@@ -19,6 +19,7 @@ from cnnlab.config.schema import option
 from cnnlab.tracking import records, runs
 from cnnlab.tuning import oracles, pruning
 from cnnlab.tuning.hypermodel import CnnHyperModel
+from cnnlab.tuning.study import trial_number
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,8 @@ log = logging.getLogger(__name__)
 # when the study reports): four figures and fANOVA cost ~1 s on 2 cores, more than a whole trial of a quick study.
 PLOT_REFRESH_S = 60.0
 
-HYPERBAND_KEYS = ("tuner/epochs", "tuner/initial_epoch", "tuner/bracket", "tuner/round", "tuner/trial_id")
+HYPERBAND_KEYS = ("tuner/epochs", "tuner/initial_epoch", "tuner/bracket", "tuner/round")
+CONTINUED_KEY = "tuner/trial_id"  # the earlier trial a Hyperband trial continues from, by keras-tuner's id
 
 
 class TrackedTunerMixin:
@@ -73,19 +75,22 @@ class TrackedTunerMixin:
         cfg = self.hypermodel.trial_config(trial.hyperparameters)
         train.seed_everything(cfg.seed, cfg.trainer.deterministic)
         hp_values = dict(trial.hyperparameters.values)
+        number = trial_number(trial.trial_id)
         tags = {
             "cnnlab.study": self.study.name,
-            "cnnlab.trial_id": trial.trial_id,
+            "cnnlab.trial_id": trial.trial_id,  # keras-tuner's key, what a resumed study matches runs by
+            "cnnlab.trial": str(number),  # the number its console shows
             "cnnlab.tuner_id": str(getattr(self, "tuner_id", "tuner0")),
             "dataset": cfg.dataset.name,
             "model": cfg.model.name,
             **{f"hyperband.{key.split('/')[1]}": str(hp_values[key]) for key in HYPERBAND_KEYS if key in hp_values},
         }
-        description = f"Trial {trial.trial_id} of study {self.study.name!r}.\n\nRerun the study: `{self.study.command}`"
-        run_name = f"trial-{int(trial.trial_id):03d}" if trial.trial_id.isdigit() else f"trial-{trial.trial_id}"
+        if CONTINUED_KEY in hp_values:
+            tags["hyperband.continues_trial"] = str(trial_number(hp_values[CONTINUED_KEY]))
+        description = f"Trial {number} of study {self.study.name!r}.\n\nRerun the study: `{self.study.command}`"
         with runs.tracked_run(
             self.study.experiment_id,
-            run_name,
+            f"trial-{number:03d}",
             tags,
             description,
             parent_run_id=self.study.parent_run_id,
@@ -117,11 +122,17 @@ class TrackedTunerMixin:
         cfg.seed = seed
         cfg.tracking.log_model = False
         hypermodel = CnnHyperModel(cfg, self.hypermodel.data)
-        tags = {"cnnlab.study": self.study.name, "cnnlab.noise_of": trial.trial_id, "cnnlab.seed": str(seed)}
-        description = f"Trial {trial.trial_id} of study {self.study.name!r} retrained on seed {seed}: seed noise."
+        number = trial_number(trial.trial_id)
+        tags = {
+            "cnnlab.study": self.study.name,
+            "cnnlab.noise_of": trial.trial_id,
+            "cnnlab.trial": str(number),
+            "cnnlab.seed": str(seed),
+        }
+        description = f"Trial {number} of study {self.study.name!r} retrained on seed {seed}: seed noise."
         with runs.tracked_run(
             self.study.experiment_id,
-            f"noise-trial-{trial.trial_id}-s{seed}",
+            f"noise-trial-{number}-s{seed}",
             tags,
             description,
             parent_run_id=self.study.parent_run_id,
