@@ -28,6 +28,7 @@ EXERCISED = {
     "released_gradient_registrations": "test_gradients_registered_while_tracing_are_released",
     "replace_call": "test_a_replaced_call_runs_and_the_layer_stays_plain_dropout",
     "numpy_array_reconstructor": "test_the_reconstructor_is_the_one_a_pickled_array_names",
+    "keras_default_seed": "test_the_default_seed_is_the_draw_keras_gives_an_unseeded_layer",
 }
 
 
@@ -290,3 +291,16 @@ def test_the_reconstructor_is_the_one_a_pickled_array_names():
 def test_every_hook_says_what_it_relies_on_and_why(name):
     hook = compat.HOOKS[name]
     assert hook.uses and len(hook.why) > 60 and hook.checked[0].isdigit()
+
+
+def test_the_default_seed_is_the_draw_keras_gives_an_unseeded_layer():
+    """An unseeded initializer takes Keras' draw; the hook draws that number, from the global generator or another."""
+    import random
+
+    import keras
+
+    random.seed(5)
+    keras_draw = keras.initializers.GlorotUniform().seed
+    random.seed(5)
+    assert compat.keras_default_seed() == keras_draw
+    assert compat.keras_default_seed(random.Random(5)) == keras_draw

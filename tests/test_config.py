@@ -194,6 +194,9 @@ COMMAND_CONFIGS = {
             "dataset.local_dir=.",
             "tracking.run_name=r",
             "trainer.verbose=1",
+            "seed_init=1",
+            "seed_data_order=2",
+            "seed_dropout=3",
         ],
     ),
     "sweep": (

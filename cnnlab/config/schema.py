@@ -245,7 +245,12 @@ class ClaimConfig:
 
 @dataclass
 class Config:
-    seed: int = 0
+    seed: int = 0  # every source of randomness below that is left null: initial weights, data order, dropout masks
+    # Each source apart, to see which one moves a result (docs/runs.md, "Seeds by source"). Null follows `seed`, and
+    # a run with all three null trains bit for bit as `seed` alone did before they existed.
+    seed_init: int | None = None  # the initial weights (every kernel initializer)
+    seed_data_order: int | None = None  # the order the training images are shuffled into, every epoch
+    seed_dropout: int | None = None  # the dropout masks
     dataset: DatasetConfig = MISSING
     model: ModelConfig = MISSING
     optimizer: OptimizerConfig = MISSING

@@ -71,7 +71,7 @@ class TrackedTunerMixin:
     def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> Any:
         self._epochs, self._pruned = {}, None
         cfg = self.hypermodel.trial_config(trial.hyperparameters)
-        train.seed_everything(cfg.seed, cfg.trainer.deterministic)
+        train.seed_everything(cfg)
         hp_values = dict(trial.hyperparameters.values)
         tags = {
             "cnnlab.study": self.study.name,
@@ -126,7 +126,7 @@ class TrackedTunerMixin:
             description,
             parent_run_id=self.study.parent_run_id,
         ):
-            train.seed_everything(seed, cfg.trainer.deterministic)
+            train.seed_everything(cfg)
             mlflow.log_params({f"hp.{key}": str(value) for key, value in trial.hyperparameters.values.items()})
             model = hypermodel.build(trial.hyperparameters)
             history = hypermodel.fit(trial.hyperparameters, model)
