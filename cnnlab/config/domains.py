@@ -12,6 +12,7 @@ from typing import Any
 
 from cnnlab.config.schema import option
 from cnnlab.errors import ConfigError
+from cnnlab.machine import KINDS
 
 NAME_LIMIT = 100
 
@@ -239,6 +240,9 @@ DOMAINS: dict[str, Domain] = {
     "max_seeds": at_least(2),
     "claims.*": NAME,
     "report_path": FREE_TEXT,  # where REPRODUCTION.md goes; outside the project on purpose is allowed
+    # seeds
+    "path": FREE_TEXT,  # a seeds file anywhere; import checks what it holds
+    "machine_kind": one_of(*KINDS),
     # verify
     "run_id": Domain(
         lambda value: re.fullmatch(r"[0-9a-f]{32}", str(value)) is not None,

@@ -426,6 +426,23 @@ class CompareConfig:
     plot_path: str = "compare.png"
 
 
+# export and import are the two things `cnnlab seeds` does; `import` is a keyword, hence the functional form.
+SeedsAction = Enum("SeedsAction", {"export": "export", "import": "import"})
+
+
+@dataclass
+class SeedsConfig:
+    """`cnnlab seeds export|import`: a reproduction's seeds as a small file that carries them to another store."""
+
+    defaults: list[Any] = field(default_factory=lambda: ["hydra_settings", "_self_"])  # Hydra's, not an option
+    action: SeedsAction = MISSING  # export: the store's seeds into `path`; import: the seeds of `path` into the store
+    # The seeds file (JSON, a few KB a seed), e.g. results/seeds/mnist_simple-avx512_bf16.json
+    path: str = MISSING
+    claims: list[str] | None = None  # export: only these claims' seeds; null: every claim's
+    machine_kind: str | None = None  # export: only seeds trained on this machine kind; null: every kind's
+    tracking_uri: str = "sqlite:///mlruns/mlflow.db"  # MLFLOW_TRACKING_URI in the environment wins
+
+
 @dataclass
 class VerifyConfig:
     """`cnnlab.verify`: a logged run to train again from what MLflow holds."""
