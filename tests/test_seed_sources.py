@@ -12,8 +12,6 @@ from omegaconf import OmegaConf
 
 from tests.conftest import compose_config
 
-pytestmark = pytest.mark.slow
-
 SOURCES = ("init", "data_order", "dropout")
 
 
@@ -59,6 +57,7 @@ def dropout_run(tiny_run_overrides):
     return cfg, prepare_data(cfg)
 
 
+@pytest.mark.slow
 def test_with_every_source_null_the_draws_are_those_of_keras_own_seeding(dropout_run, monkeypatch):
     cfg, data = dropout_run
     now = draws(cfg, data)
@@ -70,6 +69,7 @@ def test_with_every_source_null_the_draws_are_those_of_keras_own_seeding(dropout
     assert len(now["dropout"]) == 8 and len(now["init"]) == 12  # 4 dropout layers, 6 kernels and biases
 
 
+@pytest.mark.slow
 def test_with_every_source_null_training_is_bit_for_bit_what_keras_own_seeding_trained(dropout_run, monkeypatch):
     import keras
 
@@ -89,6 +89,7 @@ def test_with_every_source_null_training_is_bit_for_bit_what_keras_own_seeding_t
     assert now == history()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", SOURCES)
 def test_a_source_seeded_apart_changes_its_own_draws_and_no_other(dropout_run, source):
     cfg, data = dropout_run

@@ -49,12 +49,6 @@ def checksum(parents: dict[str, Any], runs: list[dict[str, Any]]) -> str:
     return hashlib.sha256(json.dumps({"parents": parents, "runs": runs}, sort_keys=True).encode()).hexdigest()
 
 
-def _experiment(client: Any) -> Any:
-    from cnnlab.claims.reproduce import EXPERIMENT
-
-    return client.get_experiment_by_name(EXPERIMENT)
-
-
 def _all_runs(client: Any, experiment_id: str, filter_string: str = "") -> list[Any]:
     found, token = [], None
     while True:
@@ -83,7 +77,7 @@ def export_seeds(tracking_uri: str, path: str, claims: list[str] | None, machine
     from cnnlab.claims.reproduce import DESIGN_TAG, EXPERIMENT
 
     client = mlflow.MlflowClient(tracking_uri)
-    experiment = _experiment(client)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
     where = f"{EXPERIMENT} in {tracking_uri}"
     if experiment is None:
         raise SeedsFileRefused(f"no reproduction in {tracking_uri} (no experiment {EXPERIMENT}); run cnnlab reproduce")
