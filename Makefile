@@ -38,7 +38,7 @@ MLFLOW_SERVER_ENV := MLFLOW_DISABLE_TELEMETRY=$${MLFLOW_DISABLE_TELEMETRY:-true}
 .DEFAULT_GOAL := help
 ERROR_PYTHON := PYTHON=$(PYTHON) is not a Python 3.11, 3.12 or 3.13 (found: $(or $(PYTHON_VERSION),nothing)); give one, e.g. make setup PYTHON=3.12 (python3.12 or pyenv's) or PYTHON=/path/to/python3.12
 
-.PHONY: help setup lock docs docs-serve distclean test-matrix run sweep reproduce fidelity register bench bench-sweep bench-suite bench-distributed test test-system test-quick reliability reliability-counts lint format ui server serve clean
+.PHONY: help setup lock docs docs-serve distclean test-matrix run sweep reproduce seeds fidelity register bench bench-sweep bench-suite bench-distributed test test-system test-quick reliability reliability-counts lint format ui server serve clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -70,6 +70,9 @@ sweep: setup ## Run (or resume) the default keras-tuner study, ~10 min on 2 core
 
 reproduce: setup ## Reproduce every tutorial claim (seeds=auto: 3 to 10 seeds, until decided), writing REPRODUCTION.md; resumable (hours)
 	$(PY) -m cnnlab.reproduce report_path=REPRODUCTION.md $(ARGS)
+
+seeds: setup ## Carry a reproduction's seeds to another store: ARGS="export path=results/seeds/<claim>-<kind>.json claims=[<claim>]", then ARGS="import path=<file>" there
+	$(PY) -m cnnlab.seeds $(ARGS)
 
 fidelity: setup ## cnnlab against the plain tutorial script, 10 seeds of mnist_simple and fashion_deep; REPRODUCTION.md (~1.5 h from nothing on AVX-512, resumes)
 	$(PY) benchmarks/fidelity.py $(ARGS)

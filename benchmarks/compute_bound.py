@@ -36,7 +36,7 @@ def main() -> None:
     from cnnlab.callbacks import EpochTimer
     from cnnlab.data.pipeline import without_autotuning
 
-    train.seed_everything(cfg.seed, cfg.trainer.deterministic)
+    train.seed_everything(cfg)
     model = train.build_compiled_model(cfg)
     batch_size = cfg.trainer.batch_size
     images = np.random.default_rng(0).random((batch_size, *model.input_shape[1:]), dtype=np.float32)

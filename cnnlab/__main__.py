@@ -15,6 +15,7 @@ COMMANDS = {
     "predict": "a logged model's predictions for test images or image files",
     "register": "register a logged model under a name and alias",
     "verify": "retrain a logged run and compare its histories",
+    "seeds": "export a reproduction's seeds to a file, or import such a file into this store",
 }
 
 

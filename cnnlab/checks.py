@@ -99,6 +99,25 @@ def check_verify(cfg: Any, overrides: list[str]) -> None:
     check_store_first("verify", cfg)
 
 
+def check_seeds(cfg: Any, overrides: list[str]) -> None:
+    """seeds: its options in their domains; export needs the store it reads, import a seeds file that is whole and
+    of a version this cnnlab reads (checked before the store is touched)."""
+    from cnnlab.claims.portable import SeedsFileRefused, read_seeds_file
+
+    check_common(cfg, overrides)
+    check_domains(cfg)
+    action = cfg.action.value
+    if action == "import":
+        given = [key for key in ("claims", "machine_kind") if cfg[key] is not None]
+        if given:
+            raise ConfigError(f"{given[0]}: chooses what export writes; import takes every seed of the file")
+        try:
+            read_seeds_file(cfg.path)
+        except SeedsFileRefused as error:
+            raise ConfigError(str(error)) from None
+    check_store_first(f"seeds-{action}", cfg)
+
+
 def check_common(cfg: Any, overrides: list[str]) -> None:
     """What every command checks first: the store a ``tracking.uri`` names, and the options it requires."""
     from omegaconf import OmegaConf
@@ -137,7 +156,7 @@ def check_store_first(command: str, cfg: Any) -> None:
     key = "tracking.uri" if "tracking" in cfg else "tracking_uri"
     uri, source = effective_uri(cfg.tracking.uri if key == "tracking.uri" else cfg.tracking_uri, key)
     model_uri = str(cfg.get("model_uri") or "")
-    needs_store = command in ("compare", "verify") or model_uri.startswith(("runs:/", "models:/"))
+    needs_store = command in ("compare", "verify", "seeds-export") or model_uri.startswith(("runs:/", "models:/"))
     check_store(uri, source, must_exist=needs_store)
     if command not in ("use", "verify", "compare"):
         return

@@ -226,6 +226,25 @@ def replace_call(layer: Any, call: Callable[..., Any]) -> Any:
     return layer
 
 
+@hook(
+    "keras",
+    "3.15.1",
+    "keras.src.random.seed_generator.make_default_seed (python_random.randint(1, int(1e9)))",
+    "A kernel initializer or Dropout layer made without seed= takes its seed from this draw of Python's global "
+    "generator as it is constructed. Seeding each source of randomness apart (models.builder) passes every layer "
+    "its seed, and a source that follows the run's seed must get the very number Keras would have drawn; Keras "
+    "exposes the draw under no public name.",
+)
+def keras_default_seed(generator: Any = None) -> int:
+    """The seed Keras gives a layer made without ``seed=``: Keras' own draw when ``generator`` is None, else the same
+    draw from ``generator`` (a ``random.Random``)."""
+    if generator is None:
+        from keras.src.random.seed_generator import make_default_seed
+
+        return make_default_seed()
+    return generator.randint(1, int(1e9))
+
+
 # NumPy
 
 

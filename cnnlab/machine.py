@@ -86,6 +86,9 @@ def cpu_model() -> str:
     )
 
 
+KINDS = ("avx2", "avx512", "avx512_bf16", "amx", "other")  # what kind() can answer, narrowest last but one
+
+
 def kind() -> str:
     """The machine kind a speed figure holds for: the widest vector unit, and whether bfloat16 is native."""
     flags = cpu_flags()

@@ -54,16 +54,51 @@ class PreparedData:
             batch_size=cfg.trainer.batch_size,
             scale_pixels=cfg.dataset.scale_pixels,
             one_hot_classes=len(self.class_names) if categorical else None,
-            shuffle_seed=cfg.seed if shuffle else None,
+            shuffle_seed=source_seeds(cfg).data_order if shuffle else None,
         )
 
 
-def seed_everything(seed: int, deterministic: bool) -> None:
+@dataclass(frozen=True)
+class SourceSeeds:
+    """The seed of each source of randomness in training, the one place a run's ``seed_*`` keys are read.
+
+    ``init`` and ``dropout`` stay None where they follow ``seed``: those layers then take Keras' own draws, which
+    ``seed`` seeds (:class:`cnnlab.models.builder.LayerSeeds`). The data order always has a number: it seeds both
+    TensorFlow's global seed and the shuffle's own, the pair tf.data draws the order from."""
+
+    init: int | None
+    data_order: int
+    dropout: int | None
+
+
+def source_seeds(cfg: Any) -> SourceSeeds:
+    data_order = cfg.seed_data_order
+    return SourceSeeds(cfg.seed_init, cfg.seed if data_order is None else data_order, cfg.seed_dropout)
+
+
+def seeds_apart(cfg: Any) -> dict[str, int]:
+    """The sources seeded apart from ``seed``, by short name (``{"dropout": 5}``); empty when all follow it."""
+    keys = {"init": cfg.seed_init, "order": cfg.seed_data_order, "dropout": cfg.seed_dropout}
+    return {source: seed for source, seed in keys.items() if seed is not None}
+
+
+def seed_label(cfg: Any) -> str:
+    """``0``, or ``0 (init 3, dropout 5)`` when sources are seeded apart: what descriptions and titles show."""
+    named = ", ".join(f"{source} {seed}" for source, seed in seeds_apart(cfg).items())
+    return f"{cfg.seed} ({named})" if named else str(cfg.seed)
+
+
+def seed_everything(cfg: Any) -> None:
+    """Seeds Python, NumPy and TensorFlow from ``cfg.seed``, the data order from its own source, and switches on
+    op determinism when ``cfg.trainer.deterministic``."""
     import keras
     import tensorflow as tf
 
-    keras.utils.set_random_seed(seed)  # Python, NumPy and TensorFlow in one call
-    if deterministic:
+    keras.utils.set_random_seed(cfg.seed)  # Python, NumPy and TensorFlow in one call
+    # TensorFlow's global seed reaches only the shuffle here (Keras' initializers and dropout draw statelessly from
+    # their own seeds), so it belongs to the data order.
+    tf.random.set_seed(source_seeds(cfg).data_order)
+    if cfg.trainer.deterministic:
         tf.config.experimental.enable_op_determinism()
 
 
@@ -80,11 +115,13 @@ def build_compiled_model(cfg: Any) -> Any:
     """The network of ``cfg.model``, compiled with the config's optimizer, loss and metrics."""
     import keras
 
-    from cnnlab.models.builder import build_model, build_optimizer
+    from cnnlab.models.builder import LayerSeeds, build_model, build_optimizer
 
     precision, _ = choose_precision(option(cfg.trainer.precision))
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bf16" else "float32")
-    model = build_model(cfg.model, len(cfg.dataset.classes), image_shape(cfg.dataset), precision)
+    seeds = source_seeds(cfg)
+    layer_seeds = LayerSeeds(init_seed=seeds.init, dropout_seed=seeds.dropout)
+    model = build_model(cfg.model, len(cfg.dataset.classes), image_shape(cfg.dataset), precision, layer_seeds)
     metrics = ["accuracy" if name == "accuracy" else keras.metrics.AUC(name="auc") for name in cfg.trainer.metrics]
     model.compile(
         optimizer=build_optimizer(cfg.optimizer),
@@ -137,7 +174,8 @@ def fit(
 
 
 def default_run_name(cfg: Any) -> str:
-    return cfg.tracking.run_name or f"{cfg.dataset.name}-{cfg.model.name}-s{cfg.seed}"
+    suffix = "".join(f"-{source}{seed}" for source, seed in seeds_apart(cfg).items())
+    return cfg.tracking.run_name or f"{cfg.dataset.name}-{cfg.model.name}-s{cfg.seed}{suffix}"
 
 
 def train(
@@ -163,7 +201,7 @@ def train(
     # as keras-tuner does before every trial, and before seeding so that the seed holds. No forced garbage
     # collection: it costs ~0.2 s of every run's start-up, and Python's collector frees the last model anyway.
     keras.backend.clear_session(free_memory=False)
-    seed_everything(cfg.seed, cfg.trainer.deterministic)
+    seed_everything(cfg)
     data = data or prepare_data(cfg)
     model = build_compiled_model(cfg)
     num_params = model.count_params()
@@ -174,7 +212,7 @@ def train(
     tags = records.training_tags(cfg, data.arrays, overrides, choose_precision(option(cfg.trainer.precision)))
     tags.update(extra_tags or {})
     description = (
-        f"{cfg.model.name} network on {cfg.dataset.name}, {cfg.trainer.epochs} epochs, seed {cfg.seed}.\n\n"
+        f"{cfg.model.name} network on {cfg.dataset.name}, {cfg.trainer.epochs} epochs, seed {seed_label(cfg)}.\n\n"
         f"Rerun: `{rerun}`"
     )
     run_name = default_run_name(cfg)
@@ -218,7 +256,7 @@ def train(
         final["train_seconds"] = float(np.sum(epoch_seconds))
         mlflow.log_metrics(final)
 
-        title = f"{cfg.dataset.name} / {cfg.model.name} / seed {cfg.seed}"
+        title = f"{cfg.dataset.name} / {cfg.model.name} / seed {seed_label(cfg)}"
         first = data.splits.train
         preview_names = [data.class_names[int(label)] for label in first.y[:25]]
         preview_title = f"{cfg.dataset.name}: first training images"

@@ -27,6 +27,7 @@ from cnnlab.config import (  # noqa: E402
     CompareConfig,
     Config,
     ReproduceConfig,
+    SeedsConfig,
     SweepEntryConfig,
     UseConfig,
     VerifyConfig,
@@ -47,6 +48,7 @@ CONFIGS = {
     "predict": ("use_config", UseConfig),
     "register": ("use_config", UseConfig),
     "verify": ("verify_config", VerifyConfig),
+    "seeds": ("seeds_config", SeedsConfig),
 }
 GROUPS = ("dataset", "model", "optimizer", "trainer", "tracking", "experiment", "sweep", "tuner")
 

@@ -29,6 +29,7 @@ EXERCISED = {
     "replace_call": "test_a_replaced_call_runs_and_the_layer_stays_plain_dropout",
     "numpy_array_reconstructor": "test_the_reconstructor_is_the_one_a_pickled_array_names",
     "mlflow_schema_revisions": "test_the_schema_revisions_read_as_text_end_where_mlflow_expects",
+    "keras_default_seed": "test_the_default_seed_is_the_draw_keras_gives_an_unseeded_layer",
 }
 
 
@@ -309,3 +310,16 @@ def test_the_schema_revisions_read_as_text_end_where_mlflow_expects(new_store):
     with sqlite3.connect(new_store().removeprefix("sqlite:///")) as connection:
         assert connection.execute("SELECT version_num FROM alembic_version").fetchone() == (head,)
     connection.close()
+
+
+def test_the_default_seed_is_the_draw_keras_gives_an_unseeded_layer():
+    """An unseeded initializer takes Keras' draw; the hook draws that number, from the global generator or another."""
+    import random
+
+    import keras
+
+    random.seed(5)
+    keras_draw = keras.initializers.GlorotUniform().seed
+    random.seed(5)
+    assert compat.keras_default_seed() == keras_draw
+    assert compat.keras_default_seed(random.Random(5)) == keras_draw

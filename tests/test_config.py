@@ -184,6 +184,7 @@ CHECKS = {
     "compare": checks.check_compare,
     "reproduce": checks.check_reproduce,
     "verify": checks.check_verify,
+    "seeds": checks.check_seeds,
 }
 COMMAND_CONFIGS = {
     "run": (
@@ -194,6 +195,9 @@ COMMAND_CONFIGS = {
             "dataset.local_dir=.",
             "tracking.run_name=r",
             "trainer.verbose=1",
+            "seed_init=1",
+            "seed_data_order=2",
+            "seed_dropout=3",
         ],
     ),
     "sweep": (
@@ -207,6 +211,7 @@ COMMAND_CONFIGS = {
         ["claims=[mnist_simple]", "precisions=[float32]", "report_path=R.md", "claim.error_ratio=1.25"],
     ),
     "verify": ("verify_config", ["run_id=" + "0" * 32]),
+    "seeds": ("seeds_config", ["action=export", "path=s.json", "claims=[mnist_simple]", "machine_kind=amx"]),
 }
 # Per optimizer, the keys only it has.
 OPTIMIZER_KEYS = {"momentum": "sgd", "nesterov": "sgd", "rho": "rmsprop"}

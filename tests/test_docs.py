@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from cnnlab.config import ConfigError
+from cnnlab.seeds import ACTIONS as SEEDS_ACTIONS
 from tests.conftest import CONF_DIR, ROOT, tiny_run
 
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
@@ -32,6 +33,7 @@ CONFIG_NAMES = {
     "register": "use_config",
     "compare": "compare_config",
     "verify": "verify_config",
+    "seeds": "seeds_config",
 }
 MAKE_COMMANDS = {"run": "run", "sweep": "sweep", "reproduce": "reproduce", "register": "register"}
 # Placeholders a reader fills in, and a value of the right shape for each.
@@ -146,7 +148,11 @@ def check_cnnlab(command: str, overrides: list[str], tmp_path: Path, monkeypatch
 
     looked_up = []
     if readers_store:
+        from cnnlab.claims import portable
+
         monkeypatch.setattr(checks, "check_store_first", lambda name, cfg: looked_up.append(name))
+        # a seeds file to import is the reader's too: its own refusals are tested in tests/test_portable_seeds.py
+        monkeypatch.setattr(portable, "read_seeds_file", lambda path: looked_up.append(path))
 
     if command == "--help":
         with pytest.raises(SystemExit) as leaving:
@@ -154,7 +160,8 @@ def check_cnnlab(command: str, overrides: list[str], tmp_path: Path, monkeypatch
         assert leaving.value.code == 0
         return
     assert command in CONFIG_NAMES, f"{command}: not a cnnlab command"
-    overrides = [{"--csv": "format=csv", "--markdown": "format=markdown"}.get(word, word) for word in overrides]
+    words = {"--csv": "format=csv", "--markdown": "format=markdown", **(SEEDS_ACTIONS if command == "seeds" else {})}
+    overrides = [words.get(word, word) for word in overrides]
     overrides = [word for word in overrides if word != "--help"]  # Hydra's help: the composed config is its subject
     monkeypatch.chdir(tmp_path)
     for word in overrides:  # image files a command names exist where the reader runs it
@@ -166,7 +173,7 @@ def check_cnnlab(command: str, overrides: list[str], tmp_path: Path, monkeypatch
         at = overrides.index("--config-dir")
         overrides = [*overrides[:at], *overrides[at + 2 :]]
     user = write_user_configs(tmp_path)
-    if user.exists() and command not in ("compare", "verify"):
+    if user.exists() and command not in ("compare", "verify", "seeds"):
         overrides = [*overrides, f"hydra.searchpath=[file://{user}]"]
     GlobalHydra.instance().clear()
     with hydra_for(command):
@@ -188,7 +195,7 @@ def hydra_for(command: str):
     """Hydra as the command starts it: compare and verify have no config folder (their schema is the config)."""
     from hydra import initialize, initialize_config_dir
 
-    if command in ("compare", "verify"):
+    if command in ("compare", "verify", "seeds"):
         return initialize(config_path=None, version_base="1.3")
     return initialize_config_dir(config_dir=CONF_DIR, version_base="1.3")
 

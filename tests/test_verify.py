@@ -67,3 +67,77 @@ def test_a_tiny_run_verifies_identical_and_a_changed_library_is_refused(tiny_run
     assert "refused: data or library versions differ" in str(refused.value)
     assert "keras 2.0.0 logged" in str(refused.value) and "data x_train" in str(refused.value)
     assert len(client.search_runs([rerun.info.experiment_id])) == runs_before  # nothing trained or logged
+
+
+def test_a_run_of_another_machine_kind_or_onednn_cap_is_not_compared_bit_for_bit(monkeypatch):
+    from cnnlab import machine
+    from cnnlab.commands.rerun import machine_difference
+
+    here = machine.tags()
+    assert machine_difference(here) is None
+    other = "amx" if here["machine.kind"] != "amx" else "avx2"
+    assert machine_difference({**here, "machine.kind": other}) == f"machine.kind {other} logged, {machine.kind()} here"
+    assert machine_difference({"dataset": "mnist"}) is None  # logged before machines were tagged: the caller says so
+    # The same kind under a oneDNN cap runs other kernels too.
+    real_kind = machine.kind()
+    monkeypatch.setattr(machine, "isa_cap", lambda: ("ONEDNN_MAX_CPU_ISA=AVX2", ("avx2", "fma")))
+    monkeypatch.setattr(machine, "kind", lambda: real_kind)
+    assert machine_difference(here) == f"machine.isa_cap {here['machine.isa_cap']} logged, ONEDNN_MAX_CPU_ISA=AVX2 here"
+
+
+def test_the_statistical_reading_says_what_it_compares_and_where_the_difference_falls():
+    from omegaconf import OmegaConf
+
+    from cnnlab.commands.rerun import statistical_reading
+
+    claimed = OmegaConf.create({"claim": {"tolerance": 0.005}})
+    # 900 of 1000 right: Wilson's 95% interval is [0.8798, 0.9171] (0.8985 -+ 0.0186)
+    outcome, difference = statistical_reading(claimed, {"test_accuracy": 0.9}, {"test_accuracy": 0.904}, 1000)
+    assert outcome.startswith("statistical, not bit for bit: test_accuracy 0.9000 logged, 0.9040 here")
+    assert "difference +0.40 points" in outcome and difference == pytest.approx(0.004)
+    assert "within the logged run's 95% test-split sampling interval [0.8798, 0.9171] (1000 test images)" in outcome
+    assert outcome.endswith("within the claim's tolerance of 0.5 points")
+    outcome, _ = statistical_reading(claimed, {"test_accuracy": 0.9}, {"test_accuracy": 0.93}, 1000)
+    assert "outside the logged run's" in outcome and outcome.endswith("beyond the claim's tolerance of 0.5 points")
+    outcome, _ = statistical_reading(
+        OmegaConf.create({"claim": None}), {"test_accuracy": 0.9}, {"test_accuracy": 0.9}, 1000
+    )
+    assert "tolerance" not in outcome
+
+
+@pytest.mark.slow
+def test_a_run_from_another_machine_kind_is_retrained_and_compared_statistically(
+    tiny_run_overrides, tmp_path, monkeypatch
+):
+    from mlflow.tracking import MlflowClient
+
+    from cnnlab import machine
+    from cnnlab.commands.rerun import summary, verify
+    from cnnlab.train import train
+    from tests.conftest import compose_config
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    source = train(compose_config(*tiny_run_overrides), tiny_run_overrides)
+    client = MlflowClient(uri)
+    real_kind = machine.kind()
+    other = "amx" if real_kind != "amx" else "avx2"
+    monkeypatch.setattr(machine, "kind", lambda: other)  # this machine now reads as another kind than the run's
+
+    result = verify(source.run_id, uri)
+    assert not result.bit_for_bit and result.compared == {"test_accuracy": 1}
+    assert result.note.startswith(
+        f"refused to compare bit for bit: the run was recorded on another machine "
+        f"(machine.kind {real_kind} logged, {other} here)"
+    )
+    assert result.outcome.startswith("statistical, not bit for bit: test_accuracy")
+    assert "test-split sampling interval" in result.outcome and "(80 test images)" in result.outcome
+    assert client.get_run(result.rerun_id).data.tags["cnnlab.verification"] == result.outcome
+    printed = summary(result)
+    assert "statistically: the run was recorded on another machine kind" in printed and "note" in printed
+
+    # A run logged before machines were tagged is compared bit for bit as before, with a note saying so.
+    for tag in ("machine.kind", "machine.isa_cap"):
+        client.delete_tag(source.run_id, tag)
+    result = verify(source.run_id, uri)
+    assert result.bit_for_bit and result.outcome == "identical"
+    assert result.note.startswith("the run recorded no machine kind")

@@ -132,7 +132,12 @@ class ClaimResult:
 
 # Keys added to the run schema after reproductions were recorded, with the default that keeps the old behaviour:
 # at that default they are left out of the fingerprint, so adding them retrains nothing.
-ADDED_AT_DEFAULT = {"trainer.allow_emulated_bf16": False}
+ADDED_AT_DEFAULT = {
+    "trainer.allow_emulated_bf16": False,
+    "seed_init": None,
+    "seed_data_order": None,
+    "seed_dropout": None,
+}
 
 
 def fingerprint(cfg: Any, data_hashes: dict[str, str]) -> str:
@@ -154,9 +159,12 @@ def fingerprint(cfg: Any, data_hashes: dict[str, str]) -> str:
     for block in container.get("model", {}).get("blocks", []):
         block.pop("name", None)  # a layer's name changes no arithmetic
     for path, default in ADDED_AT_DEFAULT.items():
-        section, _, key = path.partition(".")
-        if container.get(section, {}).get(key, default) == default:
-            container.get(section, {}).pop(key, None)
+        *sections, key = path.split(".")
+        node = container
+        for section in sections:
+            node = node.get(section, {})
+        if node.get(key, default) == default:
+            node.pop(key, None)
     payload = {
         "data": data_hashes,
         "config": container,

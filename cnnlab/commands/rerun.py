@@ -5,6 +5,11 @@ data hashes and its library versions are all MLflow holds, and all this uses. Be
 here must hash to what the run logged and the libraries must be the versions it ran with; otherwise the answer is
 "refused", naming what differs, since a difference would prove nothing. The rerun is logged as its own run in
 ``cnnlab-verifications``, tagged with the run it verifies.
+
+Bit for bit holds on one machine kind only: the same seed through another kind's kernels (another vector width,
+native bfloat16, a oneDNN cap) is another run. A run recorded on another kind (tags ``machine.kind``,
+``machine.isa_cap``) is still retrained, but compared statistically: its final metric's difference against the
+claim's tolerance and the logged run's test-split sampling error, and said to be no bit-for-bit check.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from omegaconf import OmegaConf
 
@@ -23,6 +29,8 @@ EXPERIMENT = "cnnlab-verifications"
 HISTORIES = ("loss", "accuracy", "val_loss", "val_accuracy")
 # What changes the numbers a run produces; the MLflow and Python versions do not enter training.
 VERSION_TAGS = ("version.cnnlab", "version.tensorflow", "version.keras")
+# What a rerun on another machine kind is compared by: a final score whose test-split sampling error is known.
+STATISTICAL_METRIC = "test_accuracy"
 
 
 class VerificationRefused(UserError, ValueError):
@@ -33,10 +41,51 @@ class VerificationRefused(UserError, ValueError):
 class Verification:
     run_id: str
     rerun_id: str
-    outcome: str  # "identical", or "within <x> from epoch <k>"
+    outcome: str  # "identical", "within <x> from epoch <k>", or a statistical reading across machine kinds
     max_difference: float
     first_epoch_differing: int | None
     compared: dict[str, int]  # metric -> epochs compared
+    bit_for_bit: bool = True  # false: recorded on another machine kind, compared statistically instead
+    note: str = ""  # why it was compared as it was, when that needs saying
+
+
+def machine_difference(tags: dict[str, str]) -> str | None:
+    """Why a run with these tags cannot be compared bit for bit here (another machine kind or oneDNN cap), or None.
+
+    A run recorded before machines were tagged has neither tag: None, and the caller says so."""
+    from cnnlab import machine
+
+    here = machine.tags()
+    differ = [
+        f"{key} {tags[key]} logged, {here[key]} here"
+        for key in ("machine.kind", "machine.isa_cap")
+        if key in tags and tags[key] != here[key]
+    ]
+    return "; ".join(differ) or None
+
+
+def statistical_reading(
+    cfg: Any, logged: dict[str, float], rerun: dict[str, float], test_size: int
+) -> tuple[str, float]:
+    """The final metric's rerun-minus-logged difference, read against the claim's tolerance (a run with a claim
+    block) and against the logged run's test-split sampling error (the 95% Wilson interval of its accuracy)."""
+    from scipy.stats import binomtest
+
+    metric = STATISTICAL_METRIC
+    before, after = logged[metric], rerun[metric]
+    difference = after - before
+    interval = binomtest(round(before * test_size), test_size).proportion_ci(0.95, method="wilson")
+    inside = interval.low <= after <= interval.high
+    parts = [
+        f"{metric} {before:.4f} logged, {after:.4f} here, difference {100 * difference:+.2f} points",
+        f"{'within' if inside else 'outside'} the logged run's 95% test-split sampling interval "
+        f"[{interval.low:.4f}, {interval.high:.4f}] ({test_size} test images)",
+    ]
+    if cfg.get("claim") is not None:
+        tolerance = cfg.claim.tolerance
+        word = "within" if abs(difference) <= tolerance else "beyond"
+        parts.append(f"{word} the claim's tolerance of {100 * tolerance:g} points")
+    return "statistical, not bit for bit: " + "; ".join(parts), abs(difference)
 
 
 def compare_histories(logged: dict[str, list[float]], rerun: dict[str, list[float]]) -> tuple[str, float, int | None]:
@@ -109,6 +158,27 @@ def verify(run_id: str, tracking_uri: str) -> Verification:
     }
     if not logged:
         raise VerificationRefused(f"run {run_id} logged no per-epoch history ({', '.join(HISTORIES)})")
+    other_machine = machine_difference(tags)
+    if other_machine:
+        note = (
+            f"refused to compare bit for bit: the run was recorded on another machine ({other_machine}), whose "
+            "kernels round differently, so equal numbers cannot be expected; retraining here and comparing the final "
+            "metric statistically instead"
+        )
+    elif "machine.kind" not in tags:
+        note = (
+            "the run recorded no machine kind (logged before runs did): compared bit for bit as before, though a "
+            "difference may come from another machine's kernels rather than from cnnlab"
+        )
+    else:
+        note = ""
+    if other_machine and STATISTICAL_METRIC not in run.data.metrics:
+        raise VerificationRefused(
+            f"the run was recorded on another machine ({other_machine}), so it can only be compared statistically, "
+            f"and it logged no {STATISTICAL_METRIC} to compare; verify it on a machine of its kind"
+        )
+    if note:
+        log.warning(note)
     if tags.get("git.commit") != git_state().get("git.commit"):
         log.warning(
             "cnnlab's code is at another commit than the run's (%s); the rerun uses today's", tags.get("git.commit")
@@ -126,7 +196,12 @@ def verify(run_id: str, tracking_uri: str) -> Verification:
     )
     overrides = tags.get("hydra.overrides", "").split()
     result = train.train(rerun_cfg, overrides, extra_tags={"cnnlab.verifies": run_id}, data=data)
-    outcome, largest, first = compare_histories(logged, {m: result.history.get(m, []) for m in logged})
+    compared = {metric: len(values) for metric, values in logged.items()}
+    if other_machine:
+        outcome, largest = statistical_reading(cfg, run.data.metrics, result.metrics, len(data.splits.test))
+        first, compared = None, {STATISTICAL_METRIC: 1}
+    else:
+        outcome, largest, first = compare_histories(logged, {m: result.history.get(m, []) for m in logged})
     client.set_tag(result.run_id, "cnnlab.verification", outcome)
     return Verification(
         run_id=run_id,
@@ -134,14 +209,20 @@ def verify(run_id: str, tracking_uri: str) -> Verification:
         outcome=outcome,
         max_difference=largest,
         first_epoch_differing=first,
-        compared={metric: len(values) for metric, values in logged.items()},
+        compared=compared,
+        bit_for_bit=not other_machine,
+        note=note,
     )
 
 
 def summary(result: Verification) -> str:
     """What `python -m cnnlab.verify` prints: what was compared and how the rerun came out."""
-    compared = ", ".join(f"{metric} ({epochs} epochs)" for metric, epochs in result.compared.items())
+    if result.bit_for_bit:
+        compared = ", ".join(f"{metric} ({epochs} epochs)" for metric, epochs in result.compared.items())
+    else:
+        compared = f"the final {STATISTICAL_METRIC} (statistically: the run was recorded on another machine kind)"
     return (
         f"\n  verified run   {result.run_id}\n  compared       {compared}\n  result         {result.outcome}\n"
-        f"  rerun logged   {result.rerun_id} (experiment cnnlab-verifications)\n"
+        + (f"  note           {result.note}\n" if result.note else "")
+        + f"  rerun logged   {result.rerun_id} (experiment cnnlab-verifications)\n"
     )

@@ -13,6 +13,7 @@ from cnnlab.config.schema import (
     CompareConfig,
     Config,
     ReproduceConfig,
+    SeedsConfig,
     SweepEntryConfig,
     UseConfig,
     VerifyConfig,
@@ -39,6 +40,7 @@ def register_configs() -> None:
     store.store(name="cnnlab_reproduce_schema", node=ReproduceConfig)
     store.store(name="compare_config", node=CompareConfig)
     store.store(name="verify_config", node=VerifyConfig)
+    store.store(name="seeds_config", node=SeedsConfig)
     address_blocks_by_name()
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from cnnlab.config.schema import option
 from cnnlab.errors import ConfigError
+from cnnlab.machine import KINDS
 
 NAME_LIMIT = 100
 
@@ -125,6 +126,9 @@ RUN_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
 # any other key of the composed configs that is not listed here.
 DOMAINS: dict[str, Domain] = {
     "seed": between(0, INT_LIMIT, high_included=True),  # room below NumPy's 2**32 - 1 for the seeds derived from it
+    "seed_init": between(0, INT_LIMIT, high_included=True),  # each source's seed is a seed like `seed`
+    "seed_data_order": between(0, INT_LIMIT, high_included=True),
+    "seed_dropout": between(0, INT_LIMIT, high_included=True),
     "dataset.name": NAME,  # the cache file and the runs' tags are named by it
     "dataset.shape.*": at_least(1),  # [height, width, channels]; the count and the channels: config.validation
     "dataset.split_sizes.*": at_least(1),  # images per split, known without loading: data.sizes checks them
@@ -236,6 +240,9 @@ DOMAINS: dict[str, Domain] = {
     "max_seeds": at_least(2),
     "claims.*": NAME,
     "report_path": FREE_TEXT,  # where REPRODUCTION.md goes; outside the project on purpose is allowed
+    # seeds
+    "path": FREE_TEXT,  # a seeds file anywhere; import checks what it holds
+    "machine_kind": one_of(*KINDS),
     # verify
     "run_id": Domain(
         lambda value: re.fullmatch(r"[0-9a-f]{32}", str(value)) is not None,

@@ -252,7 +252,12 @@ class ClaimConfig:
 
 @dataclass
 class Config:
-    seed: int = 0
+    seed: int = 0  # every source of randomness below that is left null: initial weights, data order, dropout masks
+    # Each source apart, to see which one moves a result (docs/runs.md, "Seeds by source"). Null follows `seed`, and
+    # a run with all three null trains bit for bit as `seed` alone did before they existed.
+    seed_init: int | None = None  # the initial weights (every kernel initializer)
+    seed_data_order: int | None = None  # the order the training images are shuffled into, every epoch
+    seed_dropout: int | None = None  # the dropout masks
     dataset: DatasetConfig = MISSING
     model: ModelConfig = MISSING
     optimizer: OptimizerConfig = MISSING
@@ -427,6 +432,23 @@ class CompareConfig:
     format: OutputFormat = OutputFormat.table
     plot_x: str | None = None  # a param (e.g. optimizer.learning_rate): plot sort_by against it
     plot_path: str | None = None  # null: compare.png in the command's output folder, outputs/<date>/<time>/
+
+
+# export and import are the two things `cnnlab seeds` does; `import` is a keyword, hence the functional form.
+SeedsAction = Enum("SeedsAction", {"export": "export", "import": "import"})
+
+
+@dataclass
+class SeedsConfig:
+    """`cnnlab seeds export|import`: a reproduction's seeds as a small file that carries them to another store."""
+
+    defaults: list[Any] = field(default_factory=lambda: ["hydra_settings", "_self_"])  # Hydra's, not an option
+    action: SeedsAction = MISSING  # export: the store's seeds into `path`; import: the seeds of `path` into the store
+    # The seeds file (JSON, a few KB a seed), e.g. results/seeds/mnist_simple-avx512_bf16.json
+    path: str = MISSING
+    claims: list[str] | None = None  # export: only these claims' seeds; null: every claim's
+    machine_kind: str | None = None  # export: only seeds trained on this machine kind; null: every kind's
+    tracking_uri: str = "sqlite:///mlruns/mlflow.db"  # MLFLOW_TRACKING_URI in the environment wins
 
 
 @dataclass

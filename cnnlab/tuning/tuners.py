@@ -73,7 +73,7 @@ class TrackedTunerMixin:
     def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> Any:
         self._epochs, self._pruned = {}, None
         cfg = self.hypermodel.trial_config(trial.hyperparameters)
-        train.seed_everything(cfg.seed, cfg.trainer.deterministic)
+        train.seed_everything(cfg)
         hp_values = dict(trial.hyperparameters.values)
         number = trial_number(trial.trial_id)
         tags = {
@@ -137,7 +137,7 @@ class TrackedTunerMixin:
             description,
             parent_run_id=self.study.parent_run_id,
         ):
-            train.seed_everything(seed, cfg.trainer.deterministic)
+            train.seed_everything(cfg)
             mlflow.log_params({f"hp.{key}": str(value) for key, value in trial.hyperparameters.values.items()})
             model = hypermodel.build(trial.hyperparameters)
             history = hypermodel.fit(trial.hyperparameters, model)
