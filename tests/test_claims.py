@@ -205,17 +205,9 @@ def test_seeds_option_is_checked_before_anything_runs(tmp_path):
 
 @pytest.fixture
 def reproduce_setup(tmp_path, idx_dir, pin_mnist):
-    from tests.conftest import compose_config
+    from tests.conftest import compose_config, tiny_reproduction
 
-    passthrough = [
-        f"dataset.local_dir={idx_dir}",
-        "dataset.sources=[local]",
-        "trainer.epochs=1",
-        "trainer.verbose=0",
-        "tracking.log_model=false",
-        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
-        "claim.tolerance=0.01",
-    ]
+    passthrough = [*tiny_reproduction(idx_dir, tmp_path), "claim.tolerance=0.01"]
     overrides = ["seeds=2", "claims=[mnist_simple,mnist_pooled]", *passthrough]
     cfg = compose_config(*overrides, config_name="reproduce_config")
     return cfg, overrides, lambda extra: compose_config(*extra)
