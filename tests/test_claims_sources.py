@@ -84,7 +84,8 @@ def test_the_bootstrap_intervals_cover_near_95_percent():
             covered[component.name] += component.share_low <= truth[component.name] <= component.share_high
     rates = {name: count / datasets for name, count in covered.items()}
     print("share intervals' coverage (nominal 95%):", rates)
-    # 60 datasets: a rate of 95% is seen as 88% or more 99% of the time
+    # 60 datasets: a rate of 95% is seen as 88% or more 99% of the time; measured 85%, 90%, 93%: the intervals
+    # run somewhat short for the largest share (docs/statistics.md, "Variance by source")
     assert all(rate >= 0.85 for rate in rates.values())
 
 
