@@ -102,6 +102,9 @@ def test_report_with_two_kinds_gives_the_pooled_verdict_only_where_they_are_equi
     assert "| all kinds pooled | 20 | 1 |" in text and "reproduced (kinds equivalent; 20 seeds, one look)" in text
     assert "inside +-0.5 pt: equivalent" in text and "power at these seeds if the kinds were equal" in text
 
+    page = kinds.kinds_html([_two_kinds(0.0)])
+    assert "<h2>Machine kinds</h2>" in page and "all kinds pooled" in page and "equivalent; power" in page
+
     text = kinds.kinds_markdown([_two_kinds(-0.01)])
     print(text)
     assert "not given: the kinds are not shown equivalent" in text

@@ -270,6 +270,27 @@ def equivalence_lines(result: Any) -> list[str]:
     return lines
 
 
+def kinds_html(results: list[Any]) -> str:
+    """The machine-kind section for the HTML report: the per-kind table and the equivalence lines, where a claim's
+    seeds come from several kinds."""
+    import html
+
+    import pandas as pd
+
+    several = [result for result in results if len(kinds_of(result)) > 1]
+    if not several:
+        return ""
+    rows = [row for result in several for row in per_kind_rows(result)]
+    lines = [line[2:] for result in several for line in equivalence_lines(result)]
+    return (
+        "<h2>Machine kinds</h2>"
+        + pd.DataFrame(rows).to_html(index=False, escape=True)
+        + "<ul>"
+        + "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+        + "</ul>"
+    )
+
+
 def kinds_markdown(results: list[Any]) -> str:
     """The report's machine-kind section: a line naming the kind where a claim's seeds come from one, and the
     per-kind table with the equivalence reading where they come from several."""

@@ -431,7 +431,7 @@ def log_report(results: list[ClaimResult], parent_id: str, command: str, client:
     if len(pairs):
         mlflow.log_text(pairs.to_csv(index=False), "precision_pairs.csv")
     mlflow.log_text(markdown + ("\n\n" + precision_markdown if precision_markdown else ""), "report.md")
-    mlflow.log_text(report.to_html(table, pairs, figures, header), "report.html")
+    mlflow.log_text(report.to_html(table, pairs, figures, header, kinds.kinds_html(results)), "report.html")
     return {
         "table": table,
         "pairs": pairs,
