@@ -54,6 +54,7 @@ def check_reproduce(cfg: Any, overrides: list[str]) -> None:
     from hydra import compose
 
     from cnnlab.claims.reproduce import claim_overrides, never_decides, precision_variants
+    from cnnlab.claims.sources import check_design
 
     check_common(cfg, overrides)
     check_domains(cfg)
@@ -66,6 +67,7 @@ def check_reproduce(cfg: Any, overrides: list[str]) -> None:
     except ValueError as error:
         raise ConfigError(f"precisions: {error}") from error
     searchpath = searchpath_overrides()
+    claim_cfgs = {}
     for name in claim_names(cfg, lambda extra: compose("config", overrides=extra), searchpath):
         for variant in variants:
             try:
@@ -76,6 +78,8 @@ def check_reproduce(cfg: Any, overrides: list[str]) -> None:
                 raise ConfigError(f"claims: {name!r} is not a usable conf/experiment/{name}.yaml ({error})") from error
             validate(claim_cfg)
             check_sizes(claim_cfg)
+            claim_cfgs[name] = claim_cfg
+    check_design(cfg, claim_cfgs)
     check_store_first("reproduce", cfg)
 
 

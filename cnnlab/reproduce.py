@@ -20,8 +20,14 @@ def main(cfg: DictConfig) -> None:
 
     from cnnlab.claims.report import reproduction_summary, reproduction_writer
     from cnnlab.claims.reproduce import reproduce
+    from cnnlab.claims.sources import finish_sources, run_sources
+    from cnnlab.config.schema import option
 
     searchpath = searchpath_overrides()  # a user's own config folders reach every claim's composition
+    if option(cfg.design) == "sources":  # one claim's variance by source instead of verdicts
+        claim_compose = lambda extra: compose("config", overrides=[*extra, *searchpath])  # noqa: E731
+        print(finish_sources(cfg, *command(cfg, lambda overrides: run_sources(cfg, overrides, claim_compose))))
+        return
 
     def run(overrides: list[str]):
         return reproduce(

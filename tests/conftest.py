@@ -226,6 +226,18 @@ def tiny_run(idx_dir: Path, store: str) -> list[str]:
     ]
 
 
+def tiny_reproduction(idx_dir: Path, tmp_path: Path) -> list[str]:
+    """What every claim of a reproduction in a test takes: the synthetic files, one epoch, a store in tmp_path."""
+    return [
+        f"dataset.local_dir={idx_dir}",
+        "dataset.sources=[local]",
+        "trainer.epochs=1",
+        "trainer.verbose=0",
+        "tracking.log_model=false",
+        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+    ]
+
+
 @pytest.fixture
 def tiny_run_overrides(idx_dir: Path, pin_mnist, new_store) -> list[str]:
     """``tiny_run`` tracked in tmp_path."""

@@ -17,6 +17,7 @@ from cnnlab.claims.stats import (
     t_interval,
 )
 from cnnlab.claims.verdict import EXCEEDS, INCONCLUSIVE, NO_CLAIM, REPRODUCED, judge
+from tests.conftest import tiny_reproduction
 
 CLAIMED, SD, TOLERANCE = 0.9, 0.003, 0.005  # the issue's case: sd 0.3 points, tolerance 0.5 points
 AUTO = Design(3, 10)
@@ -199,18 +200,6 @@ def test_seeds_option_is_checked_before_anything_runs(tmp_path):
         )
         assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
         assert list(tmp_path.iterdir()) == []  # no store, no outputs/ folder
-
-
-def tiny_reproduction(idx_dir: Path, tmp_path: Path) -> list[str]:
-    """Overrides that reproduce claims one epoch at a time on the synthetic files, into a store in ``tmp_path``."""
-    return [
-        f"dataset.local_dir={idx_dir}",
-        "dataset.sources=[local]",
-        "trainer.epochs=1",
-        "trainer.verbose=0",
-        "tracking.log_model=false",
-        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
-    ]
 
 
 @pytest.fixture

@@ -385,7 +385,8 @@ def _png(figure: Any) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def to_html(table: pd.DataFrame, pairs: pd.DataFrame, figures: dict[str, Any], header: str) -> str:
+def to_html(table: pd.DataFrame, pairs: pd.DataFrame, figures: dict[str, Any], header: str, kinds: str = "") -> str:
+    """The self-contained page; ``kinds``: the machine-kind section's HTML (cnnlab.claims.kinds.kinds_html)."""
     images = "".join(
         f"<h3>{html.escape(name)}</h3><img alt='{html.escape(name)}' src='data:image/png;base64,{_png(fig)}'>"
         for name, fig in figures.items()
@@ -408,6 +409,7 @@ def to_html(table: pd.DataFrame, pairs: pd.DataFrame, figures: dict[str, Any], h
             if len(pairs)
             else ""
         )
+        + kinds
         + f"{images}</body></html>"
     )
 

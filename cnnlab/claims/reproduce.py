@@ -20,7 +20,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from cnnlab.allocator import pin_mmap_threshold
-from cnnlab.claims import timing
+from cnnlab.claims import kinds, timing
 from cnnlab.claims.stats import Design
 from cnnlab.claims.verdict import DEFAULT_TOLERANCE, NO_CLAIM, Verdict, judge
 from cnnlab.config.compose import claim_names, parse_overrides
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 EXPERIMENT = "cnnlab-reproductions"
 # reproduce's own options; every other override reaches each claim
-OWN_KEYS = ("seeds", "min_seeds", "max_seeds", "claims", "report_path", "precisions", "verdicts")
+OWN_KEYS = ("seeds", "min_seeds", "max_seeds", "claims", "report_path", "precisions", "verdicts", "design", "sources")
 # Overrides that change where runs are read from or logged, or what judges them, not how they train: any other
 # override (dataset.subset, trainer.epochs, model, optimizer, precision, ...) makes a modified protocol, reported
 # as such and never as a verdict on the claim.
@@ -83,6 +83,8 @@ class ClaimResult:
     design: Design = field(default_factory=lambda: Design(3, 10))
     modified: list[str] = field(default_factory=list)  # overrides that change the claim's protocol
     earlier_designs: list[Design] = field(default_factory=list)  # designs these same seeds were judged under
+    kind: str = ""  # the machine kind this process trains on (cnnlab.claims.kinds); its seeds are ``runs``
+    by_kind: dict[str, list[Any]] = field(default_factory=dict)  # every kind's seeds in the store, for the report
 
     @property
     def tolerance(self) -> float:
@@ -201,7 +203,7 @@ def override_key(override: str) -> str:
 
 
 def claim_overrides(overrides: list[str]) -> list[str]:
-    return [o for o in overrides if override_key(o) not in OWN_KEYS]
+    return [o for o in overrides if override_key(o).split(".")[0] not in OWN_KEYS]
 
 
 def precision_variants(cfg: Any, passthrough: list[str]) -> list[list[str]]:
@@ -266,6 +268,7 @@ def reproduce(
                     precision=option(claim_cfg.trainer.precision),
                     design=design,
                     modified=protocol_changes([*passthrough, *(v for v in variant if "float32" not in v)]),
+                    kind=kinds.this_kind(),
                 )
                 results.append(result)
                 try:
@@ -293,6 +296,9 @@ def reproduce(
                         print(f"[reproduce] {result.label} {target['metric']}: {verdict.status} ({verdict.why})")
                 print(clock.after_seed(result, time.perf_counter() - started, [r for r, *_ in prepared]), flush=True)
             if trained or seed == 0:
+                for result, _, _, _, print_ in prepared:
+                    stored = kinds.stored_runs(client, experiment_id, result.name, print_)
+                    result.by_kind = kinds.group_by_kind(stored, max_seeds)
                 report = log_report(results, parent_id, command, client)
                 if on_report is not None:
                     on_report(report, results, parent_id)
@@ -373,7 +379,8 @@ def run_seed(
     experiment_id: str,
     client: Any,
 ) -> None:
-    """Trains one seed of one claim variant as a child run, or reuses it if FINISHED with the same fingerprint."""
+    """Trains one seed of one claim variant as a child run, or reuses it if FINISHED with the same fingerprint on
+    this machine kind (another kind's run of the seed is another run: its kernels round differently)."""
     from cnnlab import train
 
     label = result.label
@@ -383,10 +390,13 @@ def run_seed(
             f"tags.`cnnlab.claim` = '{result.name}' and tags.`cnnlab.seed` = '{seed}' and "
             f"tags.`cnnlab.fingerprint` = '{print_}' and attributes.status = 'FINISHED'"
         ),
-        max_results=1,
     )
+    done = [run for run in done if kinds.run_kind(run) == result.kind]
     if done:
-        print(f"[reproduce] {label} seed {seed}: already FINISHED ({done[0].info.run_id}), skipped", flush=True)
+        print(
+            f"[reproduce] {label} seed {seed}: already FINISHED on {result.kind} ({done[0].info.run_id}), skipped",
+            flush=True,
+        )
         result.runs.append(done[0])
         result.skipped += 1
         for earlier in earlier_designs(client, done[0], parent_id):
@@ -447,11 +457,12 @@ def log_report(results: list[ClaimResult], parent_id: str, command: str, client:
     header = f"Parent MLflow run {parent_id}. Command: {command}"
     markdown = report.report_markdown(table)
     precision_markdown = report.to_markdown(report.readable_pairs(pairs)) if len(pairs) else ""
+    markdown += "\n\n" + kinds.kinds_markdown(results)
     mlflow.log_text(table.to_csv(index=False), "claims.csv")
     if len(pairs):
         mlflow.log_text(pairs.to_csv(index=False), "precision_pairs.csv")
     mlflow.log_text(markdown + ("\n\n" + precision_markdown if precision_markdown else ""), "report.md")
-    mlflow.log_text(report.to_html(table, pairs, figures, header), "report.html")
+    mlflow.log_text(report.to_html(table, pairs, figures, header, kinds.kinds_html(results)), "report.html")
     return {
         "table": table,
         "pairs": pairs,

@@ -239,6 +239,9 @@ DOMAINS: dict[str, Domain] = {
     "min_seeds": at_least(2),  # a spread needs two seeds
     "max_seeds": at_least(2),
     "claims.*": NAME,
+    "sources.levels": at_least(2),  # a source needs two seeds to vary
+    "sources.replicates": at_least(1),
+    "sources.bootstrap": at_least(50),  # fewer draws leave a 95% interval's ends to chance
     "report_path": FREE_TEXT,  # where REPRODUCTION.md goes; outside the project on purpose is allowed
     # seeds
     "path": FREE_TEXT,  # a seeds file anywhere; import checks what it holds

@@ -384,6 +384,31 @@ class UseConfig(Config):
     alias: str = "champion"  # register: the alias to point at the new version
 
 
+class ReproduceDesign(Enum):
+    seeds = "seeds"  # the verdicts: claims over seeds, each seed setting every source of randomness at once
+    sources = "sources"  # one claim's variance split by source: a factorial design over the sources' seeds
+
+
+class SeedSource(Enum):
+    init = "init"  # the initial weights: seed_init
+    data_order = "data_order"  # the order of the training images: seed_data_order
+    dropout = "dropout"  # the dropout masks: seed_dropout
+
+
+@dataclass
+class SourcesConfig:
+    """``design=sources``: the factorial design over the seeds of each source (cnnlab.claims.sources)."""
+
+    # seeds per source in each replicate: levels=2 crosses 2 x 2 (x 2) seeds; each replicate draws new ones, so a
+    # source's variance rests on levels x replicates seeds (10 by default: 20 runs for mnist_simple's two sources)
+    levels: int = 2
+    replicates: int = 5
+    # null: every source the claim's network has (dropout only where it has a dropout block)
+    factors: list[SeedSource] | None = None
+    # parametric bootstrap draws behind each share's 95% interval (each refits the random-effects model)
+    bootstrap: int = 200
+
+
 @dataclass
 class ReproduceConfig(Config):
     """`cnnlab.reproduce`: which claims (conf/experiment names), over how many seeds."""
@@ -404,6 +429,9 @@ class ReproduceConfig(Config):
     # e.g. [float32,bf16]: every claim in each precision on the same seeds, compared pairwise in the report;
     # null keeps the config's trainer.precision.
     precisions: list[Precision] | None = None
+    # sources: the variance breakdown of one claim (sources.*) instead of verdicts over seeds
+    design: ReproduceDesign = ReproduceDesign.seeds
+    sources: SourcesConfig = field(default_factory=SourcesConfig)
 
 
 class OutputFormat(Enum):

@@ -1,0 +1,420 @@
+"""Where a claim's seed spread comes from: a factorial design over the seeds of each source of randomness (initial
+weights, order of the training images, dropout masks), analysed with a random-effects model.
+
+The design (``cnnlab reproduce design=sources``): in each of ``replicates`` replicates, every chosen source takes
+``levels`` seeds, fully crossed (``levels ** sources`` runs); each replicate draws new seeds (replicate r, level l:
+seed ``r * levels + l``), so each source's variance rests on ``levels * replicates`` seeds. Each run is a child of
+one parent run, resumable like a reproduction (a FINISHED run of the same cell, fingerprint and machine kind is
+reused).
+
+The model: ``y = mu + a[init] + b[data_order] + c[dropout] + e``, each a normal random effect with its own variance,
+crossed (statsmodels ``MixedLM``: one group, a variance component per source, REML). ``e``, the residual, holds what
+no single source explains: their interactions, and the numerical noise of the kernels (no cell is run twice, so the
+two are not told apart). A failed seed (no value) is left out of the fit and counted.
+
+The intervals: a parametric bootstrap from the fitted model (``bootstrap`` draws, each simulated from the estimated
+variances and refitted; basic 95% intervals of each variance on the log scale and of each share of the total on
+the logit scale, see ``pivot_interval``). Chosen over profile
+likelihood because the share, a ratio of all the variances, has no profile of its own, and the bootstrap takes
+the estimates' boundary at zero as it comes; how near 95% the intervals cover is measured by simulation
+(tests/test_claims_sources.py, docs/statistics.md "Variance by source").
+
+Beside them, the test split's sampling error, ``p (1 - p) / n_test``: how far one run's accuracy sits from the
+network's accuracy on all such images. It is a fixed split shared by every run, so it is no part of the spread
+between runs; it says how much of a claim's difference from another test split's number no seed explains.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from cnnlab.errors import ConfigError
+
+# The run config's key that sets each source apart (null follows ``seed``)
+KEYS = {"init": "seed_init", "data_order": "seed_data_order", "dropout": "seed_dropout"}
+RESIDUAL = "residual"
+CELL_TAG = "cnnlab.sources_cell"
+
+
+def cells(factors: list[str], levels: int, replicates: int) -> list[dict[str, int]]:
+    """Every run of the design: each factor's seed, replicate by replicate (module docstring)."""
+    return [
+        {factor: replicate * levels + level for factor, level in zip(factors, combination, strict=True)}
+        for replicate in range(replicates)
+        for combination in itertools.product(range(levels), repeat=len(factors))
+    ]
+
+
+def cell_label(cell: dict[str, int]) -> str:
+    return ",".join(f"{factor}={seed}" for factor, seed in cell.items())
+
+
+# --- the analysis ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    variance: float
+    share: float  # of the total (every source and the residual)
+    variance_low: float  # 95% parametric-bootstrap percentile intervals
+    variance_high: float
+    share_low: float
+    share_high: float
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    components: tuple[Component, ...]  # one per source, then the residual
+    mean: float
+    runs: int  # with a value
+    failed: int  # seeds without a value, left out of the fit
+    bootstrap: int
+
+    @property
+    def total(self) -> float:
+        return sum(c.variance for c in self.components)
+
+
+def _indicators(codes: np.ndarray) -> np.ndarray:
+    levels = np.unique(codes)
+    return (codes[:, None] == levels[None, :]).astype(float)
+
+
+def fit_variances(values: np.ndarray, codes: dict[str, np.ndarray]) -> tuple[float, np.ndarray]:
+    """``(mean, variances)``: REML estimates of each source's variance (in ``codes``' order), then the residual's.
+
+    The values are standardised before the fit (accuracies a few hundredths of a point apart leave the optimiser
+    nothing to grip) and the variances scaled back."""
+    from statsmodels.regression.mixed_linear_model import MixedLM, VCSpec
+
+    scale = float(np.std(values)) or 1.0
+    centre = float(np.mean(values))
+    names = list(codes)
+    matrices = [[_indicators(np.asarray(codes[name]))] for name in names]
+    columns = [[[f"{name}{i}" for i in range(m[0].shape[1])]] for name, m in zip(names, matrices, strict=True)]
+    model = MixedLM(
+        (values - centre) / scale,
+        np.ones((len(values), 1)),
+        np.ones(len(values)),
+        exog_vc=VCSpec(names, columns, matrices),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # boundary fits (a variance at zero) warn; zero is a valid estimate
+        fit = model.fit(reml=True)
+    variances = np.array([*np.asarray(fit.vcomp, dtype=float), float(fit.scale)]) * scale**2
+    return centre + float(fit.fe_params[0]) * scale, np.maximum(variances, 0.0)
+
+
+def _logit(p: Any) -> Any:
+    p = np.clip(p, 1e-4, 1 - 1e-4)
+    return np.log(p / (1 - p))
+
+
+def _expit(x: Any) -> Any:
+    return 1 / (1 + np.exp(-x))
+
+
+AT_ZERO = 1e-3  # a share below this is an estimate on the boundary: no scale is pivotal there
+
+
+def pivot_interval(estimate: float, draws: np.ndarray, forward: Any, back: Any, at_zero: bool) -> tuple[float, float]:
+    """The basic bootstrap 95% interval on the scale where the estimate's error is nearly pivotal (log for a
+    variance, logit for a share): ``back(2 f(estimate) - f(q_97.5))`` to ``back(2 f(estimate) - f(q_2.5))``. A
+    variance's estimate is about ``variance x chi2 / df``, so its log error does not depend on the variance; the
+    percentile interval, which reads the draws' quantiles as they are, turns that error the wrong way and ran short
+    (83-90% for a nominal 95% on mnist_simple's design). An estimate at zero (``at_zero``) keeps zero as its lower
+    end and the draws' 97.5th percentile as its upper one."""
+    low, high = np.percentile(draws, [2.5, 97.5])
+    if at_zero or not estimate > 0:
+        return 0.0, float(high)
+    centre = 2 * forward(estimate)
+    return float(back(centre - forward(max(high, 1e-300)))), float(back(centre - forward(max(low, 1e-300))))
+
+
+def breakdown(values: list[float], codes: dict[str, list[int]], bootstrap: int = 200, seed: int = 0) -> Breakdown:
+    """Each source's variance and share with 95% parametric-bootstrap intervals (module docstring); ``codes`` give
+    each run's seed per source, ``values`` its final metric (NaN: a failed seed, left out)."""
+    y = np.asarray(values, dtype=float)
+    kept = np.isfinite(y)
+    codes_kept = {name: np.asarray(c)[kept] for name, c in codes.items()}
+    mean, variances = fit_variances(y[kept], codes_kept)
+    rng = np.random.default_rng(seed)
+    indicators = [_indicators(c) for c in codes_kept.values()]
+    draws = []
+    for _ in range(bootstrap):
+        simulated = mean + rng.normal(0.0, math.sqrt(variances[-1]), kept.sum())
+        for matrix, variance in zip(indicators, variances, strict=False):
+            simulated = simulated + matrix @ rng.normal(0.0, math.sqrt(variance), matrix.shape[1])
+        draws.append(fit_variances(simulated, codes_kept)[1])
+    draws = np.asarray(draws)
+    total = variances.sum()
+    shares = variances / total if total > 0 else np.full(len(variances), math.nan)
+    drawn_shares = draws / np.maximum(draws.sum(axis=1, keepdims=True), 1e-300)
+    components = tuple(
+        Component(
+            name,
+            float(variances[i]),
+            float(shares[i]),
+            *pivot_interval(variances[i], draws[:, i], np.log, np.exp, shares[i] < AT_ZERO),
+            *pivot_interval(shares[i], drawn_shares[:, i], _logit, _expit, shares[i] < AT_ZERO),
+        )
+        for i, name in enumerate([*codes, RESIDUAL])
+    )
+    return Breakdown(components, mean, int(kept.sum()), int((~kept).sum()), bootstrap)
+
+
+def breakdown_table(result: Breakdown, sampling_se: float) -> str:
+    """The section's table: each source's variance, sd and share with intervals, the test split's error beside."""
+    import pandas as pd
+
+    from cnnlab.claims.report import to_markdown
+
+    def points(variance: float) -> str:
+        return f"{100 * math.sqrt(max(variance, 0.0)):.3f}"
+
+    rows = [
+        {
+            "source": "residual (interactions, numerical noise)" if c.name == RESIDUAL else f"{c.name} seed",
+            "sd, points (95% interval)": f"{points(c.variance)} [{points(c.variance_low)}, {points(c.variance_high)}]",
+            "share of the run-to-run variance (95% interval)": (
+                f"{100 * c.share:.0f}% [{100 * c.share_low:.0f}, {100 * c.share_high:.0f}]"
+            ),
+        }
+        for c in result.components
+    ]
+    rows.append({"source": "every source and the residual together", "sd, points (95% interval)": points(result.total)})
+    rows.append(
+        {
+            "source": "beside: test-split sampling error, sqrt(p (1 - p) / n_test)",
+            "sd, points (95% interval)": f"{100 * sampling_se:.3f}",
+            "share of the run-to-run variance (95% interval)": "no part of it: one split for every run",
+        }
+    )
+    return to_markdown(pd.DataFrame(rows).fillna(""))
+
+
+def breakdown_figure(result: Breakdown, title: str) -> Any:
+    """Each source's share of the run-to-run variance, a bar with its 95% interval."""
+    from cnnlab import plots
+
+    figure, axis = plots.plt.subplots(figsize=(6, 3.6))
+    names = [c.name for c in result.components]
+    shares = np.array([100 * c.share for c in result.components])
+    low = shares - np.array([100 * c.share_low for c in result.components])
+    high = np.array([100 * c.share_high for c in result.components]) - shares
+    axis.bar(names, shares, color="tab:blue", yerr=[np.maximum(low, 0), np.maximum(high, 0)], capsize=6)
+    axis.set_ylabel("share of the run-to-run variance, %")
+    axis.set_ylim(0, 100)
+    axis.set_title(title, fontsize=9)
+    axis.grid(alpha=0.3, axis="y")
+    figure.tight_layout()
+    return figure
+
+
+# --- refusals, before anything is created -------------------------------------------------------------------------
+
+
+def check_design(cfg: Any, claim_cfgs: dict[str, Any]) -> None:
+    """``design=sources`` takes one claim, a run config that sets the sources apart, and a dropout seed only for a
+    network with dropout."""
+    from cnnlab.config.schema import option
+
+    if option(cfg.design) != "sources":
+        return
+    if len(claim_cfgs) != 1:
+        named = ", ".join(claim_cfgs) or "none"
+        raise ConfigError(
+            f"design=sources: takes exactly one claim, got {len(claim_cfgs)} ({named}); name one, e.g. "
+            "claims=[mnist_simple]"
+        )
+    ((name, claim_cfg),) = claim_cfgs.items()
+    factors = factors_of(cfg, claim_cfg)
+    if not factors or len(set(factors)) != len(factors):
+        raise ConfigError(f"sources.factors: one or more distinct sources of {list(KEYS)}, got {factors}")
+    if "dropout" in factors and not has_dropout(claim_cfg):
+        rest = ",".join(f for f in factors if f != "dropout")
+        raise ConfigError(
+            f"sources.factors: {name}'s network (model={claim_cfg.model.name}) has no dropout block, so a dropout "
+            f"seed changes nothing; leave it out (sources.factors=[{rest}]) or leave sources.factors unset"
+        )
+
+
+def require_seed_keys(claim_cfg: Any, factors: list[str]) -> None:
+    """Refuses a run config without the keys that seed each source apart (checked as the design starts, before
+    anything is created: the keys come with the run schema, not from the user)."""
+    missing = [KEYS[factor] for factor in factors if KEYS[factor] not in claim_cfg]
+    if missing:
+        raise ConfigError(
+            f"design=sources: the run config has no {', '.join(missing)}, so the sources cannot be seeded apart; "
+            "update cnnlab to a version whose run config has them"
+        )
+
+
+def has_dropout(claim_cfg: Any) -> bool:
+    from cnnlab.config.schema import option
+
+    return any(option(block.type) == "dropout" for block in claim_cfg.model.blocks)
+
+
+def factors_of(cfg: Any, claim_cfg: Any) -> list[str]:
+    """The sources the design crosses: ``sources.factors``, or every one the claim's network has."""
+    from cnnlab.config.schema import option
+
+    if cfg.sources.factors is not None:
+        return [option(factor) for factor in cfg.sources.factors]
+    return [factor for factor in KEYS if factor != "dropout" or has_dropout(claim_cfg)]
+
+
+# --- the design's runs ----------------------------------------------------------------------------------------------
+
+
+def run_sources(cfg: Any, overrides: list[str], compose: Any) -> tuple[str, Breakdown, dict[str, Any]]:
+    """Trains (or resumes) the design for the one claim of ``cfg.claims`` and analyses its first target's metric."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+    from omegaconf import OmegaConf
+
+    from cnnlab import train
+    from cnnlab.allocator import pin_mmap_threshold
+    from cnnlab.claims import kinds
+    from cnnlab.claims.reproduce import EXPERIMENT, claim_overrides, fingerprint, open_parent, split_sizes
+    from cnnlab.claims.stats import binomial_se
+    from cnnlab.config.schema import option
+    from cnnlab.machine import choose_precision
+    from cnnlab.tracking.provenance import rerun_command
+    from cnnlab.tracking.runs import tracked_run
+    from cnnlab.tracking.store import configure
+
+    pin_mmap_threshold()
+    (name,) = cfg.claims
+    passthrough = claim_overrides(overrides)
+    claim_cfg = compose([f"experiment={name}", *passthrough])
+    check_design(cfg, {name: claim_cfg})
+    factors = factors_of(cfg, claim_cfg)
+    require_seed_keys(claim_cfg, factors)
+    plan = cells(factors, cfg.sources.levels, cfg.sources.replicates)
+    experiment_id = configure(OmegaConf.merge(cfg.tracking, {"experiment": EXPERIMENT}))
+    client = MlflowClient()
+    claim_cfg.tracking.experiment = EXPERIMENT
+    claim_cfg.trainer.precision = choose_precision(option(claim_cfg.trainer.precision))[0]
+    data = train.prepare_data(claim_cfg)
+    print_ = fingerprint(claim_cfg, data.arrays.sha256)
+    kind = kinds.this_kind()
+    identity = ["sources", name, factors, cfg.sources.levels, cfg.sources.replicates, passthrough]
+    key = hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
+    command = rerun_command("cnnlab.reproduce", overrides)
+    described = f"Variance by source of {name}: {len(plan)} runs over {', '.join(factors)}.\n\nRerun: `{command}`"
+    parent_id = open_parent(client, experiment_id, key, described)
+    metric = next((t["metric"] for t in (claim_cfg.claim or {}).get("targets", [])), "test_accuracy")
+    where = _Where(client, experiment_id, parent_id, claim_cfg, [f"experiment={name}", *passthrough], print_, kind)
+    with tracked_run(experiment_id, "", {}, "", run_id=parent_id):
+        runs = [_cell_run(where, name, cell, data) for cell in plan]
+        values = [run.data.metrics.get(metric, math.nan) for run in runs]
+        result = breakdown(values, {f: [cell[f] for cell in plan] for f in factors}, cfg.sources.bootstrap)
+        sampling_se = binomial_se(result.mean, split_sizes(data).get(metric, 0)) if result.runs else math.nan
+        table = breakdown_table(result, sampling_se)
+        mlflow.log_figure(breakdown_figure(result, f"{name} {metric} on {kind}: variance by source"), "sources.png")
+        mlflow.log_text(table, "sources.md")
+    report = {"table": table, "command": command, "claim": name, "metric": metric, "kind": kind}
+    absent = "" if "dropout" in factors or has_dropout(claim_cfg) else "; dropout: absent (the network has none)"
+    design = f"{cfg.sources.levels} seeds a source x {cfg.sources.replicates} replicates over {', '.join(factors)}"
+    report |= {"design": design + absent}
+    return parent_id, result, report
+
+
+@dataclass(frozen=True)
+class _Where:
+    """What every run of one design shares: where it is logged, what it trains, what it is reused by."""
+
+    client: Any
+    experiment_id: str
+    parent_id: str
+    claim_cfg: Any
+    run_overrides: list[str]
+    fingerprint: str
+    kind: str
+
+
+def _cell_run(where: _Where, name: str, cell: dict[str, int], data: Any) -> Any:
+    """One run of the design: reused when FINISHED with this cell, fingerprint and machine kind, else trained."""
+    from omegaconf import OmegaConf
+
+    from cnnlab import train
+    from cnnlab.claims import kinds
+
+    label, print_, kind, claim_cfg = cell_label(cell), where.fingerprint, where.kind, where.claim_cfg
+    done = where.client.search_runs(
+        [where.experiment_id],
+        filter_string=(
+            f"tags.`cnnlab.claim` = '{name}' and tags.`{CELL_TAG}` = '{label}' and "
+            f"tags.`cnnlab.fingerprint` = '{print_}' and attributes.status = 'FINISHED'"
+        ),
+    )
+    done = [run for run in done if kinds.run_kind(run) == kind]
+    if done:
+        print(f"[sources] {name} {label}: already FINISHED on {kind} ({done[0].info.run_id}), skipped", flush=True)
+        return done[0]
+    print(f"[sources] {name} {label}: training ({claim_cfg.trainer.epochs} epochs)", flush=True)
+    seeds = {KEYS[factor]: seed for factor, seed in cell.items()}
+    cell_cfg = OmegaConf.merge(claim_cfg, {**seeds, "tracking": {"run_name": f"{name}-{label}"}})
+    outcome = train.train(
+        cell_cfg,
+        [*where.run_overrides, *(f"{key}={value}" for key, value in seeds.items())],
+        parent_run_id=where.parent_id,
+        extra_tags={"cnnlab.claim": name, CELL_TAG: label, "cnnlab.fingerprint": print_},
+        data=data,
+    )
+    return where.client.get_run(outcome.run_id)
+
+
+def write_sources_md(path: Any, report: dict[str, Any], parent_id: str, result: Breakdown) -> None:
+    """The "Variance by source" section of REPRODUCTION.md for this claim and machine kind."""
+    from pathlib import Path
+
+    from cnnlab import documents
+    from cnnlab.claims.report import REPRODUCTION_HEADER
+    from cnnlab.machine import cpu_description
+
+    body = f"""## Variance by source: {report["claim"]} ({report["kind"]})
+
+Command: `{report["command"]}`
+
+Machine: {cpu_description()}. MLflow parent run `{parent_id}` (its sources.png). Design: {report["design"]},
+{result.runs + result.failed} runs ({result.failed} failed, left out); {report["metric"]}, mean
+{100 * result.mean:.2f}%. Random-effects model (statsmodels MixedLM, REML), 95% intervals by a parametric bootstrap
+of {result.bootstrap} draws.
+
+{report["table"]}
+
+How to read it (docs/statistics.md, "Variance by source"): each source's share of the spread between runs when the
+others are held fixed; the residual is what no source explains alone (their interactions and the kernels'
+numerical noise). The test split's sampling error is the same for every run, so it stands beside the spread, not in
+it.
+"""
+    documents.write_section(
+        Path(path), f"variance by source: {report['claim']} / {report['kind']}", body, REPRODUCTION_HEADER
+    )
+
+
+def sources_summary(report: dict[str, Any], parent_id: str, report_path: str | None) -> str:
+    """What the command prints at the end."""
+    lines = ["\n" + report["table"] + "\n", f"  parent run {parent_id} (experiment cnnlab-reproductions): sources.png"]
+    if report_path:
+        lines.append(f"  wrote {report_path}")
+    return "\n".join(lines)
+
+
+def finish_sources(cfg: Any, parent_id: str, result: Breakdown, report: dict[str, Any]) -> str:
+    """Writes the design's section to ``cfg.report_path`` (if set) and returns what the command prints."""
+    if cfg.report_path:
+        write_sources_md(cfg.report_path, report, parent_id, result)
+    return sources_summary(report, parent_id, cfg.report_path)
