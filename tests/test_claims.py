@@ -289,7 +289,7 @@ def test_a_second_reproduction_of_judged_seeds_continues_the_design_or_says_its_
         "mnist_simple: seeds=auto: 3 to 5 seeds, 3 looks (after each seed from 3; the first that can decide is" in out
     )
     assert "5 seed(s) to train of 1 epoch each: time unknown until the first seed finishes" in out
-    assert "seed 1 of at most 5 done (trained in" in out and "elapsed; at most about" in out
+    assert "1 of at most 5 seeds done (trained in" in out and "elapsed; at most about" in out
     # 3 and 4 seeds cannot bound the median; 5 of 5 reaching decides
     assert "needs at least 5 seeds to bound the median; the 3 seeds so far range" in out
     assert out.count(": training (1 epochs)") == 5 and row["verdict"] == "modified protocol (no verdict)"

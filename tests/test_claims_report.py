@@ -153,6 +153,6 @@ def test_a_reproduction_says_its_design_and_time_before_training_and_its_progres
     fresh = timing.Clock()
     fresh.stored["mnist_simple"] = None
     progress = fresh.after_seed(claim, 30.0, [claim])
-    assert "mnist_simple: seed 1 of at most 10 done (trained in 30 s)" in progress
+    assert "mnist_simple: 1 of at most 10 seeds done (trained in 30 s)" in progress
     assert "at most about 4.5 min left" in progress  # 9 seeds left at the 30 s the first one took
     assert "time left unknown" in timing.Clock().after_seed(claim, 30.0, [claim, _result("other", 0.9, [])])

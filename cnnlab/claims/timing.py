@@ -134,7 +134,7 @@ class Clock:
         return cost.seconds if cost else None
 
     def after_seed(self, result: Any, seconds: float, results: list[Any]) -> str:
-        """The progress line after one seed of ``result``: which seed of at most how many, the time so far, and
+        """The progress line after one seed of ``result``: how many of at most how many seeds are done, the time so far, and
         at most how long the seeds still open take (every open claim running to its ``max_seeds``)."""
         label = result.label
         if result.skipped > self.reused.get(label, 0):
@@ -160,6 +160,6 @@ class Clock:
             else "nothing left to train"
         )
         return (
-            f"[reproduce] {label}: seed {len(result.runs)} of at most {result.design.max_seeds} done ({how}); "
+            f"[reproduce] {label}: {len(result.runs)} of at most {result.design.max_seeds} seeds done ({how}); "
             f"{duration(time.perf_counter() - self.started)} elapsed; {remaining}"
         )
