@@ -134,8 +134,8 @@ class Clock:
         return cost.seconds if cost else None
 
     def after_seed(self, result: Any, seconds: float, results: list[Any]) -> str:
-        """The progress line after one seed of ``result``: how many of at most how many seeds are done, the time so far, and
-        at most how long the seeds still open take (every open claim running to its ``max_seeds``)."""
+        """The progress line after one seed of ``result``: how many of at most how many seeds are done, the time so
+        far, and at most how long the seeds still open take (every open claim running to its ``max_seeds``)."""
         label = result.label
         if result.skipped > self.reused.get(label, 0):
             self.reused[label] = result.skipped
