@@ -27,8 +27,13 @@ def main(cfg) -> None:
     left_out = table.attrs.get("noise_left_out", 0)
     if left_out:
         print(f"{left_out} seed-noise rerun(s) of sweep trials left out; noise_reruns=true lists them", file=sys.stderr)
+    sorted_by = table.attrs.get("sorted_by", cfg.sort_by)
+    if sorted_by != cfg.sort_by:
+        print(
+            f"ranked by {sorted_by}: no run shown has {cfg.sort_by} (trials never see the test split)", file=sys.stderr
+        )
     if cfg.plot_x and not table.empty:
-        print(f"saved the plot to {plot(table, cfg.plot_x, cfg.sort_by, plot_path(cfg))}", file=sys.stderr)
+        print(f"saved the plot to {plot(table, cfg.plot_x, sorted_by, plot_path(cfg))}", file=sys.stderr)
 
 
 if __name__ == "__main__":

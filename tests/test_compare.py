@@ -174,3 +174,8 @@ def test_the_command_says_how_many_noise_reruns_it_left_out_and_lists_them_on_re
         ["noise-trial-2-s1", "noise"],  # after the ranked trials, though it scored above them
     ]
     assert "left out" not in shown.stderr
+    # The default ranks by test_accuracy, which trials never have: the study is ranked by what it searched on.
+    command = [sys.executable, "-m", "cnnlab.compare", f"tracking_uri={uri}", "params=[]", "--csv"]
+    ranked = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+    assert [line.split(",")[0] for line in ranked.stdout.strip().splitlines()[1:]] == ["trial-001", "trial-002"]
+    assert "ranked by val_accuracy: no run shown has test_accuracy" in ranked.stderr

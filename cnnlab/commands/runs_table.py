@@ -87,11 +87,17 @@ def search(cfg: Any) -> pd.DataFrame:
     noise, ranked = noise.to_numpy(), ranked.to_numpy()
     # Seed-noise reruns repeat a trial; ranked among the trials they would stand for configurations of their own.
     best = table[ranked]
-    if cfg.sort_by in best:
-        best = best.sort_values(cfg.sort_by, ascending=cfg.ascending, na_position="last")
+    sort_by = cfg.sort_by
+    if sort_by == "test_accuracy" and best.get(sort_by, pd.Series(dtype=float)).isna().all():
+        # Trials are scored on validation data and never touch the test split, so the default ranks a study by
+        # what it searched on, rather than by an empty column.
+        sort_by = "val_accuracy"
+    if sort_by in best:
+        best = best.sort_values(sort_by, ascending=cfg.ascending, na_position="last")
     reruns = table[noise] if cfg.noise_reruns else table.iloc[0:0]
     shown = pd.concat([best.head(cfg.limit), reruns]).reset_index(drop=True)
     shown.attrs["noise_left_out"] = 0 if cfg.noise_reruns else int(noise.sum())
+    shown.attrs["sorted_by"] = sort_by
     return shown
 
 
