@@ -275,7 +275,9 @@ def main() -> None:
     parser.add_argument("--short", action="store_true", help="a check that it still runs (CI, under a minute)")
     args = parser.parse_args()
     if args.short:
-        args.minutes, args.images, args.max_epochs, args.max_trials = 1, 400, 2, 2
+        # A check that it runs, not a speed figure: its two-trial studies end on their own within seconds, and the
+        # budget only has to outlast them on a loaded machine (one minute did not, with training running beside it).
+        args.minutes, args.images, args.max_epochs, args.max_trials = 5, 400, 2, 2
         args.studies, args.settings = 1, ["random", "random + median pruning"]
         args.memory_trials, args.memory_images = 3, 400
     args.budget_s = args.minutes * 60

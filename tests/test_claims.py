@@ -12,6 +12,8 @@ from cnnlab.claims.calibration import simulate
 from cnnlab.claims.stats import (
     Design,
     binomial_se,
+    paired_tost,
+    paired_tost_power,
     prediction_interval,
     sign_error,
     t_interval,
@@ -410,6 +412,13 @@ def test_bf16_variant_pairs_with_float32_runs_of_the_same_seeds(reproduce_setup,
     expected = sum(by_seed["bf16"][s] - by_seed["float32"][s] for s in ("0", "1")) / 2
     assert pair["seeds"] == 2 and pair["difference"] == pytest.approx(expected)
     assert "bf16:" in report["precision_markdown"]
+    assert "power if equal" in report["precision_markdown"] and pair["tolerance"] == pytest.approx(0.01)
+    # two seeds are too few to bound a median difference at 95% a side: never shown equivalent
+    assert (pair["median_difference_low"], pair["median_difference_high"], pair["equivalent"]) == (
+        -math.inf,
+        math.inf,
+        False,
+    )
     assert list(report["table"]["precision"]) == ["float32", "bf16"]
 
 
@@ -473,3 +482,34 @@ def test_a_claim_is_one_file_found_in_the_repository_or_a_config_folder_of_ones_
         assert names == sorted([*shipped, "my_claim"])
         cfg.claims = ["my_claim"]
         assert claim_names(cfg, lambda extra: compose("config", overrides=extra), searchpath) == ["my_claim"]
+
+
+@pytest.mark.parametrize("family", ["normal", "right_skewed", "left_skewed", "heavy", "failing"])
+@pytest.mark.parametrize("seeds", [5, 10])
+def test_paired_tost_rarely_calls_precisions_equivalent_at_the_margin_and_its_power_is_what_it_says(family, seeds):
+    """Per-seed differences of two precisions with their true median at +-tolerance: "equivalent" at most ~5% (plus
+    Monte-Carlo error), for normal, right-skewed (lognormal, skew +1), left-skewed (skew about -2), heavy-tailed (t,
+    3 df) and failing (10% of seeds diverge to NaN) noise; with the precisions truly equal and normal, it shows
+    equivalence about as often as paired_tost_power says."""
+    rng = np.random.default_rng(7)
+    tolerance, sd, draws = 0.005, 0.002, 2000
+
+    def noise(size):
+        if family in ("normal", "failing"):
+            values = rng.normal(0, sd, size)
+            if family == "failing":
+                values[rng.random(size) < 0.1] = math.nan
+            return values
+        if family == "right_skewed":
+            return (rng.lognormal(0, 0.31, size) - 1) * sd / 0.33  # a lognormal's median is exp(0) = 1
+        if family == "left_skewed":
+            return -(rng.lognormal(0, 0.55, size) - 1) * sd / 0.65
+        return rng.standard_t(3, size) * sd / math.sqrt(3)
+
+    for margin in (tolerance, -tolerance):
+        called = np.mean([paired_tost(list(margin + noise(seeds)), tolerance).equivalent for _ in range(draws)])
+        assert called <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / draws), (family, margin, called)
+    if family == "normal":
+        shown = np.mean([paired_tost(list(noise(seeds)), tolerance).equivalent for _ in range(draws)])
+        assert shown == pytest.approx(paired_tost_power(0.0, sd, seeds, tolerance), abs=0.03)
+        assert shown > 0.5  # a real difference from the margin case, so the size check above can fail

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from cnnlab import plots
-from cnnlab.claims.stats import t_interval
+from cnnlab.claims.stats import paired_tost, paired_tost_power, t_interval
 
 
 def claims_table(results: list[Any]) -> pd.DataFrame:
@@ -247,7 +247,11 @@ def precision_table(results: list[Any]) -> pd.DataFrame:
             seeds = sorted(set(reference) & set(candidate))
             if not seeds:
                 continue
-            differences = t_interval([candidate[seed] - reference[seed] for seed in seeds])
+            paired = [candidate[seed] - reference[seed] for seed in seeds]
+            differences = t_interval(paired)
+            tolerance = result.tolerance
+            equivalence = paired_tost(paired, tolerance)
+            spread = differences.std if len(seeds) > 1 and math.isfinite(differences.std) else math.nan
             rows.append(
                 {
                     "claim": result.name,
@@ -259,6 +263,15 @@ def precision_table(results: list[Any]) -> pd.DataFrame:
                     "difference": differences.mean,
                     "difference_ci95_low": differences.low,
                     "difference_ci95_high": differences.high,
+                    "tolerance": tolerance,
+                    "median_difference_low": equivalence.low,
+                    "median_difference_high": equivalence.high,
+                    "equivalent": equivalence.equivalent,
+                    # The chance this many seeds show equivalence if the precisions were truly equal, with the
+                    # paired differences' observed spread: how much a "not shown" says.
+                    "power_if_equal": paired_tost_power(0.0, spread, len(seeds), tolerance)
+                    if math.isfinite(spread)
+                    else math.nan,
                 }
             )
     return pd.DataFrame(rows)
@@ -282,6 +295,19 @@ def readable_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
                 )
             ],
             "seeds": pairs["seeds"],
+            "TOST within the tolerance (bounds of the median difference, paired by seed)": [
+                f"[{_points(lo)}, {_points(hi)}] inside +-{100 * tol:.2f}: "
+                + ("equivalent" if eq else "not shown equivalent")
+                + (f"; power if equal {power:.0%}" if math.isfinite(power) else "")
+                for lo, hi, tol, eq, power in zip(
+                    pairs["median_difference_low"],
+                    pairs["median_difference_high"],
+                    pairs["tolerance"],
+                    pairs["equivalent"],
+                    pairs["power_if_equal"],
+                    strict=True,
+                )
+            ],
         }
     )
 
@@ -442,9 +468,12 @@ def write_reproduction_md(
     precision_section = (
         "\n### Other precisions against float32, on the same seeds\n\n"
         "Each seed trained in both precisions; the difference is the other precision's accuracy minus float32's, "
-        "with a 95% t-interval over the paired seeds. Speed lives in BENCHMARKS.md.\n\n"
-        + report["precision_markdown"]
-        + "\n"
+        "with a 95% t-interval over the paired seeds, and a paired TOST on the median difference that holds for "
+        "any distribution (two one-sided sign tests at 5% each: the order-statistic bounds of the median difference "
+        "inside +-the claim's tolerance; with 5 seeds, the lowest and highest difference) that shows the precisions "
+        "equivalent for this claim, with its power at these seeds if they were truly equal (simulated, normal "
+        "differences of the observed spread). A seed that failed in either precision widens both bounds. "
+        "Speed lives in BENCHMARKS.md.\n\n" + report["precision_markdown"] + "\n"
         if report.get("precision_markdown")
         else ""
     )

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import numpy as np
 from scipy import stats
@@ -558,6 +558,58 @@ def welch_tost(a: list[float], b: list[float], tolerance: float, alpha: float = 
     p_value = float(max(lower, upper))
     difference = float(np.mean(a) - np.mean(b))
     return Equivalence(difference, float(interval.low), float(interval.high), p_value, p_value < alpha)
+
+
+def _sign_rank(n: int, alpha: float) -> int:
+    """The largest k with P(Binomial(n, 1/2) <= k - 1) <= alpha (0 when none): the k-th smallest of n paired
+    differences is a lower bound of their median at level 1 - alpha whatever their distribution, and the k-th
+    largest an upper bound."""
+    k = 0
+    while k < n and _at_most(k, n) <= alpha:
+        k += 1
+    return k
+
+
+@cache
+def _at_most(k: int, n: int) -> float:
+    """P(Binomial(n, 1/2) <= k), exact; cached, since every simulated verdict asks the same few."""
+    return sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+
+
+def paired_tost(differences: list[float], tolerance: float, alpha: float = 0.05) -> Equivalence:
+    """TOST on per-seed differences (one program minus another on the same seeds), on their median and free of
+    any distribution: equivalent within +-tolerance when the order-statistic bounds of the median difference, each
+    at level 1 - alpha, lie inside it, so that at a median difference of exactly +-tolerance "equivalent" comes out
+    at most ``alpha`` of the time (sign test; 1/32 = 3.1% with 5 seeds, whose bounds are the lowest and highest
+    difference). A seed where either program failed (NaN) widens both bounds rather than being dropped. Pairing by
+    seed removes the seed's own share of the spread, which is most of it when both train the same weights."""
+    values = [float(v) for v in differences]
+    k = _sign_rank(len(values), alpha)
+    finite = [v for v in values if math.isfinite(v)]
+    middle = float(np.median(finite)) if finite else math.nan
+    if k == 0:  # too few seeds for any bound at this level
+        return Equivalence(middle, -math.inf, math.inf, 1.0, False)
+    lows = sorted(v if math.isfinite(v) else -math.inf for v in values)
+    highs = sorted(v if math.isfinite(v) else math.inf for v in values)
+    low, high = lows[k - 1], highs[len(values) - k]
+    above = sum(v > -tolerance for v in lows)  # sign test of median <= -tolerance, and of median >= +tolerance
+    below = sum(v < tolerance for v in highs)
+    n = len(values)  # each one-sided sign test's p: P(Binomial(n, 1/2) >= the count on the far side of its margin)
+    p_value = max(1 - _at_most(above - 1, n) if above else 1.0, 1 - _at_most(below - 1, n) if below else 1.0)
+    return Equivalence(middle, low, high, p_value, low > -tolerance and high < tolerance)
+
+
+def paired_tost_power(
+    difference: float, sd: float, seeds: int, tolerance: float, alpha: float = 0.05, simulations: int = 20_000
+) -> float:
+    """Simulated chance that :func:`paired_tost` shows equivalence with ``seeds`` pairs whose differences are
+    normal with this mean and sd."""
+    k = _sign_rank(seeds, alpha)
+    if k == 0:
+        return 0.0
+    rng = np.random.default_rng(0)
+    d = np.sort(rng.normal(difference, max(sd, 1e-12), (simulations, seeds)), axis=1)
+    return float(((d[:, k - 1] > -tolerance) & (d[:, seeds - k] < tolerance)).mean())
 
 
 def tost_power(
