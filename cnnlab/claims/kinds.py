@@ -65,17 +65,18 @@ def group_by_kind(runs: list[Any], max_seeds: int | None = None) -> dict[str, li
     return {kind: [by_seed[s] for s in sorted(by_seed)] for kind, by_seed in sorted(kinds.items())}
 
 
-def stored_runs(client: Any, experiment_id: str, claim: str, fingerprint: str) -> list[Any]:
-    """Every FINISHED run of a claim with this fingerprint, from any machine kind, newest first."""
-    return client.search_runs(
+def finished_runs(client: Any, experiment_id: str, tags: dict[str, str], kind: str | None = None) -> list[Any]:
+    """The FINISHED runs carrying every one of ``tags``, newest first; with ``kind``, only those trained on that
+    machine kind. What a reproduction reuses is its own kind's (another kind's run of a seed is another run: its
+    kernels round differently); what it reports is every kind's."""
+    clauses = [f"tags.`{key}` = '{value}'" for key, value in tags.items()]
+    found = client.search_runs(
         [experiment_id],
-        filter_string=(
-            f"tags.`cnnlab.claim` = '{claim}' and tags.`cnnlab.fingerprint` = '{fingerprint}' and "
-            "attributes.status = 'FINISHED'"
-        ),
+        filter_string=" and ".join([*clauses, "attributes.status = 'FINISHED'"]),
         order_by=["attributes.start_time DESC"],
         max_results=5000,
     )
+    return found if kind is None else [run for run in found if run_kind(run) == kind]
 
 
 # --- the kind effect: Hodges-Lehmann shift, exact Mann-Whitney interval, TOST --------------------------------------
@@ -167,14 +168,6 @@ def kind_equivalence(
 # --- the report's section ----------------------------------------------------------------------------------------
 
 
-def _percent(value: float) -> str:
-    return f"{100 * value:.2f}%" if math.isfinite(value) else ""
-
-
-def _points(value: float) -> str:
-    return f"{100 * value:+.2f}" if math.isfinite(value) else "none"
-
-
 def kinds_of(result: Any) -> dict[str, list[Any]]:
     """The claim's runs by machine kind: every kind's seeds in the store (this machine's kind: the seeds this
     reproduction judged), or the result's own runs' kinds."""
@@ -232,6 +225,8 @@ def _status(result: Any, status: str) -> str:
 
 
 def _row(result: Any, kind: str, values: list[float], verdict: str, metric: str) -> dict[str, Any]:
+    from cnnlab.claims.report import percent
+
     finite = np.asarray([v for v in values if math.isfinite(v)])
     return {
         "claim": result.label,
@@ -239,8 +234,8 @@ def _row(result: Any, kind: str, values: list[float], verdict: str, metric: str)
         "machine kind": kind,
         "seeds": len(values),
         "failed": len(values) - len(finite),
-        "median": _percent(float(np.median(_failed_low(values)))) if values else "",
-        "mean": _percent(float(finite.mean())) if len(finite) else "",
+        "median": percent(float(np.median(_failed_low(values)))) if values else "",
+        "mean": percent(float(finite.mean())) if len(finite) else "",
         "sd, points": f"{100 * finite.std(ddof=1):.2f}" if len(finite) > 1 else "",
         "verdict": verdict,
     }
@@ -248,21 +243,23 @@ def _row(result: Any, kind: str, values: list[float], verdict: str, metric: str)
 
 def equivalence_lines(result: Any) -> list[str]:
     """What the equivalence test says for each pair of kinds, in words."""
+    from cnnlab.claims.report import points
+
     lines = []
     tolerance = f"+-{100 * result.tolerance:g} pt"
     for target in (result.claim or {}).get("targets", []):
         for pair in comparisons(result, target["metric"]):
             head = (
                 f"- {result.label} {target['metric']}: {pair.a} minus {pair.b} (Hodges-Lehmann, {pair.seeds_a} and "
-                f"{pair.seeds_b} seeds): {_points(pair.shift)} pt, 90% interval [{_points(pair.low)}, "
-                f"{_points(pair.high)}]"
+                f"{pair.seeds_b} seeds): {points(pair.shift)} pt, 90% interval [{points(pair.low)}, "
+                f"{points(pair.high)}]"
             )
             if math.isnan(pair.low):
                 reading = "too few seeds for a 90% interval (3 a side at least): equivalence cannot be shown"
             elif pair.equivalent:
                 reading = f"inside {tolerance}: equivalent"
             elif pair.differs:
-                reading = f"excludes 0: {pair.a} differs from {pair.b} by {_points(pair.shift)} pt"
+                reading = f"excludes 0: {pair.a} differs from {pair.b} by {points(pair.shift)} pt"
             else:
                 reading = f"not inside {tolerance}: not shown equivalent (nor shown to differ)"
             power = f"power at these seeds if the kinds were equal: {100 * pair.power:.0f}% (simulated)"

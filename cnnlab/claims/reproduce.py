@@ -297,7 +297,9 @@ def reproduce(
                 print(clock.after_seed(result, time.perf_counter() - started, [r for r, *_ in prepared]), flush=True)
             if trained or seed == 0:
                 for result, _, _, _, print_ in prepared:
-                    stored = kinds.stored_runs(client, experiment_id, result.name, print_)
+                    stored = kinds.finished_runs(
+                        client, experiment_id, {"cnnlab.claim": result.name, "cnnlab.fingerprint": print_}
+                    )
                     result.by_kind = kinds.group_by_kind(stored, max_seeds)
                 report = log_report(results, parent_id, command, client)
                 if on_report is not None:
@@ -384,14 +386,8 @@ def run_seed(
     from cnnlab import train
 
     label = result.label
-    done = client.search_runs(
-        [experiment_id],
-        filter_string=(
-            f"tags.`cnnlab.claim` = '{result.name}' and tags.`cnnlab.seed` = '{seed}' and "
-            f"tags.`cnnlab.fingerprint` = '{print_}' and attributes.status = 'FINISHED'"
-        ),
-    )
-    done = [run for run in done if kinds.run_kind(run) == result.kind]
+    tags = {"cnnlab.claim": result.name, "cnnlab.seed": str(seed), "cnnlab.fingerprint": print_}
+    done = kinds.finished_runs(client, experiment_id, tags, result.kind)
     if done:
         print(
             f"[reproduce] {label} seed {seed}: already FINISHED on {result.kind} ({done[0].info.run_id}), skipped",

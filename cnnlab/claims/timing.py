@@ -13,8 +13,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from cnnlab import machine
-
 
 def duration(seconds: float) -> str:
     """``45 s``, ``3.2 min``, ``1.4 h``."""
@@ -39,14 +37,11 @@ def stored_seed_cost(client: Any, experiment_id: str, result: Any, epochs: int, 
     A modified protocol (a data subset, other epochs, ...) trains at another speed: only runs of the same
     fingerprint count for it.
     """
-    kind = machine.kind()
-    runs = client.search_runs(
-        [experiment_id],
-        filter_string=(
-            f"tags.`cnnlab.claim` = '{result.name}' and tags.`cnnlab.precision` = '{result.precision}' and "
-            f"tags.`machine.kind` = '{kind}' and attributes.status = 'FINISHED'"
-        ),
-        max_results=200,
+    from cnnlab.claims.kinds import finished_runs
+
+    kind = result.kind
+    runs = finished_runs(
+        client, experiment_id, {"cnnlab.claim": result.name, "cnnlab.precision": result.precision}, kind
     )
     if result.modified:
         runs = [run for run in runs if run.data.tags.get("cnnlab.fingerprint") == fingerprint]
@@ -68,12 +63,11 @@ def stored_seed_cost(client: Any, experiment_id: str, result: Any, epochs: int, 
 
 
 def reused_seeds(client: Any, experiment_id: str, result: Any, fingerprint: str) -> set[int]:
-    """The seeds already FINISHED with this fingerprint: the reproduction reuses them instead of training."""
-    runs = client.search_runs(
-        [experiment_id],
-        filter_string=f"tags.`cnnlab.fingerprint` = '{fingerprint}' and attributes.status = 'FINISHED'",
-        max_results=1000,
-    )
+    """The seeds the reproduction will reuse instead of training: FINISHED with this fingerprint on this machine
+    kind, as ``run_seed`` looks them up (another kind's seeds are another kind's, and this one trains its own)."""
+    from cnnlab.claims.kinds import finished_runs
+
+    runs = finished_runs(client, experiment_id, {"cnnlab.fingerprint": fingerprint}, result.kind)
     return {int(run.data.tags["cnnlab.seed"]) for run in runs if run.data.tags.get("cnnlab.seed", "").isdigit()}
 
 
@@ -117,7 +111,7 @@ class Clock:
         if cost is None:
             return (
                 line + f"; {seeds} seed(s) to train of {_epochs(epochs)} each: time unknown until the first seed "
-                f"finishes (no stored run of {result.label} on this machine kind, {machine.kind()})"
+                f"finishes (no stored run of {result.label} on this machine kind, {result.kind})"
             )
         span = (
             f"{duration(fewest * cost.seconds)} to {duration(most * cost.seconds)}"
