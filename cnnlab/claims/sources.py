@@ -65,7 +65,7 @@ class Component:
     name: str
     variance: float
     share: float  # of the total (every source and the residual)
-    variance_low: float  # 95% parametric-bootstrap percentile intervals
+    variance_low: float  # 95% parametric-bootstrap intervals (pivot_interval)
     variance_high: float
     share_low: float
     share_high: float
@@ -108,13 +108,14 @@ def fit_variances(values: np.ndarray, codes: dict[str, np.ndarray]) -> tuple[flo
         exog_vc=VCSpec(names, columns, matrices),
     )
     fit = None
-    # statsmodels' default path can end on a singular Hessian when a variance sits at zero (seen on mnist_simple's
-    # real 20-run design, where the init seeds' share is about nil); other optimisers reach the same optimum.
-    for method in ("lbfgs", "bfgs", "cg", "nm"):
+    # statsmodels' default path (None: its own list of optimisers) can end on a singular Hessian when a variance
+    # sits at zero (seen on mnist_simple's real 20-run design, where the init seeds' share is about nil); then each
+    # optimiser alone, which reach the same optimum by another path.
+    for method in (None, ["lbfgs"], ["cg"], ["nm"]):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # boundary fits (a variance at zero) warn; zero is a valid estimate
-                fit = model.fit(reml=True, method=[method])
+                fit = model.fit(reml=True) if method is None else model.fit(reml=True, method=method)
             break
         except np.linalg.LinAlgError:
             continue
@@ -258,17 +259,6 @@ def check_design(cfg: Any, claim_cfgs: dict[str, Any]) -> None:
         )
 
 
-def require_seed_keys(claim_cfg: Any, factors: list[str]) -> None:
-    """Refuses a run config without the keys that seed each source apart (checked as the design starts, before
-    anything is created: the keys come with the run schema, not from the user)."""
-    missing = [KEYS[factor] for factor in factors if KEYS[factor] not in claim_cfg]
-    if missing:
-        raise ConfigError(
-            f"design=sources: the run config has no {', '.join(missing)}, so the sources cannot be seeded apart; "
-            "update cnnlab to a version whose run config has them"
-        )
-
-
 def has_dropout(claim_cfg: Any) -> bool:
     from cnnlab.config.schema import option
 
@@ -310,7 +300,6 @@ def run_sources(cfg: Any, overrides: list[str], compose: Any) -> tuple[str, Brea
     claim_cfg = compose([f"experiment={name}", *passthrough])
     check_design(cfg, {name: claim_cfg})
     factors = factors_of(cfg, claim_cfg)
-    require_seed_keys(claim_cfg, factors)
     plan = cells(factors, cfg.sources.levels, cfg.sources.replicates)
     experiment_id = configure(OmegaConf.merge(cfg.tracking, {"experiment": EXPERIMENT}))
     client = MlflowClient()
@@ -359,17 +348,11 @@ def _cell_run(where: _Where, name: str, cell: dict[str, int], data: Any) -> Any:
     from omegaconf import OmegaConf
 
     from cnnlab import train
-    from cnnlab.claims import kinds
+    from cnnlab.claims.kinds import finished_runs
 
     label, print_, kind, claim_cfg = cell_label(cell), where.fingerprint, where.kind, where.claim_cfg
-    done = where.client.search_runs(
-        [where.experiment_id],
-        filter_string=(
-            f"tags.`cnnlab.claim` = '{name}' and tags.`{CELL_TAG}` = '{label}' and "
-            f"tags.`cnnlab.fingerprint` = '{print_}' and attributes.status = 'FINISHED'"
-        ),
-    )
-    done = [run for run in done if kinds.run_kind(run) == kind]
+    tags = {"cnnlab.claim": name, CELL_TAG: label, "cnnlab.fingerprint": print_}
+    done = finished_runs(where.client, where.experiment_id, tags, kind)
     if done:
         print(f"[sources] {name} {label}: already FINISHED on {kind} ({done[0].info.run_id}), skipped", flush=True)
         return done[0]
