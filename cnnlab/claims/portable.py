@@ -29,6 +29,9 @@ IMPORTED_RUN = "cnnlab.imported_run"  # the id of the run it copies, in the stor
 STORE_TAGS = ("mlflow.parentRunId", "mlflow.runName", "mlflow.log-model.history", "cnnlab.pid", "cnnlab.process_start")
 # What reproduce looks a seed up by (claims.reproduce.run_seed): a run without them could never be reused.
 LOOKUP_TAGS = ("cnnlab.claim", "cnnlab.seed", "cnnlab.fingerprint")
+# Each run record of a file, field -> type: what export writes and import needs.
+RUN_FIELDS = {"origin": str, "parent": str, "run_name": str, "start_time": int, "end_time": int}
+RUN_FIELDS |= {"params": dict, "tags": dict, "metrics": dict, "history": dict}
 
 
 class SeedsFileRefused(UserError, ValueError):
@@ -95,14 +98,17 @@ def export_seeds(tracking_uri: str, path: str, claims: list[str] | None, machine
         raise SeedsFileRefused(f"no FINISHED seed of {wanted}{kind} in {where}; nothing written to {path}")
     parents: dict[str, Any] = {}
     entries = []
+    origins: dict[str, str] = {}  # parent run id here -> its id where it was made; each parent read once
     for run in sorted(runs, key=lambda r: (r.data.tags["cnnlab.claim"], int(r.data.tags["cnnlab.seed"]))):
         tags = run.data.tags
         parent_id = tags["mlflow.parentRunId"]
-        parent = client.get_run(parent_id)
-        parent_origin = parent.data.tags.get(IMPORTED_RUN, parent_id)
-        parents.setdefault(
-            parent_origin, {"run_name": parent.info.run_name, "design": parent.data.tags.get(DESIGN_TAG)}
-        )
+        if parent_id not in origins:
+            parent = client.get_run(parent_id)
+            origins[parent_id] = parent.data.tags.get(IMPORTED_RUN, parent_id)
+            parents.setdefault(
+                origins[parent_id], {"run_name": parent.info.run_name, "design": parent.data.tags.get(DESIGN_TAG)}
+            )
+        parent_origin = origins[parent_id]
         entries.append(
             {
                 "origin": tags.get(IMPORTED_RUN, run.info.run_id),
@@ -166,11 +172,9 @@ def _problem(payload: Any) -> str | None:
     if payload.get("sha256") != checksum(parents, runs):
         return "corrupt: its content does not match its checksum (edited or damaged since it was exported)"
     for index, run in enumerate(runs):
-        fields = {"origin": str, "parent": str, "run_name": str, "start_time": int, "end_time": int}
-        fields.update(params=dict, tags=dict, metrics=dict, history=dict)
         if not isinstance(run, dict):
             return f"corrupt: run {index} is not a record"
-        wrong = [name for name, kind in fields.items() if not isinstance(run.get(name), kind)]
+        wrong = [name for name, kind in RUN_FIELDS.items() if not isinstance(run.get(name), kind)]
         if wrong:
             return f"corrupt: run {index} lacks or mistypes {', '.join(wrong)}"
         missing = [tag for tag in LOOKUP_TAGS if tag not in run["tags"]]
