@@ -10,7 +10,7 @@ same verdicts as ``judge`` and holds the rates to the contract. docs/statistics.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -173,21 +173,27 @@ DESIGNS = {
 }
 
 
-def table(simulations: int = 20_000) -> list[dict]:
-    """Every family x design x rule: false reproduced and false not reproduced at the margin, power at the claim."""
+def settings() -> Iterator[tuple[str, dict, float, str, Design]]:
+    """Every family x design the tables cover: the family, its claim and margin, the design's name and design."""
     from cnnlab.claims.verdict import margin_of
 
-    rows = []
     for family in FAMILIES:
         claim = setting(family)
         margin, _ = margin_of(**claim)
         for name, design in DESIGNS.items():
-            row = {"noise": FAMILIES[family].name, "design": name}
-            for rule in RULES:
-                at_margin = simulate(design, margin, family, rule, **claim, simulations=simulations, seed=1)
-                at_claim = simulate(design, claim["claimed"], family, rule, **claim, simulations=simulations, seed=2)
-                row[rule] = (at_margin.reproduced, at_margin.not_reproduced, at_claim.reproduced, at_claim.mean_seeds)
-            rows.append(row)
+            yield family, claim, margin, name, design
+
+
+def table(simulations: int = 20_000) -> list[dict]:
+    """Every family x design x rule: false reproduced and false not reproduced at the margin, power at the claim."""
+    rows = []
+    for family, claim, margin, name, design in settings():
+        row = {"noise": FAMILIES[family].name, "design": name}
+        for rule in RULES:
+            at_margin = simulate(design, margin, family, rule, **claim, simulations=simulations, seed=1)
+            at_claim = simulate(design, claim["claimed"], family, rule, **claim, simulations=simulations, seed=2)
+            row[rule] = (at_margin.reproduced, at_margin.not_reproduced, at_claim.reproduced, at_claim.mean_seeds)
+        rows.append(row)
     return rows
 
 
@@ -246,16 +252,11 @@ def single_run_coverage(
 
 def coverage_table(simulations: int = 20_000) -> list[dict]:
     """Every family x design, with the median run at the margin (stopping selects samples most) and at the claim."""
-    from cnnlab.claims.verdict import margin_of
-
     rows = []
-    for family in FAMILIES:
-        claim = setting(family)
-        margin, _ = margin_of(**claim)
-        for name, design in DESIGNS.items():
-            for place, target in (("margin", margin), ("claim", claim["claimed"])):
-                cover = single_run_coverage(design, target, family, simulations, seed=4, **claim)
-                rows.append({"noise": FAMILIES[family].name, "design": name, "median at": place, "coverage": cover})
+    for family, claim, margin, name, design in settings():
+        for place, target in (("margin", margin), ("claim", claim["claimed"])):
+            cover = single_run_coverage(design, target, family, simulations, seed=4, **claim)
+            rows.append({"noise": FAMILIES[family].name, "design": name, "median at": place, "coverage": cover})
     return rows
 
 

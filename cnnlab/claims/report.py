@@ -82,12 +82,12 @@ def claims_table(results: list[Any]) -> pd.DataFrame:
     return table
 
 
-def _percent(value: Any) -> str:
+def percent(value: Any) -> str:
     return "" if value is None or (isinstance(value, float) and not math.isfinite(value)) else f"{100 * value:.2f}%"
 
 
 def _bound(value: float) -> str:
-    return _percent(value) if math.isfinite(value) else "unbounded"
+    return percent(value) if math.isfinite(value) else "unbounded"
 
 
 def _which_number(table: pd.DataFrame) -> dict[str, Any]:
@@ -96,7 +96,7 @@ def _which_number(table: pd.DataFrame) -> dict[str, Any]:
         "claim": table["claim"],
         "precision": table["precision"],
         "metric": table["metric"],
-        "claimed": table["claimed"].map(_percent),
+        "claimed": table["claimed"].map(percent),
     }
 
 
@@ -104,7 +104,7 @@ def _margin_text(row: Any) -> str:
     if row.claimed is None or not math.isfinite(row.claimed):
         return ""
     scale = f"{row.error_ratio:g}x the error rate" if _given(row.error_ratio) else f"{100 * row.tolerance:g} pt"
-    return f"{_percent(row.margin)} ({scale})"
+    return f"{percent(row.margin)} ({scale})"
 
 
 def _given(value: Any) -> bool:
@@ -126,7 +126,7 @@ def readable(table: pd.DataFrame) -> pd.DataFrame:
             ],
             "median, one-sided 95% bounds over all looks": table["median_bounds"],
             "mean ± sd; t reading (95% over all looks)": [
-                (f"{_percent(row.mean)} ± {100 * row.std:.2f}" if math.isfinite(row.std) else _percent(row.mean))
+                (f"{percent(row.mean)} ± {100 * row.std:.2f}" if math.isfinite(row.std) else percent(row.mean))
                 + (
                     f"; [{_bound(row.mean_low)}, {_bound(row.mean_high)}] {row.mean_reading}"
                     if row.mean_reading
@@ -209,12 +209,12 @@ def readable_single_run(table: pd.DataFrame) -> pd.DataFrame:
 def _prediction_text(row: Any) -> str:
     if not math.isfinite(row.single_run_coverage):
         return f"none from {row.seeds_run} seed"
-    low = _percent(row.single_run_low) if math.isfinite(row.single_run_low) else "a diverged run"
+    low = percent(row.single_run_low) if math.isfinite(row.single_run_low) else "a diverged run"
     n, coverage = row.seeds_run, row.single_run_coverage
     # below (n - 1)/(n + 1): the guarantee of a design that stops early, which selects the seeds it keeps
     early = coverage < (n - 1) / (n + 1) - 1e-9
     chance = f"at least {100 * coverage:.0f}%" if early else f"{100 * coverage:.0f}%"
-    return f"[{low}, {_percent(row.single_run_high)}]: {chance} from {n} seeds" + (
+    return f"[{low}, {percent(row.single_run_high)}]: {chance} from {n} seeds" + (
         " (the design stops early)" if early else ""
     )
 
@@ -277,7 +277,7 @@ def precision_table(results: list[Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _points(value: float) -> str:
+def points(value: float) -> str:
     return f"{100 * value:+.2f}" if math.isfinite(value) else "unbounded"
 
 
@@ -286,17 +286,17 @@ def readable_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
         {
             "claim": pairs["claim"],
             "metric": pairs["metric"],
-            "float32": pairs["float32_mean"].map(_percent),
-            "other precision": [f"{p}: {_percent(m)}" for p, m in zip(pairs["precision"], pairs["mean"], strict=True)],
+            "float32": pairs["float32_mean"].map(percent),
+            "other precision": [f"{p}: {percent(m)}" for p, m in zip(pairs["precision"], pairs["mean"], strict=True)],
             "difference, points (95% CI over seeds)": [
-                f"{_points(d)} [{_points(lo)}, {_points(hi)}]"
+                f"{points(d)} [{points(lo)}, {points(hi)}]"
                 for d, lo, hi in zip(
                     pairs["difference"], pairs["difference_ci95_low"], pairs["difference_ci95_high"], strict=True
                 )
             ],
             "seeds": pairs["seeds"],
             "TOST within the tolerance (bounds of the median difference, paired by seed)": [
-                f"[{_points(lo)}, {_points(hi)}] inside +-{100 * tol:.2f}: "
+                f"[{points(lo)}, {points(hi)}] inside +-{100 * tol:.2f}: "
                 + ("equivalent" if eq else "not shown equivalent")
                 + (f"; power if equal {power:.0%}" if math.isfinite(power) else "")
                 for lo, hi, tol, eq, power in zip(
