@@ -46,7 +46,7 @@ def cnnlab_values(name: str, cfg, arrays, seeds: int, extra: list[str]) -> list[
     from mlflow.tracking import MlflowClient
 
     from cnnlab import tracking
-    from cnnlab.claims.reproduce import EXPERIMENT as REPRODUCTIONS
+    from cnnlab.claims import EXPERIMENT as REPRODUCTIONS
     from cnnlab.claims.reproduce import fingerprint
 
     # verdicts=false: the seeds are measured here, so a count too short for a verdict (a smoke test's 2) is allowed

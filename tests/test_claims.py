@@ -274,7 +274,8 @@ def test_a_second_reproduction_of_judged_seeds_continues_the_design_or_says_its_
     its design and time, then a progress line after every seed."""
     from mlflow.tracking import MlflowClient
 
-    from cnnlab.claims.reproduce import DESIGN_TAG, JUDGED_TAG, reproduce
+    from cnnlab.claims import DESIGN_TAG
+    from cnnlab.claims.reproduce import JUDGED_TAG, reproduce
     from tests.conftest import compose_config
 
     # a claim of 0.6% (margin 0.1%): every seed reaches it whatever one epoch gives, so 5 seeds decide

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cnnlab.claims import DESIGN_TAG, EXPERIMENT
 from cnnlab.errors import UserError
 
 FORMAT = "cnnlab-seeds"
@@ -76,8 +77,6 @@ def _histories(client: Any, run: Any) -> dict[str, list[list[float]]]:
 def export_seeds(tracking_uri: str, path: str, claims: list[str] | None, machine_kind: str | None) -> Moved:
     """Writes the FINISHED seeds of ``claims`` (all: None) trained on ``machine_kind`` (any: None) to ``path``."""
     import mlflow
-
-    from cnnlab.claims.reproduce import DESIGN_TAG, EXPERIMENT
 
     client = mlflow.MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name(EXPERIMENT)
@@ -205,7 +204,6 @@ def import_seeds(tracking_uri: str, path: str) -> Moved:
     from mlflow.entities import Metric, Param
     from omegaconf import OmegaConf
 
-    from cnnlab.claims.reproduce import DESIGN_TAG, EXPERIMENT
     from cnnlab.tracking.store import configure
 
     payload = read_seeds_file(path)  # refused whole before anything is created

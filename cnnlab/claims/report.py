@@ -40,6 +40,7 @@ def claims_table(results: list[Any]) -> pd.DataFrame:
                 {
                     "claim": result.name,
                     "precision": result.precision,
+                    "precision_basis": result.precision_basis,
                     "metric": target["metric"],
                     "split": target.get("split", ""),
                     "claimed": target["value"],
@@ -157,6 +158,8 @@ def reasons(table: pd.DataFrame) -> str:
     for row in table.itertuples():
         lines.append(f"- {row.claim} ({row.precision}) {row.metric}: {row.verdict}: {row.why}")
         lines += [f"  - flagged: {flag}" for flag in (row.flags.split(" | ") if row.flags else [])]
+    bases = dict.fromkeys((row.claim, row.precision_basis) for row in table.itertuples() if row.precision_basis)
+    lines += [f"- {claim} runs in {basis}" for claim, basis in bases]
     return "\n".join(lines)
 
 

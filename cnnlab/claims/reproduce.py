@@ -20,7 +20,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from cnnlab.allocator import pin_mmap_threshold
-from cnnlab.claims import kinds, timing
+from cnnlab.claims import DESIGN_TAG, EXPERIMENT, kinds, timing
 from cnnlab.claims.stats import Design
 from cnnlab.claims.verdict import DEFAULT_TOLERANCE, NO_CLAIM, Verdict, judge
 from cnnlab.config.compose import claim_names, parse_overrides
@@ -31,7 +31,6 @@ from cnnlab.machine import choose_precision
 
 log = logging.getLogger(__name__)
 
-EXPERIMENT = "cnnlab-reproductions"
 # reproduce's own options; every other override reaches each claim
 OWN_KEYS = ("seeds", "min_seeds", "max_seeds", "claims", "report_path", "precisions", "verdicts", "design", "sources")
 # Overrides that change where runs are read from or logged, or what judges them, not how they train: any other
@@ -55,6 +54,7 @@ def protocol_changes(overrides: list[str]) -> list[str]:
         o
         for o in overrides
         if not any(override_key(o) == k or override_key(o).startswith(k + ".") for k in NOT_PROTOCOL)
+        and not (override_key(o) == "trainer.precision" and o.split("=", 1)[1] == "float32")  # the claims' rule
     ]
 
 
@@ -85,6 +85,7 @@ class ClaimResult:
     earlier_designs: list[Design] = field(default_factory=list)  # designs these same seeds were judged under
     kind: str = ""  # the machine kind this process trains on (cnnlab.claims.kinds); its seeds are ``runs``
     by_kind: dict[str, list[Any]] = field(default_factory=dict)  # every kind's seeds in the store, for the report
+    precision_basis: str = ""  # why the claim runs in ``precision`` when its bf16 evidence decided it
 
     @property
     def tolerance(self) -> float:
@@ -279,6 +280,14 @@ def reproduce(
                     break
                 result.split_sizes = split_sizes(data)
                 print(f"[reproduce] {name}: data {data.arrays.provenance()}", flush=True)
+                if (
+                    variant == []
+                    and result.claim
+                    and not any(override_key(o) == "trainer.precision" for o in passthrough)
+                ):  # the claim's own precision: float32, or bf16 where its evidence file shows it changes nothing
+                    claim_cfg = with_evidenced_precision(result, claim_cfg, data.arrays.sha256)
+                    if result.precision != "float32":  # a run's rerun command names what it trained in
+                        run_overrides = [*run_overrides, f"trainer.precision={result.precision}"]
                 prepared.append((result, claim_cfg, run_overrides, data, fingerprint(claim_cfg, data.arrays.sha256)))
         clock = timing.Clock()
         for result, claim_cfg, _, _, print_ in prepared:
@@ -307,6 +316,27 @@ def reproduce(
     return parent_id, results, report
 
 
+def with_evidenced_precision(result: ClaimResult, claim_cfg: Any, data_hashes: dict[str, str]) -> Any:
+    """``claim_cfg`` in the precision ``claim.bf16_evidence`` earns it here (cnnlab.claims.evidence), with
+    ``result``'s precision and the reason set to match."""
+    from cnnlab.claims.evidence import PRECISION, bf16_basis
+    from cnnlab.machine import native_bf16
+
+    if not result.claim.get("bf16_evidence"):
+        return claim_cfg
+    fingerprints = {
+        precision: fingerprint(OmegaConf.merge(claim_cfg, {"trainer": {"precision": precision}}), data_hashes)
+        for precision in ("float32", PRECISION)
+    }
+    basis = bf16_basis(result.claim, result.name, fingerprints, native_bf16())
+    result.precision_basis = basis.why
+    print(f"[reproduce] {result.name}: runs in {basis.why}", flush=True)
+    if basis.precision == result.precision:
+        return claim_cfg
+    result.precision = basis.precision
+    return OmegaConf.merge(claim_cfg, {"trainer": {"precision": basis.precision}})
+
+
 def open_parent(client: Any, experiment_id: str, key: str, description: str) -> str:
     """The parent run of this reproduction: the one a same command made before (its dead children marked KILLED),
     or a new one."""
@@ -331,7 +361,6 @@ def open_parent(client: Any, experiment_id: str, key: str, description: str) -> 
     return run.info.run_id
 
 
-DESIGN_TAG = "cnnlab.design"  # [min_seeds, max_seeds, sequential] of the reproduction that judged its seeds
 # On a seed reused by another reproduction: that reproduction's design, so a third one counts every judgement
 JUDGED_TAG = "cnnlab.judged_by."
 

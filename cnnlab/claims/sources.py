@@ -285,8 +285,8 @@ def run_sources(cfg: Any, overrides: list[str], compose: Any) -> tuple[str, Brea
 
     from cnnlab import train
     from cnnlab.allocator import pin_mmap_threshold
-    from cnnlab.claims import kinds
-    from cnnlab.claims.reproduce import EXPERIMENT, claim_overrides, fingerprint, open_parent, split_sizes
+    from cnnlab.claims import EXPERIMENT, kinds
+    from cnnlab.claims.reproduce import claim_overrides, fingerprint, open_parent, split_sizes
     from cnnlab.claims.stats import binomial_se
     from cnnlab.config.schema import option
     from cnnlab.machine import choose_precision

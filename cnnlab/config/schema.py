@@ -247,6 +247,10 @@ class ClaimConfig:
     # (margin 1 - 1.25 (1 - claimed)), and replaces ``tolerance``; null keeps points.
     error_ratio: float | None = None
     tolerance_reason: str = ""  # why this tolerance for this claim: the report prints it beside the verdict
+    # A seeds file (`cnnlab seeds export`) whose float32 and bf16 seeds of this claim, paired by seed, show bf16
+    # equivalent within the tolerance: the reproduction then runs in bf16 where it is native, float32 elsewhere.
+    # Read again by every reproduction (cnnlab/claims/evidence.py); null keeps float32.
+    bf16_evidence: str | None = None
     targets: list[ClaimTarget] = field(default_factory=list)
 
 

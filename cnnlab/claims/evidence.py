@@ -1,0 +1,104 @@
+"""Whether a claim may be reproduced in bfloat16: its ``claim.bf16_evidence`` seeds file, read and judged again.
+
+A claim stays float32 by rule, because bf16 rounds every product and nothing says in advance that the rounding
+leaves the claim's outcome alone. Where the same seeds were trained in both precisions (``cnnlab reproduce
+precisions=[float32,bf16]``, then ``cnnlab seeds export``) and the paired TOST shows them equivalent within the
+claim's tolerance, the claim names that file in ``claim.bf16_evidence`` and its reproduction runs in bf16 where
+bfloat16 is native (half the time or less: BENCHMARKS.md, "Training speed"), float32 elsewhere.
+
+The file is not taken on trust: every reproduction reads it again, keeps only the seeds trained under this
+claim's protocol as it stands (the same fingerprint: data, config and library versions), pairs them by seed and
+machine kind, and runs the same TOST the report prints (``stats.paired_tost``). Anything short of "equivalent"
+keeps float32 and says why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cnnlab.claims.portable import SeedsFileRefused, read_seeds_file
+from cnnlab.claims.report import points
+from cnnlab.claims.stats import paired_tost
+
+PRECISION = "bf16"
+
+
+@dataclass(frozen=True)
+class Basis:
+    """The precision a claim's reproduction runs in, and why."""
+
+    precision: str
+    why: str
+
+
+def locate(path: str) -> Path:
+    """``path`` as given (absolute, or from the working directory), else from the repository cnnlab runs from, so
+    the shipped claims find their files wherever the command is typed."""
+    given = Path(path)
+    if given.is_absolute() or given.exists():
+        return given
+    shipped = Path(__file__).resolve().parents[2] / path
+    return shipped if shipped.exists() else given
+
+
+def pairs(payload: dict[str, Any], claim: str, fingerprints: dict[str, str], metric: str) -> dict[str, list[float]]:
+    """Per machine kind, the differences bf16 minus float32 in ``metric``, seed by seed, over the seeds trained in
+    both precisions under ``fingerprints`` (precision -> this claim's protocol fingerprint in it)."""
+    values: dict[tuple[str, str, str], float] = {}
+    for run in payload["runs"]:
+        tags = run["tags"]
+        precision = tags.get("cnnlab.precision", "float32")
+        if tags["cnnlab.claim"] != claim or tags.get("cnnlab.fingerprint") != fingerprints.get(precision):
+            continue
+        kind = tags.get("machine.kind", "unrecorded")
+        values[(kind, tags["cnnlab.seed"], precision)] = float(run["metrics"].get(metric, float("nan")))
+    found: dict[str, list[float]] = {}
+    for (kind, seed, precision), value in sorted(values.items()):
+        if precision == PRECISION and (kind, seed, "float32") in values:
+            found.setdefault(kind, []).append(value - values[(kind, seed, "float32")])
+    return found
+
+
+def bf16_basis(claim: dict[str, Any], name: str, fingerprints: dict[str, str], native: str | None) -> Basis:
+    """The precision claim ``name`` runs in: bf16 when ``native`` (what runs bfloat16 natively here, or None) and
+    its evidence file shows bf16 equivalent to float32 for every claimed number on some machine kind; float32,
+    with the reason, otherwise."""
+    path = claim.get("bf16_evidence")
+    if not path:
+        return Basis("float32", "")
+    stay = "float32 (the claim's rule)"
+    try:
+        payload = read_seeds_file(str(locate(path)))
+    except SeedsFileRefused as error:
+        return Basis("float32", f"{stay}: its bf16 evidence cannot be read: {error}")
+    tolerance = claim.get("tolerance", 0.005)
+    shown = []
+    for target in claim.get("targets", []):
+        by_kind = pairs(payload, name, fingerprints, target["metric"])
+        judged = {kind: paired_tost(differences, tolerance) for kind, differences in by_kind.items()}
+        equivalent = {kind: e for kind, e in judged.items() if e.equivalent}
+        if not equivalent:
+            seen = ", ".join(
+                f"{kind}: {len(by_kind[kind])} seeds, [{points(e.low)}, {points(e.high)}]" for kind, e in judged.items()
+            )
+            return Basis(
+                "float32",
+                f"{stay}: {path} does not show bf16 equivalent to float32 for {target['metric']} within "
+                f"+-{100 * tolerance:g} pt under this protocol ("
+                + (seen or "no seed trained in both precisions with this protocol's fingerprint")
+                + f"); `cnnlab reproduce 'claims=[{name}]' 'precisions=[float32,bf16]'` measures it",
+            )
+        kind, e = next(iter(equivalent.items()))
+        shown.append(
+            f"{target['metric']} bf16 minus float32 within +-{100 * tolerance:g} pt "
+            f"({len(by_kind[kind])} seeds paired on {kind}, "
+            f"median difference bounds [{points(e.low)}, {points(e.high)}])"
+        )
+    if not shown:
+        return Basis("float32", f"{stay}: it has no claimed number to show bf16 equivalent on")
+    where = f"paired TOST over {path}: " + "; ".join(shown)
+    if not native:
+        return Basis("float32", f"float32: bf16 is shown equivalent ({where}) but is not native here")
+    return Basis(PRECISION, f"bf16, as {native}: shown equivalent to float32 by {where}")
