@@ -128,7 +128,7 @@ def test_the_design_trains_resumes_and_writes_its_section(tmp_path, idx_dir, pin
 
     again, _, _ = run_sources(cfg, overrides, compose)
     out = capsys.readouterr().out
-    assert again == parent_id and out.count("already FINISHED") == 8 and "training" not in out
+    assert again == parent_id and out.count("already FINISHED") == 16 and "training" not in out
 
 
 @pytest.mark.parametrize(
@@ -142,6 +142,16 @@ def test_the_design_trains_resumes_and_writes_its_section(tmp_path, idx_dir, pin
             "nothing; leave it out (sources.factors=[init])",
         ),
         (["claims=[mnist_dropout]", "sources.levels=1"], "sources.levels"),
+        (
+            ["claims=[mnist_simple]", "sources.within=precision", "trainer.precision=bf16"],
+            "sources.within=precision: trains every cell in float32 and in bf16 itself, so trainer.precision=bf16 "
+            "has no place",
+        ),
+        (["claims=[mnist_simple]", "sources.within=twice"], "sources.within"),
+        (
+            ["claims=[mnist_simple]", "sources.within=numerics", "sources.factors=[init]"],
+            "sources.within=numerics: needs at least two seed sources crossed",
+        ),
     ],
 )
 def test_a_design_it_cannot_run_is_refused_before_anything_is_created(tmp_path, overrides, message):
@@ -175,3 +185,157 @@ def test_a_fit_that_ends_on_a_singular_hessian_is_fitted_another_way():
     shares = {component.name: component.share for component in result.components}
     assert shares["init"] < 0.01 and 0.4 < shares["data_order"] < 0.65 and 0.35 < shares[RESIDUAL] < 0.6
     assert all(0 <= c.share_low <= c.share <= c.share_high <= 1 for c in result.components)
+
+
+# --- each cell trained twice: op determinism off, or float32 and bf16 -----------------------------------------------
+
+# A cell's own effect (the seed sources' interactions) and the noise between a cell's two runs, each skewed
+WITHIN_SD = {"init": 0.0020, "data_order": 0.0015, "interactions": 0.0010, RESIDUAL: 0.0007}
+BF16_SHIFT = -0.0004  # bf16 a twenty-fifth of a point below float32 on average
+
+
+def twice_design(rng: np.random.Generator, replicates: int = 3, shift: float | None = None) -> tuple:
+    """init x data order, 2 seeds each a replicate, every cell trained twice; known components as in
+    ``simulated_design`` (skewed, bounded at 1, one failed run); with ``shift``, the second run of each cell is bf16
+    and moved by it."""
+    factors = ["init", "data_order"]
+    plan = cells(factors, 2, replicates)
+
+    def skewed(sd: float, size: int) -> np.ndarray:
+        shape = 4.0
+        return -(rng.gamma(shape, sd / math.sqrt(shape), size) - sd * math.sqrt(shape))
+
+    per_cell = 0.975 + skewed(WITHIN_SD["interactions"], len(plan))
+    for factor in factors:
+        per_cell += skewed(WITHIN_SD[factor], 2 * replicates)[np.asarray([cell[factor] for cell in plan])]
+    values = np.repeat(per_cell, 2) + skewed(WITHIN_SD[RESIDUAL], 2 * len(plan))
+    marked = np.tile([0, 1], len(plan))
+    if shift is not None:
+        values = values + shift * marked
+    values = np.minimum(values, 1.0)
+    values[rng.integers(len(values))] = math.nan
+    codes = {factor: list(np.repeat([cell[factor] for cell in plan], 2)) for factor in factors}
+    return list(values), codes, list(np.repeat(np.arange(len(plan)), 2)), list(marked)
+
+
+def test_cells_trained_twice_split_the_residual_into_interactions_and_the_noise_between_runs():
+    from cnnlab.claims.sources import INTERACTIONS, fit_variances
+
+    rng = np.random.default_rng(2)
+    estimates, shifts = [], []
+    for _ in range(120):
+        values, codes, cell, marked = twice_design(rng, replicates=3, shift=BF16_SHIFT)
+        y = np.asarray(values)
+        kept = np.isfinite(y)
+        grouped = {**codes, INTERACTIONS: cell}
+        _, variances, shift = fit_variances(
+            y[kept], {f: np.asarray(c)[kept] for f, c in grouped.items()}, np.asarray(marked, dtype=float)[kept]
+        )
+        estimates.append(variances)
+        shifts.append(shift)
+    mean = np.mean(estimates, axis=0)
+    for index, name in enumerate(["init", "data_order", INTERACTIONS, RESIDUAL]):
+        print(f"{name}: true sd {100 * WITHIN_SD[name]:.3f} pt, estimated {100 * mean[index] ** 0.5:.3f} on average")
+        assert mean[index] == pytest.approx(WITHIN_SD[name] ** 2, rel=0.25)
+    assert np.mean(shifts) == pytest.approx(BF16_SHIFT, abs=0.00005)
+
+
+@pytest.mark.slow
+def test_the_intervals_of_a_design_trained_twice_cover_near_95_percent():
+    """Shares of init, data order, interactions and the noise between runs, and the bf16 shift's interval, on
+    init x data order x 3 replicates, each cell in float32 and bf16 (24 runs, one failed)."""
+    from cnnlab.claims.sources import INTERACTIONS
+
+    rng = np.random.default_rng(3)
+    total = sum(sd**2 for sd in WITHIN_SD.values())
+    truth = {name: sd**2 / total for name, sd in WITHIN_SD.items()}
+    datasets = 60
+    covered = {name: 0 for name in [*truth, "shift"]}
+    for index in range(datasets):
+        values, codes, cell, marked = twice_design(rng, replicates=3, shift=BF16_SHIFT)
+        result = breakdown(values, codes, bootstrap=100, seed=index, cell=cell, within="precision", shift=marked)
+        assert [c.name for c in result.components] == ["init", "data_order", INTERACTIONS, RESIDUAL]
+        for component in result.components:
+            covered[component.name] += component.share_low <= truth[component.name] <= component.share_high
+        covered["shift"] += result.shift.low <= BF16_SHIFT <= result.shift.high
+    rates = {name: count / datasets for name, count in covered.items()}
+    print("coverage (nominal 95%):", rates)
+    # 60 datasets: a true 95% is seen as 88% or more 99% of the time; the seed sources' shares run short as in
+    # the design trained once (docs/statistics.md, "Variance by source")
+    assert all(rate >= 0.8 for rate in rates.values()) and rates["shift"] >= 0.88
+
+
+def test_repeats_that_agree_to_the_last_digit_report_no_numerical_noise_and_fit_the_interactions():
+    from cnnlab.claims.sources import INTERACTIONS, breakdown_table
+
+    rng = np.random.default_rng(4)
+    values, codes, cell, _ = twice_design(rng, replicates=3)
+    values = [values[2 * (i // 2)] for i in range(len(values))]  # each cell's second run equals its first
+    values[5] = math.nan  # and one run failed: its cell's other run still counts
+    result = breakdown(values, codes, bootstrap=30, cell=cell, within="numerics")
+    assert result.identical and result.runs + result.failed == len(values)
+    noise = result.components[-1]
+    assert noise.name == RESIDUAL and (noise.variance, noise.share_low, noise.share_high) == (0.0, 0.0, 0.0)
+    interactions = next(c for c in result.components if c.name == INTERACTIONS)
+    assert interactions.variance > 0 and interactions.share_high > interactions.share_low
+    table = breakdown_table(result, 0.0015)
+    assert "numerical noise, op determinism off (between a cell's two runs): a cell's two runs agreed" in table
+
+    different = list(twice_design(np.random.default_rng(4), replicates=3)[0])
+    assert not breakdown(different, codes, bootstrap=10, cell=cell, within="numerics").identical
+
+
+@pytest.mark.slow
+def test_a_design_trained_twice_with_op_determinism_off_trains_labels_and_resumes(tmp_path, idx_dir, pin_mnist, capsys):
+    from mlflow.tracking import MlflowClient
+
+    from cnnlab.claims.sources import INTERACTIONS, run_sources
+    from tests.conftest import compose_config, tiny_reproduction
+
+    overrides = [
+        "design=sources",
+        "claims=[mnist_simple]",
+        "sources.replicates=2",
+        "sources.within=numerics",
+        "sources.bootstrap=20",
+        *tiny_reproduction(idx_dir, tmp_path),
+    ]
+    cfg = compose_config(*overrides, config_name="reproduce_config")
+    parent_id, result, report = run_sources(cfg, overrides, lambda extra: compose_config(*extra))
+    assert capsys.readouterr().out.count("training (1 epochs)") == 16  # 8 cells of seeds, each trained twice
+    assert [c.name for c in result.components] == ["init", "data_order", INTERACTIONS, RESIDUAL]
+    assert "each cell trained twice with op determinism off" in report["design"]
+    client = MlflowClient()
+    children = client.search_runs(
+        [client.get_run(parent_id).info.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'"
+    )
+    cell_names = [f"init={i},data_order={d}" for r in (0, 1) for i in (2 * r, 2 * r + 1) for d in (2 * r, 2 * r + 1)]
+    assert sorted(run.data.tags["cnnlab.sources_cell"] for run in children) == sorted(
+        f"{cell},repeat={r}" for cell in cell_names for r in (1, 2)
+    )
+    assert {run.data.params["trainer.deterministic"] for run in children} == {"False"}
+    again, _, _ = run_sources(cfg, overrides, lambda extra: compose_config(*extra))
+    out = capsys.readouterr().out
+    assert again == parent_id and out.count("already FINISHED") == 16 and "training" not in out
+
+
+def test_precision_within_cells_is_refused_where_bf16_would_be_emulated(tmp_path, monkeypatch):
+    from cnnlab import machine
+    from cnnlab.claims.sources import check_design
+    from cnnlab.errors import ConfigError
+    from tests.conftest import compose_config
+
+    monkeypatch.setattr(machine, "native_bf16", lambda: None)
+    overrides = [
+        "design=sources",
+        "claims=[mnist_simple]",
+        "sources.within=precision",
+        f"tracking.uri=sqlite:///{tmp_path}/x.db",
+    ]
+    cfg = compose_config(*overrides, config_name="reproduce_config")
+    with pytest.raises(
+        ConfigError,
+        match="sources.within=precision: bfloat16 is not native here .* use sources.within=numerics or none",
+    ):
+        check_design(cfg, {"mnist_simple": compose_config("experiment=mnist_simple")})
+    assert list(tmp_path.iterdir()) == []

@@ -10,7 +10,9 @@ reused).
 The model: ``y = mu + a[init] + b[data_order] + c[dropout] + e``, each a normal random effect with its own variance,
 crossed (statsmodels ``MixedLM``: one group, a variance component per source, REML). ``e``, the residual, holds what
 no single source explains: their interactions, and the numerical noise of the kernels (no cell is run twice, so the
-two are not told apart). A failed seed (no value) is left out of the fit and counted.
+two are not told apart). A failed seed (no value) is left out of the fit and counted. With ``sources.within`` every
+cell is trained twice (op determinism off, or float32 and bf16): a random effect of the cell, the interactions,
+joins the model, ``e`` is then the spread between a cell's two runs, and bf16's mean shift is a fixed effect.
 
 The intervals: a parametric bootstrap from the fitted model (``bootstrap`` draws, each simulated from the estimated
 variances and refitted; basic 95% intervals of each variance on the log scale and of each share of the total on
@@ -41,7 +43,24 @@ from cnnlab.errors import ConfigError
 # The run config's key that sets each source apart (null follows ``seed``)
 KEYS = {"init": "seed_init", "data_order": "seed_data_order", "dropout": "seed_dropout"}
 RESIDUAL = "residual"
+INTERACTIONS = "interactions"  # the cells' own effect, where each cell of seeds was trained twice
+# What the residual holds, by what each cell was trained twice under (``sources.within``)
+RESIDUAL_NAMES = {
+    "none": "residual (interactions, numerical noise)",
+    "numerics": "numerical noise, op determinism off (between a cell's two runs)",
+    "precision": "bf16 rounding beyond its shift (between a cell's float32 and bf16 runs)",
+}
 CELL_TAG = "cnnlab.sources_cell"
+
+
+# What each cell of seeds is trained under (``sources.within``): (its label's suffix, its config changes) per run.
+# Op determinism off lets the kernels' order of reductions vary run to run; trained twice, a cell's two runs
+# differ by that alone. In float32 and bf16, they differ by the rounding (and its mean shift, fitted apart).
+WITHIN = {
+    "none": [("", [])],
+    "numerics": [(f",repeat={r}", ["trainer.deterministic=false"]) for r in (1, 2)],
+    "precision": [(f",precision={p}", [f"trainer.precision={p}"]) for p in ("float32", "bf16")],
+}
 
 
 def cells(factors: list[str], levels: int, replicates: int) -> list[dict[str, int]]:
@@ -72,12 +91,24 @@ class Component:
 
 
 @dataclass(frozen=True)
+class Shift:
+    """The other precision's fixed shift of the mean (bf16 minus float32), with its 95% bootstrap interval."""
+
+    estimate: float
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
 class Breakdown:
-    components: tuple[Component, ...]  # one per source, then the residual
+    components: tuple[Component, ...]  # one per source, then the interactions (cells trained twice), the residual
     mean: float
     runs: int  # with a value
     failed: int  # seeds without a value, left out of the fit
     bootstrap: int
+    within: str = "none"  # what each cell was trained twice under: none, numerics, precision
+    shift: Shift | None = None  # within=precision
+    identical: bool = False  # within=numerics and every cell's two runs agreed to the last digit
 
     @property
     def total(self) -> float:
@@ -89,8 +120,12 @@ def _indicators(codes: np.ndarray) -> np.ndarray:
     return (codes[:, None] == levels[None, :]).astype(float)
 
 
-def fit_variances(values: np.ndarray, codes: dict[str, np.ndarray]) -> tuple[float, np.ndarray]:
-    """``(mean, variances)``: REML estimates of each source's variance (in ``codes``' order), then the residual's.
+def fit_variances(
+    values: np.ndarray, codes: dict[str, np.ndarray], shift: np.ndarray | None = None
+) -> tuple[float, np.ndarray, float]:
+    """``(mean, variances, shift)``: REML estimates of each source's variance (in ``codes``' order), then the
+    residual's; with ``shift`` (1 for a run in the other precision, else 0), that precision's fixed shift of the
+    mean, and the mean is the float32 runs'.
 
     The values are standardised before the fit (accuracies a few hundredths of a point apart leave the optimiser
     nothing to grip) and the variances scaled back."""
@@ -101,12 +136,8 @@ def fit_variances(values: np.ndarray, codes: dict[str, np.ndarray]) -> tuple[flo
     names = list(codes)
     matrices = [[_indicators(np.asarray(codes[name]))] for name in names]
     columns = [[[f"{name}{i}" for i in range(m[0].shape[1])]] for name, m in zip(names, matrices, strict=True)]
-    model = MixedLM(
-        (values - centre) / scale,
-        np.ones((len(values), 1)),
-        np.ones(len(values)),
-        exog_vc=VCSpec(names, columns, matrices),
-    )
+    exog = np.ones((len(values), 1)) if shift is None else np.column_stack([np.ones(len(values)), shift])
+    model = MixedLM((values - centre) / scale, exog, np.ones(len(values)), exog_vc=VCSpec(names, columns, matrices))
     fit = None
     # statsmodels' default path (None: its own list of optimisers) can end on a singular Hessian when a variance
     # sits at zero (seen on mnist_simple's real 20-run design, where the init seeds' share is about nil); then each
@@ -122,7 +153,8 @@ def fit_variances(values: np.ndarray, codes: dict[str, np.ndarray]) -> tuple[flo
     if fit is None:
         raise ValueError("the random-effects model could not be fitted (singular at every optimiser tried)")
     variances = np.array([*np.asarray(fit.vcomp, dtype=float), float(fit.scale)]) * scale**2
-    return centre + float(fit.fe_params[0]) * scale, np.maximum(variances, 0.0)
+    moved = float(fit.fe_params[1]) * scale if shift is not None else math.nan
+    return centre + float(fit.fe_params[0]) * scale, np.maximum(variances, 0.0), moved
 
 
 def _logit(p: Any) -> Any:
@@ -151,21 +183,54 @@ def pivot_interval(estimate: float, draws: np.ndarray, forward: Any, back: Any, 
     return float(back(centre - forward(max(high, 1e-300)))), float(back(centre - forward(max(low, 1e-300))))
 
 
-def breakdown(values: list[float], codes: dict[str, list[int]], bootstrap: int = 200, seed: int = 0) -> Breakdown:
+def breakdown(
+    values: list[float],
+    codes: dict[str, list[int]],
+    bootstrap: int = 200,
+    seed: int = 0,
+    cell: list[int] | None = None,
+    within: str = "none",
+    shift: list[int] | None = None,
+) -> Breakdown:
     """Each source's variance and share with 95% parametric-bootstrap intervals (module docstring); ``codes`` give
-    each run's seed per source, ``values`` its final metric (NaN: a failed seed, left out)."""
+    each run's seed per source, ``values`` its final metric (NaN: a failed seed, left out). Where each cell of
+    seeds was trained twice (``within``: numerics or precision), ``cell`` numbers each run's cell: the cells'
+    own effect is then the seed sources' interactions, and the residual the spread between a cell's two runs; for
+    precision, ``shift`` marks the bf16 runs, whose mean shift is fitted as a fixed effect."""
     y = np.asarray(values, dtype=float)
     kept = np.isfinite(y)
-    codes_kept = {name: np.asarray(c)[kept] for name, c in codes.items()}
-    mean, variances = fit_variances(y[kept], codes_kept)
+    names = list(codes)
+    grouped = dict(codes)
+    identical = False
+    if cell is not None:
+        cells_kept = np.asarray(cell)[kept]
+        identical = within == "numerics" and all(np.ptp(y[kept][cells_kept == c]) == 0 for c in np.unique(cells_kept))
+        if identical:  # no noise between repeats to estimate: fit one run a cell, the residual is the interactions
+            first = np.zeros(len(y), dtype=bool)
+            first[[int(np.flatnonzero(kept & (np.asarray(cell) == c))[0]) for c in np.unique(cells_kept)]] = True
+            kept = first
+        else:
+            grouped[INTERACTIONS] = cell
+            names.append(INTERACTIONS)
+    codes_kept = {name: np.asarray(c)[kept] for name, c in grouped.items()}
+    marked = None if shift is None else np.asarray(shift, dtype=float)[kept]
+    mean, variances, moved = fit_variances(y[kept], codes_kept, marked)
     rng = np.random.default_rng(seed)
     indicators = [_indicators(c) for c in codes_kept.values()]
-    draws = []
+    draws, shifts = [], []
     for _ in range(bootstrap):
         simulated = mean + rng.normal(0.0, math.sqrt(variances[-1]), kept.sum())
+        if marked is not None:
+            simulated = simulated + moved * marked
         for matrix, variance in zip(indicators, variances, strict=False):
             simulated = simulated + matrix @ rng.normal(0.0, math.sqrt(variance), matrix.shape[1])
-        draws.append(fit_variances(simulated, codes_kept)[1])
+        _, drawn, drawn_shift = fit_variances(simulated, codes_kept, marked)
+        draws.append(drawn)
+        shifts.append(drawn_shift)
+    if identical:  # the fitted residual is the interactions (named so below); the repeats' noise is exactly nil
+        names.append(INTERACTIONS)
+        variances = np.append(variances, 0.0)
+        draws = [np.append(d, 0.0) for d in draws]
     draws = np.asarray(draws)
     total = variances.sum()
     shares = variances / total if total > 0 else np.full(len(variances), math.nan)
@@ -178,9 +243,16 @@ def breakdown(values: list[float], codes: dict[str, list[int]], bootstrap: int =
             *pivot_interval(variances[i], draws[:, i], np.log, np.exp, shares[i] < AT_ZERO),
             *pivot_interval(shares[i], drawn_shares[:, i], _logit, _expit, shares[i] < AT_ZERO),
         )
-        for i, name in enumerate([*codes, RESIDUAL])
+        for i, name in enumerate([*names, RESIDUAL])
     )
-    return Breakdown(components, mean, int(kept.sum()), int((~kept).sum()), bootstrap)
+    finite = np.isfinite(y)
+    moved_interval = None
+    if marked is not None:
+        low, high = np.percentile(shifts, [2.5, 97.5])
+        moved_interval = Shift(moved, float(2 * moved - high), float(2 * moved - low))  # basic interval
+    return Breakdown(
+        components, mean, int(finite.sum()), int((~finite).sum()), bootstrap, within, moved_interval, identical
+    )
 
 
 def breakdown_table(result: Breakdown, sampling_se: float) -> str:
@@ -192,9 +264,14 @@ def breakdown_table(result: Breakdown, sampling_se: float) -> str:
     def points(variance: float) -> str:
         return f"{100 * math.sqrt(max(variance, 0.0)):.3f}"
 
+    names = {
+        INTERACTIONS: "interactions of the seed sources (a cell's own effect)",
+        RESIDUAL: RESIDUAL_NAMES[result.within]
+        + (": a cell's two runs agreed to the last digit" if result.identical else ""),
+    }
     rows = [
         {
-            "source": "residual (interactions, numerical noise)" if c.name == RESIDUAL else f"{c.name} seed",
+            "source": names.get(c.name, f"{c.name} seed"),
             "sd, points (95% interval)": f"{points(c.variance)} [{points(c.variance_low)}, {points(c.variance_high)}]",
             "share of the run-to-run variance (95% interval)": (
                 f"{100 * c.share:.0f}% [{100 * c.share_low:.0f}, {100 * c.share_high:.0f}]"
@@ -203,6 +280,17 @@ def breakdown_table(result: Breakdown, sampling_se: float) -> str:
         for c in result.components
     ]
     rows.append({"source": "every source and the residual together", "sd, points (95% interval)": points(result.total)})
+    if result.shift is not None:
+        shift = result.shift
+        rows.append(
+            {
+                "source": "beside: bf16 minus float32, the shift of the mean (a fixed effect, not a spread)",
+                "sd, points (95% interval)": (
+                    f"{100 * shift.estimate:+.3f} [{100 * shift.low:+.3f}, {100 * shift.high:+.3f}]"
+                ),
+                "share of the run-to-run variance (95% interval)": "moves every run alike",
+            }
+        )
     rows.append(
         {
             "source": "beside: test-split sampling error, sqrt(p (1 - p) / n_test)",
@@ -251,6 +339,26 @@ def check_design(cfg: Any, claim_cfgs: dict[str, Any]) -> None:
     factors = factors_of(cfg, claim_cfg)
     if not factors or len(set(factors)) != len(factors):
         raise ConfigError(f"sources.factors: one or more distinct sources of {list(KEYS)}, got {factors}")
+    if option(cfg.sources.within) != "none" and len(factors) < 2:
+        raise ConfigError(
+            f"sources.within={option(cfg.sources.within)}: needs at least two seed sources crossed, so that a "
+            f"cell's own effect (their interactions) is told apart from each source's; got sources.factors={factors}, "
+            "e.g. sources.factors=[init,data_order] or leave it unset"
+        )
+    if option(cfg.sources.within) == "precision":
+        from cnnlab.machine import native_bf16
+
+        if option(claim_cfg.trainer.precision) not in ("float32", "auto"):
+            raise ConfigError(
+                f"sources.within=precision: trains every cell in float32 and in bf16 itself, so "
+                f"trainer.precision={option(claim_cfg.trainer.precision)} has no place; leave trainer.precision unset"
+            )
+        if not native_bf16():
+            raise ConfigError(
+                "sources.within=precision: bfloat16 is not native here (no avx512_bf16 or amx_bf16, no GPU), and "
+                "emulated bf16 is other arithmetic at about 10x the time; run it on a machine with native bf16, or "
+                "use sources.within=numerics or none"
+            )
     if "dropout" in factors and not has_dropout(claim_cfg):
         rest = ",".join(f for f in factors if f != "dropout")
         raise ConfigError(
@@ -300,25 +408,41 @@ def run_sources(cfg: Any, overrides: list[str], compose: Any) -> tuple[str, Brea
     claim_cfg = compose([f"experiment={name}", *passthrough])
     check_design(cfg, {name: claim_cfg})
     factors = factors_of(cfg, claim_cfg)
+    within = option(cfg.sources.within)
     plan = cells(factors, cfg.sources.levels, cfg.sources.replicates)
     experiment_id = configure(OmegaConf.merge(cfg.tracking, {"experiment": EXPERIMENT}))
     client = MlflowClient()
     claim_cfg.tracking.experiment = EXPERIMENT
     claim_cfg.trainer.precision = choose_precision(option(claim_cfg.trainer.precision))[0]
     data = train.prepare_data(claim_cfg)
-    print_ = fingerprint(claim_cfg, data.arrays.sha256)
     kind = kinds.this_kind()
     identity = ["sources", name, factors, cfg.sources.levels, cfg.sources.replicates, passthrough]
+    if within != "none":  # designs from before ``within`` existed keep their key, and so resume
+        identity.append(within)
     key = hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
     command = rerun_command("cnnlab.reproduce", overrides)
-    described = f"Variance by source of {name}: {len(plan)} runs over {', '.join(factors)}.\n\nRerun: `{command}`"
+    variants = [
+        (suffix, variant_cfg, fingerprint(variant_cfg, data.arrays.sha256), changes)
+        for suffix, changes in WITHIN[within]
+        for variant_cfg in [OmegaConf.merge(claim_cfg, OmegaConf.from_dotlist(changes))]
+    ]
+    runs_planned = len(plan) * len(variants)
+    described = f"Variance by source of {name}: {runs_planned} runs over {', '.join(factors)}.\n\nRerun: `{command}`"
     parent_id = open_parent(client, experiment_id, key, described)
     metric = next((t["metric"] for t in (claim_cfg.claim or {}).get("targets", [])), "test_accuracy")
-    where = _Where(client, experiment_id, parent_id, claim_cfg, [f"experiment={name}", *passthrough], print_, kind)
+    where = _Where(client, experiment_id, parent_id, [f"experiment={name}", *passthrough], kind)
     with tracked_run(experiment_id, "", {}, "", run_id=parent_id):
-        runs = [_cell_run(where, name, cell, data) for cell in plan]
+        runs = [_cell_run(where, name, cell, data, variant) for cell in plan for variant in variants]
         values = [run.data.metrics.get(metric, math.nan) for run in runs]
-        result = breakdown(values, {f: [cell[f] for cell in plan] for f in factors}, cfg.sources.bootstrap)
+        twice = len(variants) > 1
+        result = breakdown(
+            values,
+            {f: [cell[f] for cell in plan for _ in variants] for f in factors},
+            cfg.sources.bootstrap,
+            cell=[index for index in range(len(plan)) for _ in variants] if twice else None,
+            within=within,
+            shift=[position for _ in plan for position in range(len(variants))] if within == "precision" else None,
+        )
         sampling_se = binomial_se(result.mean, split_sizes(data).get(metric, 0)) if result.runs else math.nan
         table = breakdown_table(result, sampling_se)
         mlflow.log_figure(breakdown_figure(result, f"{name} {metric} on {kind}: variance by source"), "sources.png")
@@ -326,31 +450,34 @@ def run_sources(cfg: Any, overrides: list[str], compose: Any) -> tuple[str, Brea
     report = {"table": table, "command": command, "claim": name, "metric": metric, "kind": kind}
     absent = "" if "dropout" in factors or has_dropout(claim_cfg) else "; dropout: absent (the network has none)"
     design = f"{cfg.sources.levels} seeds a source x {cfg.sources.replicates} replicates over {', '.join(factors)}"
+    design += {"none": "", "numerics": ", each cell trained twice with op determinism off"}.get(
+        within, ", each cell trained in float32 and in bf16"
+    )
     report |= {"design": design + absent}
     return parent_id, result, report
 
 
 @dataclass(frozen=True)
 class _Where:
-    """What every run of one design shares: where it is logged, what it trains, what it is reused by."""
+    """What every run of one design shares: where it is logged, and what it is reused by."""
 
     client: Any
     experiment_id: str
     parent_id: str
-    claim_cfg: Any
     run_overrides: list[str]
-    fingerprint: str
     kind: str
 
 
-def _cell_run(where: _Where, name: str, cell: dict[str, int], data: Any) -> Any:
-    """One run of the design: reused when FINISHED with this cell, fingerprint and machine kind, else trained."""
+def _cell_run(where: _Where, name: str, cell: dict[str, int], data: Any, variant: tuple) -> Any:
+    """One run of the design: reused when FINISHED with this cell, fingerprint and machine kind, else trained.
+    ``variant``: what the cell is trained under this time (``WITHIN``), with its config and fingerprint."""
     from omegaconf import OmegaConf
 
     from cnnlab import train
     from cnnlab.claims.kinds import finished_runs
 
-    label, print_, kind, claim_cfg = cell_label(cell), where.fingerprint, where.kind, where.claim_cfg
+    suffix, claim_cfg, print_, changes = variant
+    label, kind = cell_label(cell) + suffix, where.kind
     tags = {"cnnlab.claim": name, CELL_TAG: label, "cnnlab.fingerprint": print_}
     done = finished_runs(where.client, where.experiment_id, tags, kind)
     if done:
@@ -361,12 +488,22 @@ def _cell_run(where: _Where, name: str, cell: dict[str, int], data: Any) -> Any:
     cell_cfg = OmegaConf.merge(claim_cfg, {**seeds, "tracking": {"run_name": f"{name}-{label}"}})
     outcome = train.train(
         cell_cfg,
-        [*where.run_overrides, *(f"{key}={value}" for key, value in seeds.items())],
+        [*where.run_overrides, *changes, *(f"{key}={value}" for key, value in seeds.items())],
         parent_run_id=where.parent_id,
         extra_tags={"cnnlab.claim": name, CELL_TAG: label, "cnnlab.fingerprint": print_},
         data=data,
     )
     return where.client.get_run(outcome.run_id)
+
+
+# What the section says its residual is, by ``sources.within``
+READING = {
+    "none": "the residual is what no source explains alone (their interactions and the kernels' numerical noise).",
+    "numerics": "the interactions are what no source explains alone, and the residual the spread between two runs "
+    "of the same seeds with op determinism off: the kernels' numerical noise.",
+    "precision": "the interactions are what no source explains alone, and the residual the spread between the "
+    "float32 and bf16 runs of the same seeds beyond bf16's mean shift, which stands below the table.",
+}
 
 
 def write_sources_md(path: Any, report: dict[str, Any], parent_id: str, result: Breakdown) -> None:
@@ -389,9 +526,8 @@ of {result.bootstrap} draws.
 {report["table"]}
 
 How to read it (docs/statistics.md, "Variance by source"): each source's share of the spread between runs when the
-others are held fixed; the residual is what no source explains alone (their interactions and the kernels'
-numerical noise). The test split's sampling error is the same for every run, so it stands beside the spread, not in
-it.
+others are held fixed; {READING[result.within]} The test split's sampling error is the same for every run, so it
+stands beside the spread, not in it.
 """
     documents.write_section(
         Path(path), f"variance by source: {report['claim']} / {report['kind']}", body, REPRODUCTION_HEADER

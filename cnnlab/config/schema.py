@@ -399,6 +399,12 @@ class SeedSource(Enum):
     dropout = "dropout"  # the dropout masks: seed_dropout
 
 
+class SourcesWithin(Enum):
+    none = "none"  # each cell of seeds trained once
+    numerics = "numerics"  # each cell trained twice with op determinism off: the kernels' own run-to-run noise
+    precision = "precision"  # each cell trained in float32 and in bf16 (where native): what the rounding moves
+
+
 @dataclass
 class SourcesConfig:
     """``design=sources``: the factorial design over the seeds of each source (cnnlab.claims.sources)."""
@@ -409,6 +415,9 @@ class SourcesConfig:
     replicates: int = 5
     # null: every source the claim's network has (dropout only where it has a dropout block)
     factors: list[SeedSource] | None = None
+    # what else each cell of seeds is trained under, twice: then the residual splits into the seed sources'
+    # interactions and the noise of this factor alone (docs/claims.md, "Variance by source")
+    within: SourcesWithin = SourcesWithin.none
     # parametric bootstrap draws behind each share's 95% interval (each refits the random-effects model)
     bootstrap: int = 200
 
