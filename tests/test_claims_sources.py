@@ -128,7 +128,22 @@ def test_the_design_trains_resumes_and_writes_its_section(tmp_path, idx_dir, pin
 
     again, _, _ = run_sources(cfg, overrides, compose)
     out = capsys.readouterr().out
-    assert again == parent_id and out.count("already FINISHED") == 16 and "training" not in out
+    assert again == parent_id and out.count("already FINISHED") == 8 and "training" not in out
+
+    # The design's runs travel as a seeds file: imported into another store, the same command there reuses all
+    # of them and reads the same breakdown.
+    from cnnlab.claims.portable import export_seeds, import_seeds
+
+    path = tmp_path / "sources.json"
+    first = f"sqlite:///{tmp_path}/mlflow.db"
+    assert export_seeds(first, str(path), ["mnist_simple"], None).runs == 8
+    second = f"sqlite:///{tmp_path}/second.db"
+    assert import_seeds(second, str(path)).runs == 8
+    elsewhere = [o for o in overrides if not o.startswith("tracking.uri=")] + [f"tracking.uri={second}"]
+    moved_id, moved, _ = run_sources(compose_config(*elsewhere, config_name="reproduce_config"), elsewhere, compose)
+    out = capsys.readouterr().out
+    assert moved_id != parent_id and out.count("already FINISHED") == 8 and "training" not in out
+    assert [c.variance for c in moved.components] == [c.variance for c in result.components]
 
 
 @pytest.mark.parametrize(

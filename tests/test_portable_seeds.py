@@ -152,12 +152,20 @@ def without_lookup_tag() -> dict:
     return payload
 
 
+def without_seed() -> dict:
+    payload = valid_payload()
+    del payload["runs"][0]["tags"]["cnnlab.seed"]
+    payload["sha256"] = portable.checksum(payload["parents"], payload["runs"])
+    return payload
+
+
 REFUSED = [
     ("truncated", lambda: json.dumps(valid_payload())[:80], "is not JSON"),
     ("foreign", lambda: json.dumps({"runs": []}), "is not a cnnlab seeds file"),
     ("future version", lambda: json.dumps(versioned(2)), "a seeds file of version 2, and this cnnlab reads version 1"),
     ("edited", lambda: json.dumps(edited()), "does not match its checksum"),
     ("no fingerprint", lambda: json.dumps(without_lookup_tag()), "run 0 lacks cnnlab.fingerprint"),
+    ("neither seed nor cell", lambda: json.dumps(without_seed()), "run 0 lacks cnnlab.seed or cnnlab.sources_cell"),
 ]
 
 

@@ -50,7 +50,11 @@ def pairs(payload: dict[str, Any], claim: str, fingerprints: dict[str, str], met
     for run in payload["runs"]:
         tags = run["tags"]
         precision = tags.get("cnnlab.precision", "float32")
-        if tags["cnnlab.claim"] != claim or tags.get("cnnlab.fingerprint") != fingerprints.get(precision):
+        if (
+            "cnnlab.seed" not in tags
+            or tags["cnnlab.claim"] != claim
+            or tags.get("cnnlab.fingerprint") != fingerprints.get(precision)
+        ):
             continue
         kind = tags.get("machine.kind", "unrecorded")
         values[(kind, tags["cnnlab.seed"], precision)] = float(run["metrics"].get(metric, float("nan")))

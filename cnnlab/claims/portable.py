@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cnnlab.claims import DESIGN_TAG, EXPERIMENT
+from cnnlab.claims import CELL_TAG, DESIGN_TAG, EXPERIMENT
 from cnnlab.errors import UserError
 
 FORMAT = "cnnlab-seeds"
@@ -28,8 +28,24 @@ IMPORTED_FROM = "cnnlab.imported_from"  # the file's name, on every run an impor
 IMPORTED_RUN = "cnnlab.imported_run"  # the id of the run it copies, in the store it was trained in
 # Tags that belong to one store or one live process: the importing store sets its own.
 STORE_TAGS = ("mlflow.parentRunId", "mlflow.runName", "mlflow.log-model.history", "cnnlab.pid", "cnnlab.process_start")
-# What reproduce looks a seed up by (claims.reproduce.run_seed): a run without them could never be reused.
-LOOKUP_TAGS = ("cnnlab.claim", "cnnlab.seed", "cnnlab.fingerprint")
+# What reproduce looks a seed up by (claims.reproduce.run_seed), and a variance-by-source run by its cell instead
+# of a seed (claims.sources): a run without them could never be reused.
+LOOKUP_TAGS = ("cnnlab.claim", "cnnlab.fingerprint")
+KEY_TAGS = ("cnnlab.seed", CELL_TAG)  # one of them at least
+
+
+def _lookup_missing(tags: dict[str, str]) -> list[str]:
+    """The tags a run lacks to be reused where it is imported (empty: none)."""
+    missing = [tag for tag in LOOKUP_TAGS if tag not in tags]
+    return missing + ([" or ".join(KEY_TAGS)] if not any(tag in tags for tag in KEY_TAGS) else [])
+
+
+def _order(tags: dict[str, str]) -> tuple:
+    """A file's runs by claim, then the reproductions' seeds in order, then the variance designs' cells."""
+    seed = tags.get("cnnlab.seed")
+    return (tags["cnnlab.claim"], seed is None, int(seed) if seed is not None else 0, tags.get(CELL_TAG, ""))
+
+
 # Each run record of a file, field -> type: what export writes and import needs.
 RUN_FIELDS = {"origin": str, "parent": str, "run_name": str, "start_time": int, "end_time": int}
 RUN_FIELDS |= {"params": dict, "tags": dict, "metrics": dict, "history": dict}
@@ -86,7 +102,7 @@ def export_seeds(tracking_uri: str, path: str, claims: list[str] | None, machine
     runs = [
         run
         for run in _all_runs(client, experiment.experiment_id, "attributes.status = 'FINISHED'")
-        if all(tag in run.data.tags for tag in LOOKUP_TAGS)
+        if not _lookup_missing(run.data.tags)
         and "mlflow.parentRunId" in run.data.tags
         and (claims is None or run.data.tags["cnnlab.claim"] in claims)
         and (machine_kind is None or run.data.tags.get("machine.kind") == machine_kind)
@@ -98,7 +114,7 @@ def export_seeds(tracking_uri: str, path: str, claims: list[str] | None, machine
     parents: dict[str, Any] = {}
     entries = []
     origins: dict[str, str] = {}  # parent run id here -> its id where it was made; each parent read once
-    for run in sorted(runs, key=lambda r: (r.data.tags["cnnlab.claim"], int(r.data.tags["cnnlab.seed"]))):
+    for run in sorted(runs, key=lambda r: _order(r.data.tags)):
         tags = run.data.tags
         parent_id = tags["mlflow.parentRunId"]
         if parent_id not in origins:
@@ -176,7 +192,7 @@ def _problem(payload: Any) -> str | None:
         wrong = [name for name, kind in RUN_FIELDS.items() if not isinstance(run.get(name), kind)]
         if wrong:
             return f"corrupt: run {index} lacks or mistypes {', '.join(wrong)}"
-        missing = [tag for tag in LOOKUP_TAGS if tag not in run["tags"]]
+        missing = _lookup_missing(run["tags"])
         if missing or run["parent"] not in parents:
             return f"corrupt: run {index} lacks {', '.join(missing) or 'its parent'}"
     return None

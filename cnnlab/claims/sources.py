@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from cnnlab.claims import CELL_TAG
 from cnnlab.errors import ConfigError
 
 # The run config's key that sets each source apart (null follows ``seed``)
@@ -50,7 +51,6 @@ RESIDUAL_NAMES = {
     "numerics": "numerical noise, op determinism off (between a cell's two runs)",
     "precision": "bf16 rounding beyond its shift (between a cell's float32 and bf16 runs)",
 }
-CELL_TAG = "cnnlab.sources_cell"
 
 
 # What each cell of seeds is trained under (``sources.within``): (its label's suffix, its config changes) per run.
