@@ -239,3 +239,17 @@ def test_plain_script_trains_from_arrays_and_from_cnnlabs_pipeline(tmp_path, arr
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["images"] == 200 and len(result["epoch_seconds"]) == 2
     assert result["test_accuracy"] > 0.3  # ten learnable classes: chance is 0.1, so it trained on what it was fed
+
+
+@pytest.mark.system
+def test_packing_benchmark_writes_a_row_per_packing_and_a_reading(tmp_path, synthetic_kmnist):
+    output = tmp_path / "BENCHMARKS.md"
+    small = ["--networks", "simple", "--images", "64", "--epochs", "2", "--repeats", "1", "--output", str(output)]
+    run("packing.py", small, synthetic_kmnist["env"])
+    text = output.read_text()
+    assert f"<!-- section: packing / {machine.kind()} -->" in text
+    precisions = ["float32", *(["bf16"] if machine.native_bf16() else [])]
+    rows = re.findall(r"^\| simple \| (\w+) \| (\d) \| (\d+) \| (\d+) \| (\d+\.\d+)x", text, flags=re.M)
+    assert [(precision, pack) for precision, pack, *_ in rows] == [(p, k) for p in precisions for k in ("2", "4")]
+    assert all(int(alone) > 0 and int(packed) > 0 for _, _, alone, packed, _ in rows)
+    assert re.search(r"^Reading: packing is (worth adopting|not worth a second training path) \(", text, flags=re.M)
