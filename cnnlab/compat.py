@@ -207,6 +207,24 @@ def gradient_registry(ops: Any) -> dict[str, Any] | None:
     return registry if isinstance(registry, dict) else None
 
 
+@hook(
+    "tensorflow",
+    "2.21.0",
+    "tensorflow.python.framework.config.disable_op_determinism",
+    "TensorFlow's public API only switches op determinism on; a process that trains a run with it on and then "
+    "one with it off (a sweep, a reproduction, a variance design that turns it off) needs it switched off again.",
+)
+def set_op_determinism(on: bool) -> None:
+    """Op determinism on or off for what this process trains next, whatever an earlier run set."""
+    import tensorflow as tf
+    from tensorflow.python.framework import config
+
+    if on:
+        tf.config.experimental.enable_op_determinism()
+    elif config.is_op_determinism_enabled():
+        config.disable_op_determinism()
+
+
 # Keras
 
 

@@ -98,8 +98,7 @@ def seed_everything(cfg: Any) -> None:
     # TensorFlow's global seed reaches only the shuffle here (Keras' initializers and dropout draw statelessly from
     # their own seeds), so it belongs to the data order.
     tf.random.set_seed(source_seeds(cfg).data_order)
-    if cfg.trainer.deterministic:
-        tf.config.experimental.enable_op_determinism()
+    compat.set_op_determinism(cfg.trainer.deterministic)  # off again when an earlier run of the process set it
 
 
 def prepare_data(cfg: Any) -> PreparedData:

@@ -10,7 +10,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from cnnlab.claims import portable
-from cnnlab.claims.evidence import bf16_basis
+from cnnlab.claims.evidence import Basis, bf16_basis
 from tests.conftest import CONF_DIR, compose_config, tiny_reproduction
 
 FINGERPRINTS = {"float32": "f" * 20, "bf16": "b" * 20}
@@ -59,62 +59,81 @@ def claim_with(path: Path | str | None) -> dict:
 
 def test_bf16_is_chosen_where_native_and_the_file_shows_it_equivalent(tmp_path):
     path = seeds_file(tmp_path / "evidence.json", CLOSE)
-    basis = bf16_basis(claim_with(path), "mnist_simple", FINGERPRINTS, "the CPU has avx512_bf16")
+    basis = bf16_basis(claim_with(path), "mnist_simple", FINGERPRINTS, "the CPU has avx512_bf16", "k1")
     assert basis.precision == "bf16"
     # The reason names where and how it was shown: the file, the seeds and kind paired, the median bounds (with 5
     # seeds the sign test's bounds are the lowest and highest difference: -0.08 and +0.07 points).
     assert str(path) in basis.why and "5 seeds paired on k1" in basis.why
     assert "[-0.08, +0.07]" in basis.why and "the CPU has avx512_bf16" in basis.why
+    assert "within +-0.50 pt (the claim's margin)" in basis.why
 
-    where_emulated = bf16_basis(claim_with(path), "mnist_simple", FINGERPRINTS, None)
+    where_emulated = bf16_basis(claim_with(path), "mnist_simple", FINGERPRINTS, None, "k1")
     assert where_emulated.precision == "float32" and "not native here" in where_emulated.why
 
 
 @pytest.mark.parametrize(
-    ("case", "make", "reason"),
+    ("case", "claim", "make", "reason"),
     [
         # bf16 a point below float32 on every seed: shown different, not equivalent
         (
             "shifted",
+            CLAIM,
             lambda p: seeds_file(p, [(f, f - 0.01) for f, _ in CLOSE]),
-            "does not show bf16 equivalent to float32 for test_accuracy within +-0.5 pt under this protocol "
-            "(k1: 5 seeds",
+            "does not show bf16 equivalent to float32 for test_accuracy within +-0.50 pt (the claim's margin) "
+            "(5 seeds paired on k1",
+        ),
+        # a third of a point below: inside half a point, outside 1.25x the claimed error rate at 99.33% (0.17 pt)
+        (
+            "error-rate margin",
+            {"error_ratio": 1.25, "targets": [{"metric": "test_accuracy", "value": 0.9933}]},
+            lambda p: seeds_file(p, [(f, f - 0.003) for f, _ in CLOSE]),
+            "within +-0.17 pt (the claim's margin)",
         ),
         # four seeds can never show it at 5% per side (a sign test needs 5): not shown, whatever the values
-        ("too few", lambda p: seeds_file(p, CLOSE[:4]), "k1: 4 seeds, [unbounded, unbounded]"),
+        ("too few", CLAIM, lambda p: seeds_file(p, CLOSE[:4]), "median difference bounds [unbounded, unbounded]"),
         # trained under another protocol (another fingerprint): nothing pairs with this protocol's runs
         (
             "other protocol",
+            CLAIM,
             lambda p: seeds_file(p, CLOSE, fingerprints={"float32": "x" * 20, "bf16": "y" * 20}),
-            "no seed trained in both precisions with this protocol's fingerprint",
+            "has no seed trained in both precisions, none on this machine's kind (k1)",
         ),
         # float32 on one kind and bf16 on another: a kind's own arithmetic is in the difference, so no pair
         (
             "across kinds",
+            CLAIM,
             lambda p: seeds_file(p, CLOSE, kinds=("k1", "k2")),
-            "no seed trained in both precisions with this protocol's fingerprint",
+            "has no seed trained in both precisions, none on this machine's kind (k1)",
         ),
-        ("corrupt", lambda p: p.write_text('{"format": "cnnlab-seeds"') and p, "its bf16 evidence cannot be read"),
-        ("missing", lambda p: p, "its bf16 evidence cannot be read: path: cannot read"),
+        # shown on another kind only: it does not carry over to this one
+        (
+            "another kind",
+            CLAIM,
+            lambda p: seeds_file(p, CLOSE, kinds=("k2", "k2")),
+            "has pairs measured on k2 only, none on this machine's kind (k1) under this protocol's fingerprint",
+        ),
+        ("corrupt", CLAIM, lambda p: p.write_text('{"format": "cnnlab-seeds"') and p, "evidence cannot be read"),
+        ("missing", CLAIM, lambda p: p, "its bf16 evidence cannot be read: path: cannot read"),
     ],
 )
-def test_the_claim_stays_float32_with_the_reason_when_the_evidence_does_not_hold(tmp_path, case, make, reason):
+def test_the_claim_stays_float32_with_the_reason_when_the_evidence_does_not_hold(tmp_path, case, claim, make, reason):
     path = make(tmp_path / "evidence.json")
-    basis = bf16_basis(claim_with(path), "mnist_simple", FINGERPRINTS, "the CPU has avx512_bf16")
+    basis = bf16_basis({**claim, "bf16_evidence": str(path)}, "mnist_simple", FINGERPRINTS, "native", "k1")
     assert basis.precision == "float32", case
     assert basis.why.startswith("float32 (the claim's rule)") and reason in basis.why, basis.why
 
 
 def test_a_claim_without_evidence_stays_float32_silently():
-    assert bf16_basis(claim_with(None), "mnist_simple", FINGERPRINTS, "the CPU has avx512_bf16") == (
-        bf16_basis(CLAIM, "mnist_simple", FINGERPRINTS, "native")
+    assert bf16_basis(claim_with(None), "mnist_simple", FINGERPRINTS, "native", "k1") == (
+        bf16_basis(CLAIM, "mnist_simple", FINGERPRINTS, "native", "k1")
     )
-    assert bf16_basis(CLAIM, "mnist_simple", FINGERPRINTS, "native").precision == "float32"
+    assert bf16_basis(CLAIM, "mnist_simple", FINGERPRINTS, "native", "k1") == Basis("float32", "")
 
 
 def test_every_shipped_claim_with_bf16_evidence_is_shown_equivalent_under_its_protocol_as_it_stands():
-    """The shipped claims' files, judged with today's config, data pins and library versions: a change to a claim's
-    protocol or a library upgrade leaves its evidence behind, and this fails until it is measured again."""
+    """The shipped claims' files, judged with today's config, data pins and library versions on the kind they were
+    measured on (the AVX-512 EPYC): a change to a claim's protocol or a library upgrade leaves its evidence behind,
+    and this fails until it is measured again."""
     from omegaconf import OmegaConf
 
     from cnnlab.claims.reproduce import fingerprint
@@ -131,7 +150,7 @@ def test_every_shipped_claim_with_bf16_evidence_is_shown_equivalent_under_its_pr
             cfg.trainer.precision = precision
             fingerprints[precision] = fingerprint(cfg, hashes)
         claim = OmegaConf.to_container(cfg.claim)
-        basis = bf16_basis(claim, experiment.stem, fingerprints, "native")
+        basis = bf16_basis(claim, experiment.stem, fingerprints, "native", "avx512_bf16")
         assert basis.precision == "bf16", f"{experiment.stem}: {basis.why}"
         shipped.append(experiment.stem)
     assert "mnist_simple" in shipped
@@ -142,6 +161,7 @@ def test_a_reproduction_runs_an_evidenced_claim_in_bf16_where_native_and_says_so
     tmp_path, idx_dir, pin_mnist, monkeypatch
 ):
     from cnnlab import machine, train
+    from cnnlab.claims import kinds
     from cnnlab.claims.reproduce import fingerprint, reproduce
 
     overrides = ["seeds=2", "claims=[mnist_simple]", *tiny_reproduction(idx_dir, tmp_path)]
@@ -151,7 +171,8 @@ def test_a_reproduction_runs_an_evidenced_claim_in_bf16_where_native_and_says_so
 
     hashes = train.prepare_data(composed()).arrays.sha256
     fingerprints = {p: fingerprint(composed(f"trainer.precision={p}"), hashes) for p in ("float32", "bf16")}
-    path = seeds_file(tmp_path / "evidence.json", CLOSE, kinds=("k1", "k1"), fingerprints=fingerprints)
+    here = kinds.this_kind()  # the evidence counts on the kind it was measured on, so the test's is this one
+    path = seeds_file(tmp_path / "evidence.json", CLOSE, kinds=(here, here), fingerprints=fingerprints)
     evidenced = [*overrides, f"claim.bf16_evidence={path}"]
 
     def run(extra: list[str]):

@@ -132,11 +132,13 @@ def test_the_design_trains_resumes_and_writes_its_section(tmp_path, idx_dir, pin
 
     # The design's runs travel as a seeds file: imported into another store, the same command there reuses all
     # of them and reads the same breakdown.
-    from cnnlab.claims.portable import export_seeds, import_seeds
+    from cnnlab.claims.portable import export_seeds, import_seeds, summary
 
     path = tmp_path / "sources.json"
     first = f"sqlite:///{tmp_path}/mlflow.db"
-    assert export_seeds(first, str(path), ["mnist_simple"], None).runs == 8
+    exported = export_seeds(first, str(path), ["mnist_simple"], None)
+    assert (exported.runs, exported.cells) == (8, 8)
+    assert "exported   0 seed(s) and 8 variance-by-source run(s) of mnist_simple" in summary("export", exported, first)
     second = f"sqlite:///{tmp_path}/second.db"
     assert import_seeds(second, str(path)).runs == 8
     elsewhere = [o for o in overrides if not o.startswith("tracking.uri=")] + [f"tracking.uri={second}"]

@@ -30,6 +30,7 @@ EXERCISED = {
     "numpy_array_reconstructor": "test_the_reconstructor_is_the_one_a_pickled_array_names",
     "mlflow_schema_revisions": "test_the_schema_revisions_read_as_text_end_where_mlflow_expects",
     "keras_default_seed": "test_the_default_seed_is_the_draw_keras_gives_an_unseeded_layer",
+    "set_op_determinism": "test_op_determinism_goes_off_again_after_a_run_that_set_it",
 }
 
 
@@ -323,3 +324,15 @@ def test_the_default_seed_is_the_draw_keras_gives_an_unseeded_layer():
     random.seed(5)
     assert compat.keras_default_seed() == keras_draw
     assert compat.keras_default_seed(random.Random(5)) == keras_draw
+
+
+def test_op_determinism_goes_off_again_after_a_run_that_set_it():
+    from tensorflow.python.framework import config
+
+    compat.set_op_determinism(True)
+    assert config.is_op_determinism_enabled()
+    compat.set_op_determinism(False)  # a variance design's run with trainer.deterministic=false, in the same process
+    assert not config.is_op_determinism_enabled()
+    compat.set_op_determinism(False)  # and off stays off
+    assert not config.is_op_determinism_enabled()
+    compat.set_op_determinism(True)  # as the other tests of this process expect

@@ -62,6 +62,7 @@ class Moved:
     already: int = 0  # import: seeds of the file that were in the store already
     claims: tuple[str, ...] = ()
     kinds: tuple[str, ...] = ()
+    cells: int = 0  # of ``runs``, those of a variance-by-source design (a cell of seeds, not a seed)
 
 
 def checksum(parents: dict[str, Any], runs: list[dict[str, Any]]) -> str:
@@ -162,13 +163,22 @@ def export_seeds(tracking_uri: str, path: str, claims: list[str] | None, machine
     temporary = target.with_name(f".{target.name}.part")
     temporary.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n")
     os.replace(temporary, target)
-    return Moved(str(target), len(entries), 0, *_names(entries))
+    return Moved(str(target), len(entries), 0, *_names(entries), _cells(entries))
 
 
 def _names(entries: list[dict[str, Any]]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     claims = tuple(sorted({entry["tags"]["cnnlab.claim"] for entry in entries}))
     kinds = tuple(sorted({entry["tags"].get("machine.kind", "unrecorded") for entry in entries}))
     return claims, kinds
+
+
+def _cells(entries: list[dict[str, Any]]) -> int:
+    return sum(CELL_TAG in entry["tags"] for entry in entries)
+
+
+def _counted(moved: Moved) -> str:
+    seeds = f"{moved.runs - moved.cells} seed(s)"
+    return seeds + (f" and {moved.cells} variance-by-source run(s)" if moved.cells else "")
 
 
 def _problem(payload: Any) -> str | None:
@@ -272,21 +282,21 @@ def import_seeds(tracking_uri: str, path: str) -> Moved:
             client.delete_run(run_id)
         raise
     claims, kinds = _names(payload["runs"])
-    return Moved(path, len(new), len(payload["runs"]) - len(new), claims, kinds)
+    return Moved(path, len(new), len(payload["runs"]) - len(new), claims, kinds, _cells(new))
 
 
 def summary(action: str, moved: Moved, tracking_uri: str) -> str:
     """What `cnnlab seeds` prints."""
     what = f"{', '.join(moved.claims)} (machine kinds: {', '.join(moved.kinds)})"
     if action == "export":
-        return f"\n  exported   {moved.runs} seed(s) of {what}\n  to         {moved.path}\n"
+        return f"\n  exported   {_counted(moved)} of {what}\n  to         {moved.path}\n"
     if not moved.runs:
         return (
             f"\n  nothing new: the {moved.already} seed(s) of {moved.path} are in {tracking_uri} already "
             "(imported before, or trained there)\n"
         )
     return (
-        f"\n  imported   {moved.runs} seed(s) of {what}\n  into       {tracking_uri} (experiment "
+        f"\n  imported   {_counted(moved)} of {what}\n  into       {tracking_uri} (experiment "
         f"cnnlab-reproductions, tagged {IMPORTED_FROM}={Path(moved.path).name})"
         + (f"\n  skipped    {moved.already} already there" if moved.already else "")
         + "\n  next       cnnlab reproduce ... reuses them as seeds trained on their machine kind\n"

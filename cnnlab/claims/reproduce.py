@@ -328,7 +328,7 @@ def with_evidenced_precision(result: ClaimResult, claim_cfg: Any, data_hashes: d
         precision: fingerprint(OmegaConf.merge(claim_cfg, {"trainer": {"precision": precision}}), data_hashes)
         for precision in ("float32", PRECISION)
     }
-    basis = bf16_basis(result.claim, result.name, fingerprints, native_bf16())
+    basis = bf16_basis(result.claim, result.name, fingerprints, native_bf16(), result.kind)
     result.precision_basis = basis.why
     print(f"[reproduce] {result.name}: runs in {basis.why}", flush=True)
     if basis.precision == result.precision:
