@@ -145,16 +145,9 @@ def edited() -> dict:
     return payload
 
 
-def without_lookup_tag() -> dict:
+def without_tag(tag: str) -> dict:
     payload = valid_payload()
-    del payload["runs"][0]["tags"]["cnnlab.fingerprint"]
-    payload["sha256"] = portable.checksum(payload["parents"], payload["runs"])
-    return payload
-
-
-def without_seed() -> dict:
-    payload = valid_payload()
-    del payload["runs"][0]["tags"]["cnnlab.seed"]
+    del payload["runs"][0]["tags"][tag]
     payload["sha256"] = portable.checksum(payload["parents"], payload["runs"])
     return payload
 
@@ -164,8 +157,8 @@ REFUSED = [
     ("foreign", lambda: json.dumps({"runs": []}), "is not a cnnlab seeds file"),
     ("future version", lambda: json.dumps(versioned(2)), "a seeds file of version 2, and this cnnlab reads version 1"),
     ("edited", lambda: json.dumps(edited()), "does not match its checksum"),
-    ("no fingerprint", lambda: json.dumps(without_lookup_tag()), "run 0 lacks cnnlab.fingerprint"),
-    ("neither seed nor cell", lambda: json.dumps(without_seed()), "run 0 lacks cnnlab.seed or cnnlab.sources_cell"),
+    ("no fingerprint", lambda: json.dumps(without_tag("cnnlab.fingerprint")), "run 0 lacks cnnlab.fingerprint"),
+    ("no seed nor cell", lambda: json.dumps(without_tag("cnnlab.seed")), "lacks cnnlab.seed or cnnlab.sources_cell"),
 ]
 
 

@@ -51,10 +51,10 @@ NOT_PROTOCOL = (
 def protocol_changes(overrides: list[str]) -> list[str]:
     """The overrides among ``overrides`` that change a claim's protocol (``NOT_PROTOCOL`` says which do not)."""
     return [
-        o
-        for o in overrides
-        if not any(override_key(o) == k or override_key(o).startswith(k + ".") for k in NOT_PROTOCOL)
-        and not (override_key(o) == "trainer.precision" and o.split("=", 1)[1] == "float32")  # the claims' rule
+        override
+        for override, (key, value) in zip(overrides, parse_overrides(overrides), strict=True)
+        if not any(key == k or key.startswith(k + ".") for k in NOT_PROTOCOL)
+        and (key, value) != ("trainer.precision", "float32")  # the claims' own rule, however it is asked for
     ]
 
 
@@ -268,7 +268,7 @@ def reproduce(
                     claim=OmegaConf.to_container(claim_cfg.claim) if claim_cfg.claim is not None else None,
                     precision=option(claim_cfg.trainer.precision),
                     design=design,
-                    modified=protocol_changes([*passthrough, *(v for v in variant if "float32" not in v)]),
+                    modified=protocol_changes([*passthrough, *variant]),
                     kind=kinds.this_kind(),
                 )
                 results.append(result)

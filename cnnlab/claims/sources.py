@@ -45,21 +45,43 @@ from cnnlab.errors import ConfigError
 KEYS = {"init": "seed_init", "data_order": "seed_data_order", "dropout": "seed_dropout"}
 RESIDUAL = "residual"
 INTERACTIONS = "interactions"  # the cells' own effect, where each cell of seeds was trained twice
-# What the residual holds, by what each cell was trained twice under (``sources.within``)
-RESIDUAL_NAMES = {
-    "none": "residual (interactions, numerical noise)",
-    "numerics": "numerical noise, op determinism off (between a cell's two runs)",
-    "precision": "bf16 rounding beyond its shift (half the variance of a cell's bf16-minus-float32 difference)",
-}
 
 
-# What each cell of seeds is trained under (``sources.within``): (its label's suffix, its config changes) per run.
+@dataclass(frozen=True)
+class Within:
+    """What each cell of seeds is trained under (``sources.within``), and how the section words it."""
+
+    runs: tuple[tuple[str, tuple[str, ...]], ...]  # per run of a cell: its label's suffix, its config changes
+    design: str  # appended to the design's description
+    residual: str  # the residual's row in the table
+    reading: str  # what the section says its components are
+
+
 # Op determinism off lets the kernels' order of reductions vary run to run; trained twice, a cell's two runs
 # differ by that alone. In float32 and bf16, they differ by the rounding (and its mean shift, fitted apart).
 WITHIN = {
-    "none": [("", [])],
-    "numerics": [(f",repeat={r}", ["trainer.deterministic=false"]) for r in (1, 2)],
-    "precision": [(f",precision={p}", [f"trainer.precision={p}"]) for p in ("float32", "bf16")],
+    "none": Within(
+        (("", ()),),
+        "",
+        "residual (interactions, numerical noise)",
+        "the residual is what no source explains alone (their interactions and the kernels' numerical noise).",
+    ),
+    "numerics": Within(
+        tuple((f",repeat={r}", ("trainer.deterministic=false",)) for r in (1, 2)),
+        ", each cell trained twice with op determinism off",
+        "numerical noise, op determinism off (between a cell's two runs)",
+        "the interactions are what no source explains alone, and the residual the spread between two runs of the "
+        "same seeds with op determinism off: the kernels' numerical noise.",
+    ),
+    "precision": Within(
+        tuple((f",precision={p}", (f"trainer.precision={p}",)) for p in ("float32", "bf16")),
+        ", each cell trained in float32 and in bf16",
+        "bf16 rounding beyond its shift (half the variance of a cell's bf16-minus-float32 difference)",
+        "the interactions are what no source explains alone, and the residual half the variance of the difference "
+        "between the bf16 and float32 runs of the same seeds beyond bf16's mean shift (which stands below the "
+        "table): as float32 is deterministic here, one bf16 run lands about 1.41x the residual's sd from its "
+        "float32 twin.",
+    ),
 }
 
 
@@ -206,9 +228,9 @@ def breakdown(
         cells_kept = np.asarray(cell)[kept]
         identical = within == "numerics" and all(np.ptp(y[kept][cells_kept == c]) == 0 for c in np.unique(cells_kept))
         if identical:  # no noise between repeats to estimate: fit one run a cell, the residual is the interactions
-            first = np.zeros(len(y), dtype=bool)
-            first[[int(np.flatnonzero(kept & (np.asarray(cell) == c))[0]) for c in np.unique(cells_kept)]] = True
-            kept = first
+            finite = np.flatnonzero(kept)
+            kept = np.zeros(len(y), dtype=bool)
+            kept[finite[np.unique(cells_kept, return_index=True)[1]]] = True
         else:
             grouped[INTERACTIONS] = cell
             names.append(INTERACTIONS)
@@ -266,7 +288,7 @@ def breakdown_table(result: Breakdown, sampling_se: float) -> str:
 
     names = {
         INTERACTIONS: "interactions of the seed sources (a cell's own effect)",
-        RESIDUAL: RESIDUAL_NAMES[result.within]
+        RESIDUAL: WITHIN[result.within].residual
         + (": a cell's two runs agreed to the last digit" if result.identical else ""),
     }
     rows = [
@@ -423,7 +445,7 @@ def run_sources(cfg: Any, overrides: list[str], compose: Any) -> tuple[str, Brea
     command = rerun_command("cnnlab.reproduce", overrides)
     variants = [
         (suffix, variant_cfg, fingerprint(variant_cfg, data.arrays.sha256), changes)
-        for suffix, changes in WITHIN[within]
+        for suffix, changes in WITHIN[within].runs
         for variant_cfg in [OmegaConf.merge(claim_cfg, OmegaConf.from_dotlist(changes))]
     ]
     runs_planned = len(plan) * len(variants)
@@ -450,9 +472,7 @@ def run_sources(cfg: Any, overrides: list[str], compose: Any) -> tuple[str, Brea
     report = {"table": table, "command": command, "claim": name, "metric": metric, "kind": kind}
     absent = "" if "dropout" in factors or has_dropout(claim_cfg) else "; dropout: absent (the network has none)"
     design = f"{cfg.sources.levels} seeds a source x {cfg.sources.replicates} replicates over {', '.join(factors)}"
-    design += {"none": "", "numerics": ", each cell trained twice with op determinism off"}.get(
-        within, ", each cell trained in float32 and in bf16"
-    )
+    design += WITHIN[within].design
     report |= {"design": design + absent}
     return parent_id, result, report
 
@@ -496,18 +516,6 @@ def _cell_run(where: _Where, name: str, cell: dict[str, int], data: Any, variant
     return where.client.get_run(outcome.run_id)
 
 
-# What the section says its residual is, by ``sources.within``
-READING = {
-    "none": "the residual is what no source explains alone (their interactions and the kernels' numerical noise).",
-    "numerics": "the interactions are what no source explains alone, and the residual the spread between two runs "
-    "of the same seeds with op determinism off: the kernels' numerical noise.",
-    "precision": "the interactions are what no source explains alone, and the residual half the variance of the "
-    "difference between the bf16 and float32 runs of the same seeds beyond bf16's mean shift (which stands below "
-    "the table): as float32 is deterministic here, one bf16 run lands about 1.41x the residual's sd from its float32 "
-    "twin.",
-}
-
-
 def write_sources_md(path: Any, report: dict[str, Any], parent_id: str, result: Breakdown) -> None:
     """The "Variance by source" section of REPRODUCTION.md for this claim and machine kind."""
     from pathlib import Path
@@ -528,7 +536,7 @@ of {result.bootstrap} draws.
 {report["table"]}
 
 How to read it (docs/statistics.md, "Variance by source"): each source's share of the spread between runs when the
-others are held fixed; {READING[result.within]} The test split's sampling error is the same for every run, so it
+others are held fixed; {WITHIN[result.within].reading} The test split's sampling error is the same for every run, so it
 stands beside the spread, not in it.
 """
     documents.write_section(
