@@ -123,6 +123,16 @@ def test_the_claim_stays_float32_with_the_reason_when_the_evidence_does_not_hold
     assert basis.why.startswith("float32 (the claim's rule)") and reason in basis.why, basis.why
 
 
+def test_the_command_a_reason_suggests_keeps_the_users_own_overrides(tmp_path):
+    path = seeds_file(tmp_path / "evidence.json", CLOSE, kinds=("k2", "k2"))
+    overrides = ["dataset.local_dir=/data/my mnist", "tracking.uri=sqlite:///lab.db"]
+    basis = bf16_basis({**CLAIM, "bf16_evidence": str(path)}, "mnist_simple", FINGERPRINTS, "native", "k1", overrides)
+    assert (
+        "`cnnlab reproduce 'claims=[mnist_simple]' 'precisions=[float32,bf16]' 'dataset.local_dir=/data/my mnist' "
+        "tracking.uri=sqlite:///lab.db` measures it here"
+    ) in basis.why, basis.why
+
+
 def test_a_claim_without_evidence_stays_float32_silently():
     assert bf16_basis(claim_with(None), "mnist_simple", FINGERPRINTS, "native", "k1") == (
         bf16_basis(CLAIM, "mnist_simple", FINGERPRINTS, "native", "k1")

@@ -356,3 +356,32 @@ def test_precision_within_cells_is_refused_where_bf16_would_be_emulated(tmp_path
     ):
         check_design(cfg, {"mnist_simple": compose_config("experiment=mnist_simple")})
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_a_precision_design_reuses_the_plain_designs_runs_as_its_float32_twins(
+    tmp_path, idx_dir, pin_mnist, capsys, monkeypatch
+):
+    from mlflow.tracking import MlflowClient
+
+    from cnnlab import machine
+    from cnnlab.claims.sources import run_sources
+    from tests.conftest import compose_config, tiny_reproduction
+
+    monkeypatch.setattr(machine, "native_bf16", lambda: "avx512_bf16")  # the design is refused where bf16 is not
+    plain = ["design=sources", "claims=[mnist_simple]", "sources.replicates=1", "sources.bootstrap=10"]
+    plain += tiny_reproduction(idx_dir, tmp_path)
+    compose = lambda extra: compose_config(*extra)  # noqa: E731
+    run_sources(compose_config(*plain, config_name="reproduce_config"), plain, compose)
+    assert capsys.readouterr().out.count("training (1 epochs)") == 4  # 4 cells of seeds
+
+    twice = [*plain, "sources.within=precision"]
+    parent_id, result, report = run_sources(compose_config(*twice, config_name="reproduce_config"), twice, compose)
+    out = capsys.readouterr().out
+    assert out.count("already FINISHED") == 4 and out.count("training (1 epochs)") == 4  # only the bf16 twins
+    assert result.runs == 8 and result.shift is not None and "in float32 and in bf16" in report["design"]
+    client = MlflowClient()
+    trained = client.search_runs(
+        [client.get_run(parent_id).info.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'"
+    )
+    assert sorted(run.data.params["trainer.precision"] for run in trained) == ["bf16"] * 4

@@ -15,6 +15,8 @@ keeps float32 and says why.
 
 from __future__ import annotations
 
+import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,11 +70,21 @@ def pairs(payload: dict[str, Any], claim: str, fingerprints: dict[str, str], met
     return found
 
 
-def bf16_basis(claim: dict[str, Any], name: str, fingerprints: dict[str, str], native: str | None, kind: str) -> Basis:
+def bf16_basis(
+    claim: dict[str, Any],
+    name: str,
+    fingerprints: dict[str, str],
+    native: str | None,
+    kind: str,
+    overrides: Sequence[str] = (),
+) -> Basis:
     """The precision claim ``name`` runs in on machine kind ``kind``: bf16 when ``native`` (what runs bfloat16
     natively here, or None) and its evidence file shows bf16 equivalent to float32 for every claimed number on this
     same kind, each within its own margin (the tolerance in points, or on the error-rate scale); float32, with the
-    reason, otherwise. Another kind's evidence does not count: its kernels round bf16 their own way."""
+    reason, otherwise. Another kind's evidence does not count: its kernels round bf16 their own way. The command a
+    reason suggests carries the reproduction's own ``overrides`` (data folder, store), so it measures the same
+    protocol where the user runs it."""
+    measure = shlex.join(["cnnlab", "reproduce", f"claims=[{name}]", "precisions=[float32,bf16]", *overrides])
     path = claim.get("bf16_evidence")
     if not path:
         return Basis("float32", "")
@@ -94,8 +106,7 @@ def bf16_basis(claim: dict[str, Any], name: str, fingerprints: dict[str, str], n
             return Basis(
                 "float32",
                 f"{stay}: {path} has {found}, none on this machine's kind ({kind}) under this protocol's fingerprint, "
-                f"and each kind's kernels round bf16 their own way; `cnnlab reproduce 'claims=[{name}]' "
-                "'precisions=[float32,bf16]'` measures it here",
+                f"and each kind's kernels round bf16 their own way; `{measure}` measures it here",
             )
         differences = by_kind[kind]
         e = paired_tost(differences, allowed)
@@ -105,8 +116,7 @@ def bf16_basis(claim: dict[str, Any], name: str, fingerprints: dict[str, str], n
             return Basis(
                 "float32",
                 f"{stay}: {path} does not show bf16 equivalent to float32 for {target['metric']} {within} ({bounds}); "
-                f"more seeds in both precisions (`cnnlab reproduce 'claims=[{name}]' 'precisions=[float32,bf16]' "
-                "max_seeds=...`) may",
+                f"more seeds in both precisions (`{measure} max_seeds=...`) may",
             )
         shown.append(f"{target['metric']} bf16 minus float32 {within} ({bounds})")
     if not shown:

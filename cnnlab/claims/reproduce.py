@@ -285,7 +285,7 @@ def reproduce(
                     and result.claim
                     and not any(override_key(o) == "trainer.precision" for o in passthrough)
                 ):  # the claim's own precision: float32, or bf16 where its evidence file shows it changes nothing
-                    claim_cfg = with_evidenced_precision(result, claim_cfg, data.arrays.sha256)
+                    claim_cfg = with_evidenced_precision(result, claim_cfg, data.arrays.sha256, passthrough)
                     if result.precision != "float32":  # a run's rerun command names what it trained in
                         run_overrides = [*run_overrides, f"trainer.precision={result.precision}"]
                 prepared.append((result, claim_cfg, run_overrides, data, fingerprint(claim_cfg, data.arrays.sha256)))
@@ -316,9 +316,11 @@ def reproduce(
     return parent_id, results, report
 
 
-def with_evidenced_precision(result: ClaimResult, claim_cfg: Any, data_hashes: dict[str, str]) -> Any:
+def with_evidenced_precision(
+    result: ClaimResult, claim_cfg: Any, data_hashes: dict[str, str], passthrough: list[str]
+) -> Any:
     """``claim_cfg`` in the precision ``claim.bf16_evidence`` earns it here (cnnlab.claims.evidence), with
-    ``result``'s precision and the reason set to match."""
+    ``result``'s precision and the reason set to match; ``passthrough``: the user's overrides of the claim."""
     from cnnlab.claims.evidence import PRECISION, bf16_basis
     from cnnlab.machine import native_bf16
 
@@ -328,7 +330,7 @@ def with_evidenced_precision(result: ClaimResult, claim_cfg: Any, data_hashes: d
         precision: fingerprint(OmegaConf.merge(claim_cfg, {"trainer": {"precision": precision}}), data_hashes)
         for precision in ("float32", PRECISION)
     }
-    basis = bf16_basis(result.claim, result.name, fingerprints, native_bf16(), result.kind)
+    basis = bf16_basis(result.claim, result.name, fingerprints, native_bf16(), result.kind, passthrough)
     result.precision_basis = basis.why
     print(f"[reproduce] {result.name}: runs in {basis.why}", flush=True)
     if basis.precision == result.precision:

@@ -74,7 +74,8 @@ WITHIN = {
         "same seeds with op determinism off: the kernels' numerical noise.",
     ),
     "precision": Within(
-        tuple((f",precision={p}", (f"trainer.precision={p}",)) for p in ("float32", "bf16")),
+        # the float32 twin carries the plain cell's label: a within=none design's run of that cell is reused
+        (("", ("trainer.precision=float32",)), (",precision=bf16", ("trainer.precision=bf16",))),
         ", each cell trained in float32 and in bf16",
         "bf16 rounding beyond its shift (half the variance of a cell's bf16-minus-float32 difference)",
         "the interactions are what no source explains alone, and the residual half the variance of the difference "
