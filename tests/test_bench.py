@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -253,3 +254,31 @@ def test_packing_benchmark_writes_a_row_per_packing_and_a_reading(tmp_path, synt
     assert [(precision, pack) for precision, pack, *_ in rows] == [(p, k) for p in precisions for k in ("2", "4")]
     assert all(int(alone) > 0 and int(packed) > 0 for _, _, alone, packed, _ in rows)
     assert re.search(r"^Reading: packing is (worth adopting|not worth a second training path) \(", text, flags=re.M)
+
+
+@pytest.mark.system
+def test_time_to_verdicts_reproduces_in_a_store_of_its_own_and_writes_its_section(tmp_path, synthetic_kmnist):
+    folder = synthetic_kmnist["args"][-1]
+    output = tmp_path / "BENCHMARKS.md"
+    overrides = ["seeds=2", "verdicts=false", "dataset=kmnist", f"dataset.local_dir={folder}"]
+    overrides += ["dataset.sources=[local]", "trainer.epochs=2", "trainer.verbose=0", "tracking.log_model=false"]
+    arguments = ["--claims", "mnist_simple", "--matmul-repeats", "2", "--output", str(output), *overrides]
+    result = run("verdicts.py", arguments, synthetic_kmnist["env"])
+    (work,) = tmp_path.glob("cnnlab-verdicts-*")  # the store is the benchmark's own, in its work folder
+    assert (work / "mlflow.db").exists() and (work / "REPRODUCTION.md").exists()
+    assert len(json.loads((work / "wall.json").read_text())) == 1
+    text = output.read_text()
+    assert f"<!-- section: verdicts / {machine.kind()} -->" in text
+    minutes = re.search(r"one process: \*\*(\d+\.\d) min\*\*, within the goal of 60 minutes", text)
+    assert minutes and float(minutes.group(1)) > 0, text
+    assert re.search(
+        r"^\| mnist_simple \| float32 \| test_accuracy \| modified protocol \(no verdict\) \| 2 \(2\) \|", text, re.M
+    )
+    speed = re.search(r"^\| mnist_simple \| simple \| float32 \| 2 \| (\d+\.\d) \| (\d+\.\d)% \|$", text, re.M)
+    assert speed and float(speed.group(1)) > 0, text
+    assert "time to verdicts:" in result.stdout
+
+    # resumed: nothing is trained again, and the section adds the second process's time
+    again = run("verdicts.py", [*arguments, "--resume", str(work)], synthetic_kmnist["env"])
+    assert "training" not in again.stdout
+    assert "2 processes, resumed" in output.read_text()
