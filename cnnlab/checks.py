@@ -113,6 +113,7 @@ def check_seeds(cfg: Any, overrides: list[str]) -> None:
     action = cfg.action.value
     if action == "import":
         given = [key for key in ("claims", "machine_kind") if cfg[key] is not None]
+        given += ["runs"] if cfg.runs.value != "all" else []
         if given:
             raise ConfigError(f"{given[0]}: chooses what export writes; import takes every seed of the file")
         try:

@@ -1,5 +1,5 @@
-"""`cnnlab seeds export path=<file> [claims=[...]] [machine_kind=...]`, `cnnlab seeds import path=<file>`: a
-reproduction's seeds carried to another store as a small file."""
+"""`cnnlab seeds export path=<file> [claims=[...]] [machine_kind=...] [runs=all|seeds|sources]`,
+`cnnlab seeds import path=<file>`: a reproduction's seeds carried to another store as a small file."""
 
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ def main(cfg) -> None:
     store = os.environ.get("MLFLOW_TRACKING_URI") or cfg.tracking_uri
     action = cfg.action.value
     if action == "export":
-        moved = command(cfg, lambda overrides: export_seeds(store, cfg.path, cfg.claims, cfg.machine_kind))
+        chosen = (cfg.claims, cfg.machine_kind, cfg.runs.value)
+        moved = command(cfg, lambda overrides: export_seeds(store, cfg.path, *chosen))
     else:
         moved = command(cfg, lambda overrides: import_seeds(store, cfg.path))
     print(summary(action, moved, store))

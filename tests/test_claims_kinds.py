@@ -97,8 +97,8 @@ def _two_kinds(shift: float) -> ClaimResult:
 def test_report_with_two_kinds_gives_the_pooled_verdict_only_where_they_are_equivalent():
     text = kinds.kinds_markdown([_two_kinds(0.0)])
     print(text)
-    assert "| mnist_simple | test_accuracy | avx2 (ONEDNN_MAX_CPU_ISA=AVX2) | 10 | 1 |" in text
-    assert "| mnist_simple | test_accuracy | avx512_bf16 | 10 | 0 |" in text
+    assert "| mnist_simple | float32 | test_accuracy | avx2 (ONEDNN_MAX_CPU_ISA=AVX2) | 10 | 1 |" in text
+    assert "| mnist_simple | float32 | test_accuracy | avx512_bf16 | 10 | 0 |" in text
     assert "| all kinds pooled | 20 | 1 |" in text and "reproduced (kinds equivalent; 20 seeds, one look)" in text
     assert "inside +-0.5 pt: equivalent" in text and "power at these seeds if the kinds were equal" in text
 
@@ -110,7 +110,7 @@ def test_report_with_two_kinds_gives_the_pooled_verdict_only_where_they_are_equi
     assert "not given: the kinds are not shown equivalent" in text
     assert "excludes 0: avx2 (ONEDNN_MAX_CPU_ISA=AVX2) differs from avx512_bf16 by -1.0" in text
     # each kind keeps its own verdict: 0.975 - 0.005 is out of reach for the kind a point lower
-    rows = [line for line in text.splitlines() if line.startswith("| mnist_simple | test_accuracy | avx2")]
+    rows = [line for line in text.splitlines() if line.startswith("| mnist_simple | float32 | test_accuracy | avx2")]
     assert rows and "| not reproduced |" in rows[0]
 
 

@@ -77,16 +77,46 @@ def test_the_bootstrap_intervals_cover_near_95_percent():
     truth = true_shares(factors)
     datasets = 60
     covered = {name: 0 for name in truth}
+    sd_covered = dict(covered)
     for index in range(datasets):
         values, codes = simulated_design(rng, replicates=5, factors=factors)
         result = breakdown(values, codes, bootstrap=100, seed=index)
         for component in result.components:
             covered[component.name] += component.share_low <= truth[component.name] <= component.share_high
+            sd_covered[component.name] += (
+                component.variance_low <= TRUE_SD[component.name] ** 2 <= component.variance_high
+            )
     rates = {name: count / datasets for name, count in covered.items()}
     print("share intervals' coverage (nominal 95%):", rates)
+    sd_rates = {name: count / datasets for name, count in sd_covered.items()}
+    print("sd intervals' coverage (nominal 95%):", sd_rates)
     # 60 datasets: a rate of 95% is seen as 88% or more 99% of the time; measured 85%, 90%, 93%: the intervals
     # run somewhat short for the largest share (docs/statistics.md, "Variance by source")
     assert all(rate >= 0.85 for rate in rates.values())
+    # the sds' intervals run shorter (measured 67%, 85%, 83%; the log scale's, before the boundary rule, covered
+    # 77%, 97%, 83% only by reaching out to thousands of points): the shares are the figures to read
+    assert all(rate >= 0.6 for rate in sd_rates.values())
+
+
+@pytest.mark.slow
+def test_a_source_with_almost_no_variance_keeps_its_interval_within_the_spread():
+    # mnist_simple's design (init x data order, 5 replicates) with init's true sd 0.005 points, as its real runs
+    # read: the bootstrap draws of such a source reach zero, where the log scale's basic interval threw the upper
+    # end out to 3 to 2,400 points in 9 of these 12 designs; bounded at zero, it stays inside the whole spread
+    rng = np.random.default_rng(1)
+    plan = cells(["init", "data_order"], 2, 5)
+    codes = {factor: [cell[factor] for cell in plan] for factor in ("init", "data_order")}
+    highs, inside = [], 0
+    for design in range(12):
+        values = 0.975 + rng.normal(0, 0.0018, len(plan))
+        values += rng.normal(0, 0.0019, 10)[np.asarray(codes["data_order"])]
+        values += rng.normal(0, 0.00005, 10)[np.asarray(codes["init"])]
+        result = breakdown(list(values), codes, bootstrap=60, seed=design)
+        init = result.components[0]
+        highs.append(math.sqrt(init.variance_high))
+        inside += init.variance_high <= result.total
+        assert init.variance_low <= init.variance <= init.variance_high and init.share_low <= init.share_high
+    assert max(highs) < 0.01 and inside >= 10, highs  # below a point everywhere, the whole spread in most
 
 
 @pytest.mark.slow
@@ -132,11 +162,14 @@ def test_the_design_trains_resumes_and_writes_its_section(tmp_path, idx_dir, pin
 
     # The design's runs travel as a seeds file: imported into another store, the same command there reuses all
     # of them and reads the same breakdown.
-    from cnnlab.claims.portable import export_seeds, import_seeds, summary
+    from cnnlab.claims.portable import SeedsFileRefused, export_seeds, import_seeds, summary
 
     path = tmp_path / "sources.json"
     first = f"sqlite:///{tmp_path}/mlflow.db"
-    exported = export_seeds(first, str(path), ["mnist_simple"], None)
+    with pytest.raises(SeedsFileRefused, match=r"no FINISHED seed of claims \['mnist_simple'\]"):
+        export_seeds(first, str(path), ["mnist_simple"], None, "seeds")  # only a design's runs are there
+    assert not path.exists()
+    exported = export_seeds(first, str(path), ["mnist_simple"], None, "sources")
     assert (exported.runs, exported.cells) == (8, 8)
     assert "exported   0 seed(s) and 8 variance-by-source run(s) of mnist_simple" in summary("export", exported, first)
     second = f"sqlite:///{tmp_path}/second.db"

@@ -203,7 +203,11 @@ def test_export_of_seeds_the_store_does_not_hold_writes_nothing(tmp_path):
         export_seeds(store, str(target), ["fashion_deep"], None)
     with pytest.raises(SeedsFileRefused, match="on machine kind amx"):
         export_seeds(store, str(target), None, "amx")
+    with pytest.raises(SeedsFileRefused, match="no FINISHED variance-by-source run of any claim in cnnlab-rep"):
+        export_seeds(store, str(target), None, None, "sources")  # the store holds a seed, no design's run
     assert not target.exists()
+    assert export_seeds(store, str(target), None, None, "seeds").runs == 1
+    target.unlink()
     assert export_seeds(store, str(target), None, None).runs == 1  # the imported seed itself travels on
 
 

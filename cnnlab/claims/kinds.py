@@ -230,6 +230,7 @@ def _row(result: Any, kind: str, values: list[float], verdict: str, metric: str)
     finite = np.asarray([v for v in values if math.isfinite(v)])
     return {
         "claim": result.label,
+        "precision": result.precision,
         "metric": metric,
         "machine kind": kind,
         "seeds": len(values),

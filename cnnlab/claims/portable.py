@@ -91,8 +91,15 @@ def _histories(client: Any, run: Any) -> dict[str, list[list[float]]]:
     return out
 
 
-def export_seeds(tracking_uri: str, path: str, claims: list[str] | None, machine_kind: str | None) -> Moved:
-    """Writes the FINISHED seeds of ``claims`` (all: None) trained on ``machine_kind`` (any: None) to ``path``."""
+RUNS = {"all": "seed", "seeds": "seed", "sources": "variance-by-source run"}  # what a refusal says is missing
+
+
+def export_seeds(
+    tracking_uri: str, path: str, claims: list[str] | None, machine_kind: str | None, runs_of: str = "all"
+) -> Moved:
+    """Writes the FINISHED seeds of ``claims`` (all: None) trained on ``machine_kind`` (any: None) to ``path``;
+    ``runs_of``: every such run (``all``), a reproduction's seeds only, or the variance designs' runs only
+    (``sources``), so a claim's evidence file and its variance design can travel apart."""
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri)
@@ -107,11 +114,12 @@ def export_seeds(tracking_uri: str, path: str, claims: list[str] | None, machine
         and "mlflow.parentRunId" in run.data.tags
         and (claims is None or run.data.tags["cnnlab.claim"] in claims)
         and (machine_kind is None or run.data.tags.get("machine.kind") == machine_kind)
+        and (runs_of == "all" or (CELL_TAG in run.data.tags) == (runs_of == "sources"))
     ]
     if not runs:
         wanted = f"claims {list(claims)}" if claims is not None else "any claim"
         kind = f" on machine kind {machine_kind}" if machine_kind else ""
-        raise SeedsFileRefused(f"no FINISHED seed of {wanted}{kind} in {where}; nothing written to {path}")
+        raise SeedsFileRefused(f"no FINISHED {RUNS[runs_of]} of {wanted}{kind} in {where}; nothing written to {path}")
     parents: dict[str, Any] = {}
     entries = []
     origins: dict[str, str] = {}  # parent run id here -> its id where it was made; each parent read once

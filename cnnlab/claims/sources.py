@@ -197,8 +197,10 @@ def pivot_interval(estimate: float, draws: np.ndarray, forward: Any, back: Any, 
     variance, logit for a share): ``back(2 f(estimate) - f(q_97.5))`` to ``back(2 f(estimate) - f(q_2.5))``. A
     variance's estimate is about ``variance x chi2 / df``, so its log error does not depend on the variance; the
     percentile interval, which reads the draws' quantiles as they are, turns that error the wrong way and ran short
-    (83-90% for a nominal 95% on mnist_simple's design). An estimate at zero (``at_zero``) keeps zero as its lower
-    end and the draws' 97.5th percentile as its upper one."""
+    (83-90% for a nominal 95% on mnist_simple's design). At the boundary (``at_zero``: the estimate at zero, or for
+    a variance the lowest 2.5% of its draws, where the log of a draw near zero would throw the upper end out to
+    many times the whole spread) no scale is pivotal: the interval keeps zero as its lower end and the draws'
+    97.5th percentile as its upper one."""
     low, high = np.percentile(draws, [2.5, 97.5])
     if at_zero or not estimate > 0:
         return 0.0, float(high)
@@ -258,12 +260,14 @@ def breakdown(
     total = variances.sum()
     shares = variances / total if total > 0 else np.full(len(variances), math.nan)
     drawn_shares = draws / np.maximum(draws.sum(axis=1, keepdims=True), 1e-300)
+    # a share's logit interval stays inside [0, 1] whatever its draws; a variance's log one does not
+    draws_at_zero = np.percentile(drawn_shares, 2.5, axis=0) < AT_ZERO
     components = tuple(
         Component(
             name,
             float(variances[i]),
             float(shares[i]),
-            *pivot_interval(variances[i], draws[:, i], np.log, np.exp, shares[i] < AT_ZERO),
+            *pivot_interval(variances[i], draws[:, i], np.log, np.exp, shares[i] < AT_ZERO or draws_at_zero[i]),
             *pivot_interval(shares[i], drawn_shares[:, i], _logit, _expit, shares[i] < AT_ZERO),
         )
         for i, name in enumerate([*names, RESIDUAL])
@@ -531,8 +535,9 @@ Command: `{report["command"]}`
 
 Machine: {cpu_description()}. MLflow parent run `{parent_id}` (its sources.png). Design: {report["design"]},
 {result.runs + result.failed} runs ({result.failed} failed, left out); {report["metric"]}, mean
-{100 * result.mean:.2f}%. Random-effects model (statsmodels MixedLM, REML), 95% intervals by a parametric bootstrap
-of {result.bootstrap} draws.
+{100 * result.mean:.2f}%. Random-effects model (statsmodels MixedLM, REML), nominal 95% intervals by a parametric
+bootstrap of {result.bootstrap} draws; in simulation the shares' cover somewhat less and the sds' less again
+(docs/statistics.md), so the shares are the figures to read.
 
 {report["table"]}
 

@@ -477,6 +477,7 @@ class CompareConfig:
 
 # export and import are the two things `cnnlab seeds` does; `import` is a keyword, hence the functional form.
 SeedsAction = Enum("SeedsAction", {"export": "export", "import": "import"})
+SeedsRuns = Enum("SeedsRuns", {"all": "all", "seeds": "seeds", "sources": "sources"})
 
 
 @dataclass
@@ -489,6 +490,8 @@ class SeedsConfig:
     path: str = MISSING
     claims: list[str] | None = None  # export: only these claims' seeds; null: every claim's
     machine_kind: str | None = None  # export: only seeds trained on this machine kind; null: every kind's
+    # export: every run, a reproduction's seeds only, or a variance-by-source design's runs only
+    runs: SeedsRuns = SeedsRuns.all
     tracking_uri: str = "sqlite:///mlruns/mlflow.db"  # MLFLOW_TRACKING_URI in the environment wins
 
 
