@@ -129,6 +129,7 @@ def test_a_run_from_another_machine_kind_is_retrained_and_compared_statistically
         f"refused to compare bit for bit: the run was recorded on another machine "
         f"(machine.kind {real_kind} logged, {other} here)"
     )
+    assert "cannot tell whether the kinds differ" in result.note and "`cnnlab reproduce` of the claim" in result.note
     assert result.outcome.startswith("statistical, not bit for bit: test_accuracy")
     assert "test-split sampling interval" in result.outcome and "(80 test images)" in result.outcome
     assert client.get_run(result.rerun_id).data.tags["cnnlab.verification"] == result.outcome

@@ -163,7 +163,9 @@ def verify(run_id: str, tracking_uri: str) -> Verification:
         note = (
             f"refused to compare bit for bit: the run was recorded on another machine ({other_machine}), whose "
             "kernels round differently, so equal numbers cannot be expected; retraining here and comparing the final "
-            "metric statistically instead"
+            "metric statistically instead. One run against one run cannot tell whether the kinds differ: seeds of "
+            "each kind in one store (cnnlab seeds export and import) and `cnnlab reproduce` of the claim test that "
+            "within its tolerance (docs/claims.md, Machine kinds)"
         )
     elif "machine.kind" not in tags:
         note = (
