@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 from functools import cache
 from pathlib import Path
 
@@ -107,9 +108,23 @@ def accelerator() -> str:
     return f"nvidia gpu x{len(gpus)}" if gpus else "none"
 
 
+def intra_op_threads() -> int:
+    """The TensorFlow intra-op threads a run's kernels split their work over: as set in this process (the
+    distributed launcher's workers set it), else ``TF_NUM_INTRAOP_THREADS``, else one a core. Their number changes
+    the arithmetic as a oneDNN cap does: a reduction is partitioned by thread, so the same seed through the same
+    kernels on 1 and on 2 threads ends as two different runs (docs/runs.md, "Precision")."""
+    tf = sys.modules.get("tensorflow")  # only where TensorFlow is loaded: a command that never trains stays quick
+    chosen = tf.config.threading.get_intra_op_parallelism_threads() if tf is not None else 0
+    if chosen:
+        return chosen
+    given = os.environ.get("TF_NUM_INTRAOP_THREADS", "").strip()
+    return int(given) if given.isdigit() and int(given) > 0 else os.cpu_count() or 1
+
+
 def tags() -> dict[str, str]:
     """What a run records of the machine it ran on, as tags a query can group by (``tags.`machine.kind` = 'amx'``):
-    the kind, the CPU model, the flags that change arithmetic, the oneDNN cap in force and any accelerator."""
+    the kind, the CPU model, the flags that change arithmetic, the oneDNN cap in force, any accelerator, and the
+    intra-op threads (which change arithmetic too)."""
     flags = cpu_flags()
     cap = isa_cap()
     return {
@@ -119,6 +134,7 @@ def tags() -> dict[str, str]:
         "machine.isa_cap": cap[0] if cap else "none",
         "machine.accelerator": accelerator(),
         "machine.cores": str(os.cpu_count()),
+        "machine.threads": str(intra_op_threads()),
     }
 
 

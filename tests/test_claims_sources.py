@@ -147,6 +147,9 @@ def test_the_design_trains_resumes_and_writes_its_section(tmp_path, idx_dir, pin
     text = report_path.read_text()
     assert "## Variance by source: mnist_simple (" in text and "| init seed |" in text
     assert "test-split sampling error" in text and "<!-- section: variance by source: mnist_simple / " in text
+    from cnnlab import machine
+
+    assert f"its runs on {machine.intra_op_threads()} TensorFlow intra-op thread(s)" in text
 
     from mlflow.tracking import MlflowClient
 

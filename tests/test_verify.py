@@ -83,6 +83,11 @@ def test_a_run_of_another_machine_kind_or_onednn_cap_is_not_compared_bit_for_bit
     monkeypatch.setattr(machine, "isa_cap", lambda: ("ONEDNN_MAX_CPU_ISA=AVX2", ("avx2", "fma")))
     monkeypatch.setattr(machine, "kind", lambda: real_kind)
     assert machine_difference(here) == f"machine.isa_cap {here['machine.isa_cap']} logged, ONEDNN_MAX_CPU_ISA=AVX2 here"
+    # So does another number of intra-op threads: oneDNN partitions its reductions by thread.
+    monkeypatch.undo()
+    threads = here["machine.threads"]
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "1" if threads != "1" else "2")
+    assert machine_difference(here) == f"machine.threads {threads} logged, {machine.tags()['machine.threads']} here"
 
 
 def test_the_statistical_reading_says_what_it_compares_and_where_the_difference_falls():

@@ -474,7 +474,9 @@ def run_sources(cfg: Any, overrides: list[str], compose: Any) -> tuple[str, Brea
         table = breakdown_table(result, sampling_se)
         mlflow.log_figure(breakdown_figure(result, f"{name} {metric} on {kind}: variance by source"), "sources.png")
         mlflow.log_text(table, "sources.md")
-    report = {"table": table, "command": command, "claim": name, "metric": metric, "kind": kind}
+    # the runs' intra-op threads: their number changes a run's arithmetic (docs/runs.md), so the section names it
+    threads = sorted({run.data.tags.get("machine.threads", "unrecorded") for run in runs})
+    report = {"table": table, "command": command, "claim": name, "metric": metric, "kind": kind, "threads": threads}
     absent = "" if "dropout" in factors or has_dropout(claim_cfg) else "; dropout: absent (the network has none)"
     design = f"{cfg.sources.levels} seeds a source x {cfg.sources.replicates} replicates over {', '.join(factors)}"
     design += WITHIN[within].design
@@ -533,7 +535,8 @@ def write_sources_md(path: Any, report: dict[str, Any], parent_id: str, result: 
 
 Command: `{report["command"]}`
 
-Machine: {cpu_description()}. MLflow parent run `{parent_id}` (its sources.png). Design: {report["design"]},
+Machine: {cpu_description()}; its runs on {" and ".join(report["threads"])} TensorFlow intra-op thread(s). MLflow
+parent run `{parent_id}` (its sources.png). Design: {report["design"]},
 {result.runs + result.failed} runs ({result.failed} failed, left out); {report["metric"]}, mean
 {100 * result.mean:.2f}%. Random-effects model (statsmodels MixedLM, REML), nominal 95% intervals by a parametric
 bootstrap of {result.bootstrap} draws; in simulation the shares' cover somewhat less and the sds' less again

@@ -50,7 +50,8 @@ class Verification:
 
 
 def machine_difference(tags: dict[str, str]) -> str | None:
-    """Why a run with these tags cannot be compared bit for bit here (another machine kind or oneDNN cap), or None.
+    """Why a run with these tags cannot be compared bit for bit here (another machine kind, oneDNN cap or number of
+    intra-op threads), or None.
 
     A run recorded before machines were tagged has neither tag: None, and the caller says so."""
     from cnnlab import machine
@@ -58,7 +59,7 @@ def machine_difference(tags: dict[str, str]) -> str | None:
     here = machine.tags()
     differ = [
         f"{key} {tags[key]} logged, {here[key]} here"
-        for key in ("machine.kind", "machine.isa_cap")
+        for key in ("machine.kind", "machine.isa_cap", "machine.threads")
         if key in tags and tags[key] != here[key]
     ]
     return "; ".join(differ) or None
