@@ -110,15 +110,18 @@ def accelerator() -> str:
 
 def intra_op_threads() -> int:
     """The TensorFlow intra-op threads a run's kernels split their work over: as set in this process (the
-    distributed launcher's workers set it), else ``TF_NUM_INTRAOP_THREADS``, else one a core. Their number changes
-    the arithmetic as a oneDNN cap does: a reduction is partitioned by thread, so the same seed through the same
-    kernels on 1 and on 2 threads ends as two different runs (docs/runs.md, "Precision")."""
+    distributed launcher's workers set it), else ``TF_NUM_INTRAOP_THREADS``, else one per CPU it may use. Their
+    number changes the arithmetic as a oneDNN cap does: a reduction is partitioned by thread, so the same seed
+    through the same kernels on 1 and on 2 threads ends as two different runs (docs/runs.md, "Precision")."""
     tf = sys.modules.get("tensorflow")  # only where TensorFlow is loaded: a command that never trains stays quick
     chosen = tf.config.threading.get_intra_op_parallelism_threads() if tf is not None else 0
     if chosen:
         return chosen
     given = os.environ.get("TF_NUM_INTRAOP_THREADS", "").strip()
-    return int(given) if given.isdigit() and int(given) > 0 else os.cpu_count() or 1
+    if given.isdigit() and int(given) > 0:
+        return int(given)
+    # TensorFlow's default: the CPUs this process may run on (a container's cpuset or taskset), not all the host's
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def tags() -> dict[str, str]:

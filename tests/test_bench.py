@@ -275,7 +275,10 @@ def test_time_to_verdicts_reproduces_in_a_store_of_its_own_and_writes_its_sectio
         r"^\| mnist_simple \| float32 \| test_accuracy \| modified protocol \(no verdict\) \| 2 \(2\) \|", text, re.M
     )
     speed = re.search(r"^\| mnist_simple \| simple \| float32 \| 2 \| (\d+\.\d) \| (\d+\.\d)% \|$", text, re.M)
-    assert speed and float(speed.group(1)) > 0, text
+    # counted on the few synthetic images the runs trained on, not the 60,000 the config names: below the peak
+    assert speed and float(speed.group(1)) > 0 and float(speed.group(2)) < 100, text
+    assert "## Time to verdicts: claims mnist_simple reproduced from nothing" in text
+    assert "0 of 1 claimed numbers decided" in text  # a modified protocol (2 epochs) is measured, not decided
     assert "time to verdicts:" in result.stdout
 
     # resumed: nothing is trained again, and the section adds the second process's time

@@ -143,3 +143,16 @@ def test_bf16_under_a_cap_below_avx512_is_refused_even_when_emulation_is_allowed
     assert list(tmp_path.iterdir()) == []
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE")
     check_run(emulated, [])
+
+
+def test_the_rerun_command_names_what_in_the_environment_changes_the_arithmetic(monkeypatch):
+    from cnnlab.tracking.provenance import rerun_command
+
+    for name in ("ONEDNN_MAX_CPU_ISA", "TF_NUM_INTRAOP_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    assert rerun_command("cnnlab.run", ["seed=1"]) == "cnnlab run seed=1"
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "1")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert rerun_command("cnnlab.reproduce", ["claims=[a]"]) == (
+        "ONEDNN_MAX_CPU_ISA=AVX2 TF_NUM_INTRAOP_THREADS=1 cnnlab reproduce 'claims=[a]'"
+    )

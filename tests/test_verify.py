@@ -141,7 +141,21 @@ def test_a_run_from_another_machine_kind_is_retrained_and_compared_statistically
     printed = summary(result)
     assert "statistically: the run was recorded on another machine kind" in printed and "note" in printed
 
+    # The same kind on another number of intra-op threads: statistically, with the way to compare bit for bit.
+    monkeypatch.setattr(machine, "kind", lambda: real_kind)
+    logged = client.get_run(source.run_id).data.tags["machine.threads"]
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "1" if logged != "1" else "2")
+    result = verify(source.run_id, uri)
+    assert not result.bit_for_bit and "another number of intra-op threads" in result.note
+    assert f"rerun as TF_NUM_INTRAOP_THREADS={logged} cnnlab verify run_id={source.run_id}" in result.note
+    monkeypatch.delenv("TF_NUM_INTRAOP_THREADS")
+    # A run logged before threads were tagged: bit for bit as before, with a note naming this process's count.
+    client.delete_tag(source.run_id, "machine.threads")
+    result = verify(source.run_id, uri)
+    assert result.bit_for_bit and result.note.startswith("the run recorded no thread count"), result.note
+
     # A run logged before machines were tagged is compared bit for bit as before, with a note saying so.
+    monkeypatch.setattr(machine, "kind", lambda: other)
     for tag in ("machine.kind", "machine.isa_cap"):
         client.delete_tag(source.run_id, tag)
     result = verify(source.run_id, uri)

@@ -475,7 +475,9 @@ def run_sources(cfg: Any, overrides: list[str], compose: Any) -> tuple[str, Brea
         mlflow.log_figure(breakdown_figure(result, f"{name} {metric} on {kind}: variance by source"), "sources.png")
         mlflow.log_text(table, "sources.md")
     # the runs' intra-op threads: their number changes a run's arithmetic (docs/runs.md), so the section names it
-    threads = sorted({run.data.tags.get("machine.threads", "unrecorded") for run in runs})
+    threads = sorted(
+        {run.data.tags.get("machine.threads", "an unrecorded number of") for run in runs}, key=lambda t: (len(t), t)
+    )
     report = {"table": table, "command": command, "claim": name, "metric": metric, "kind": kind, "threads": threads}
     absent = "" if "dropout" in factors or has_dropout(claim_cfg) else "; dropout: absent (the network has none)"
     design = f"{cfg.sources.levels} seeds a source x {cfg.sources.replicates} replicates over {', '.join(factors)}"
@@ -539,8 +541,9 @@ Machine: {cpu_description()}; its runs on {" and ".join(report["threads"])} Tens
 parent run `{parent_id}` (its sources.png). Design: {report["design"]},
 {result.runs + result.failed} runs ({result.failed} failed, left out); {report["metric"]}, mean
 {100 * result.mean:.2f}%. Random-effects model (statsmodels MixedLM, REML), nominal 95% intervals by a parametric
-bootstrap of {result.bootstrap} draws; in simulation the shares' cover somewhat less and the sds' less again
-(docs/statistics.md), so the shares are the figures to read.
+bootstrap of {result.bootstrap} draws; in simulation the shares' cover somewhat less and the sds' less again, and a
+share at or near zero can get far too narrow an interval: read the total and the residual first, and a share only
+where it stays clear of zero (docs/statistics.md).
 
 {report["table"]}
 

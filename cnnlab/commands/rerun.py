@@ -159,8 +159,19 @@ def verify(run_id: str, tracking_uri: str) -> Verification:
     }
     if not logged:
         raise VerificationRefused(f"run {run_id} logged no per-epoch history ({', '.join(HISTORIES)})")
+    from cnnlab import machine
+
     other_machine = machine_difference(tags)
-    if other_machine:
+    logged_threads = tags.get("machine.threads")
+    threads_only = other_machine is not None and other_machine.startswith("machine.threads")
+    if threads_only:
+        note = (
+            f"refused to compare bit for bit: the run trained on another number of intra-op threads "
+            f"({other_machine}), which sums in another order; retraining here and comparing the final metric "
+            f"statistically instead. To compare bit for bit, rerun as TF_NUM_INTRAOP_THREADS={logged_threads} "
+            f"cnnlab verify run_id={run_id}"
+        )
+    elif other_machine:
         note = (
             f"refused to compare bit for bit: the run was recorded on another machine ({other_machine}), whose "
             "kernels round differently, so equal numbers cannot be expected; retraining here and comparing the final "
@@ -173,12 +184,23 @@ def verify(run_id: str, tracking_uri: str) -> Verification:
             "the run recorded no machine kind (logged before runs did): compared bit for bit as before, though a "
             "difference may come from another machine's kernels rather than from cnnlab"
         )
+    elif logged_threads is None:
+        note = (
+            "the run recorded no thread count (logged before runs did): compared bit for bit as before, though a "
+            f"difference may come from another number of intra-op threads (this one trains on "
+            f"{machine.intra_op_threads()}; TF_NUM_INTRAOP_THREADS sets it)"
+        )
     else:
         note = ""
     if other_machine and STATISTICAL_METRIC not in run.data.metrics:
         raise VerificationRefused(
             f"the run was recorded on another machine ({other_machine}), so it can only be compared statistically, "
             f"and it logged no {STATISTICAL_METRIC} to compare; verify it on a machine of its kind"
+            + (
+                f" (here: TF_NUM_INTRAOP_THREADS={logged_threads} cnnlab verify run_id={run_id})"
+                if threads_only
+                else ""
+            )
         )
     if note:
         log.warning(note)
@@ -223,7 +245,10 @@ def summary(result: Verification) -> str:
     if result.bit_for_bit:
         compared = ", ".join(f"{metric} ({epochs} epochs)" for metric, epochs in result.compared.items())
     else:
-        compared = f"the final {STATISTICAL_METRIC} (statistically: the run was recorded on another machine kind)"
+        compared = (
+            f"the final {STATISTICAL_METRIC} (statistically: the run was recorded on another machine kind, oneDNN "
+            "cap or thread count)"
+        )
     return (
         f"\n  verified run   {result.run_id}\n  compared       {compared}\n  result         {result.outcome}\n"
         + (f"  note           {result.note}\n" if result.note else "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import sys
@@ -40,10 +41,16 @@ def versions() -> dict[str, str]:
     }
 
 
+# Set in the environment, these change a run's arithmetic (oneDNN's kernels; the threads a reduction is split over),
+# so the command that reruns it names them
+ARITHMETIC_ENV = ("ONEDNN_MAX_CPU_ISA", "TF_NUM_INTRAOP_THREADS")
+
+
 def rerun_command(module: str, overrides: list[str]) -> str:
     """What a user types to run ``module`` (``cnnlab.run``) again with ``overrides``: the console script's form,
-    ``cnnlab run ...``, as the documentation writes every command."""
-    return shlex.join(["cnnlab", module.removeprefix("cnnlab."), *overrides])
+    ``cnnlab run ...``, as the documentation writes every command, after any ``ARITHMETIC_ENV`` variable set."""
+    env = [f"{name}={os.environ[name]}" for name in ARITHMETIC_ENV if os.environ.get(name)]
+    return shlex.join([*env, "cnnlab", module.removeprefix("cnnlab."), *overrides])
 
 
 def log_uncommitted_diff() -> None:
