@@ -116,6 +116,8 @@ def test_a_source_with_almost_no_variance_keeps_its_interval_within_the_spread()
         highs.append(math.sqrt(init.variance_high))
         inside += init.variance_high <= result.total
         assert init.variance_low <= init.variance <= init.variance_high and init.share_low <= init.share_high
+        # no source's upper end above the whole spread's: 4x the total variance is 2x its sd, a generous bound
+        assert all(c.variance_high <= 4 * result.total for c in result.components)
     assert max(highs) < 0.01 and inside >= 10, highs  # below a point everywhere, the whole spread in most
 
 

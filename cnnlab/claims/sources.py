@@ -260,18 +260,17 @@ def breakdown(
     total = variances.sum()
     shares = variances / total if total > 0 else np.full(len(variances), math.nan)
     drawn_shares = draws / np.maximum(draws.sum(axis=1, keepdims=True), 1e-300)
-    # a share's logit interval stays inside [0, 1] whatever its draws; a variance's log one does not
+    # a share's logit interval stays inside [0, 1] whatever its draws; a variance's log one does not, and no source
+    # varies more than all of them together, so its upper end stops at the total's
     draws_at_zero = np.percentile(drawn_shares, 2.5, axis=0) < AT_ZERO
-    components = tuple(
-        Component(
-            name,
-            float(variances[i]),
-            float(shares[i]),
-            *pivot_interval(variances[i], draws[:, i], np.log, np.exp, shares[i] < AT_ZERO or draws_at_zero[i]),
-            *pivot_interval(shares[i], drawn_shares[:, i], _logit, _expit, shares[i] < AT_ZERO),
-        )
-        for i, name in enumerate([*names, RESIDUAL])
-    )
+    total_high = pivot_interval(total, draws.sum(axis=1), np.log, np.exp, not total > 0)[1]
+    components = []
+    for i, name in enumerate([*names, RESIDUAL]):
+        low, high = pivot_interval(variances[i], draws[:, i], np.log, np.exp, shares[i] < AT_ZERO or draws_at_zero[i])
+        high = max(min(high, total_high), float(variances[i]))
+        share = pivot_interval(shares[i], drawn_shares[:, i], _logit, _expit, shares[i] < AT_ZERO)
+        components.append(Component(name, float(variances[i]), float(shares[i]), low, high, *share))
+    components = tuple(components)
     finite = np.isfinite(y)
     moved_interval = None
     if marked is not None:
