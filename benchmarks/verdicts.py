@@ -83,12 +83,14 @@ def utilisation(client, experiment_id: str, claims: list[str], overrides: list[s
 
     rows = []
     for claim in claims:
-        cfg = compose_run_config([f"experiment={claim}", *claim_overrides(overrides)])
-        per_image = training_flops_per_sample(cfg.model.blocks, image_shape(cfg.dataset), len(cfg.dataset.classes))
-        flops = epoch_flops(cfg, per_image)
         runs = client.search_runs(
             [experiment_id], f"tags.`cnnlab.claim` = '{claim}' and attributes.status = 'FINISHED'", max_results=5000
         )
+        if not runs:  # a claim whose data are not here (kmnist) trained nothing, and its arrays cannot be loaded
+            continue
+        cfg = compose_run_config([f"experiment={claim}", *claim_overrides(overrides)])
+        per_image = training_flops_per_sample(cfg.model.blocks, image_shape(cfg.dataset), len(cfg.dataset.classes))
+        flops = epoch_flops(cfg, per_image)
         by_precision: dict[str, list] = {}
         for run in runs:
             by_precision.setdefault(run.data.tags.get("cnnlab.precision", "float32"), []).append(run)

@@ -45,9 +45,15 @@ ISA_CAPS = {
 }
 
 
+# The environment that changes a run's arithmetic: oneDNN's ISA cap (either spelling) and TensorFlow's intra-op threads
+ISA_CAP_ENV = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
+THREADS_ENV = "TF_NUM_INTRAOP_THREADS"
+ARITHMETIC_ENV = (*ISA_CAP_ENV, THREADS_ENV)
+
+
 def isa_cap() -> tuple[str, tuple[str, ...]] | None:
     """The oneDNN ISA cap in force, as its setting (``ONEDNN_MAX_CPU_ISA=AVX2``) and the flags it leaves usable."""
-    for variable in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+    for variable in ISA_CAP_ENV:
         value = os.environ.get(variable, "").upper()
         if value in ISA_CAPS:
             return f"{variable}={value}", ISA_CAPS[value]
@@ -117,7 +123,7 @@ def intra_op_threads() -> int:
     chosen = tf.config.threading.get_intra_op_parallelism_threads() if tf is not None else 0
     if chosen:
         return chosen
-    given = os.environ.get("TF_NUM_INTRAOP_THREADS", "").strip()
+    given = os.environ.get(THREADS_ENV, "").strip()
     if given.isdigit() and int(given) > 0:
         return int(given)
     # TensorFlow's default: the CPUs this process may run on (a container's cpuset or taskset), not all the host's

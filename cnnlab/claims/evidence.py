@@ -15,7 +15,6 @@ keeps float32 and says why.
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from cnnlab.claims.portable import SeedsFileRefused, read_seeds_file
 from cnnlab.claims.report import points
 from cnnlab.claims.stats import paired_tost
 from cnnlab.claims.verdict import DEFAULT_TOLERANCE, margin_of
+from cnnlab.tracking.provenance import rerun_command
 
 PRECISION = "bf16"
 
@@ -84,7 +84,7 @@ def bf16_basis(
     reason, otherwise. Another kind's evidence does not count: its kernels round bf16 their own way. The command a
     reason suggests carries the reproduction's own ``overrides`` (data folder, store), so it measures the same
     protocol where the user runs it."""
-    measure = shlex.join(["cnnlab", "reproduce", f"claims=[{name}]", "precisions=[float32,bf16]", *overrides])
+    measure = rerun_command("cnnlab.reproduce", [f"claims=[{name}]", "precisions=[float32,bf16]", *overrides])
     path = claim.get("bf16_evidence")
     if not path:
         return Basis("float32", "")

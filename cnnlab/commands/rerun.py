@@ -54,15 +54,19 @@ def machine_difference(tags: dict[str, str]) -> str | None:
     intra-op threads), or None.
 
     A run recorded before machines were tagged has neither tag: None, and the caller says so."""
+    return "; ".join(machine_differences(tags).values()) or None
+
+
+def machine_differences(tags: dict[str, str]) -> dict[str, str]:
+    """Each machine tag (kind, oneDNN cap, intra-op threads) the run logged that differs here, with both values in
+    words; a tag it did not log is no difference."""
     from cnnlab import machine
 
     here = machine.tags()
-    differ = [
-        f"{key} {tags[key]} logged, {here[key]} here"
-        for key in ("machine.kind", "machine.isa_cap", "machine.threads")
-        if key in tags and tags[key] != here[key]
-    ]
-    return "; ".join(differ) or None
+    keys = ("machine.kind", "machine.isa_cap", "machine.threads")
+    return {
+        key: f"{key} {tags[key]} logged, {here[key]} here" for key in keys if key in tags and tags[key] != here[key]
+    }
 
 
 def statistical_reading(
@@ -161,9 +165,10 @@ def verify(run_id: str, tracking_uri: str) -> Verification:
         raise VerificationRefused(f"run {run_id} logged no per-epoch history ({', '.join(HISTORIES)})")
     from cnnlab import machine
 
-    other_machine = machine_difference(tags)
+    differences = machine_differences(tags)
+    other_machine = "; ".join(differences.values()) or None
     logged_threads = tags.get("machine.threads")
-    threads_only = other_machine is not None and other_machine.startswith("machine.threads")
+    threads_only = list(differences) == ["machine.threads"]
     if threads_only:
         note = (
             f"refused to compare bit for bit: the run trained on another number of intra-op threads "

@@ -41,14 +41,12 @@ def versions() -> dict[str, str]:
     }
 
 
-# Set in the environment, these change a run's arithmetic (oneDNN's kernels; the threads a reduction is split over),
-# so the command that reruns it names them
-ARITHMETIC_ENV = ("ONEDNN_MAX_CPU_ISA", "TF_NUM_INTRAOP_THREADS")
-
-
 def rerun_command(module: str, overrides: list[str]) -> str:
     """What a user types to run ``module`` (``cnnlab.run``) again with ``overrides``: the console script's form,
-    ``cnnlab run ...``, as the documentation writes every command, after any ``ARITHMETIC_ENV`` variable set."""
+    ``cnnlab run ...``, as the documentation writes every command, after any variable set in the environment that
+    changes the arithmetic (``machine.ARITHMETIC_ENV``), since without it the rerun is another run."""
+    from cnnlab.machine import ARITHMETIC_ENV
+
     env = [f"{name}={os.environ[name]}" for name in ARITHMETIC_ENV if os.environ.get(name)]
     return shlex.join([*env, "cnnlab", module.removeprefix("cnnlab."), *overrides])
 
