@@ -420,6 +420,7 @@ def test_bf16_variant_pairs_with_float32_runs_of_the_same_seeds(reproduce_setup,
         math.inf,
         False,
     )
+    assert "not inside +-1.00: not shown equivalent" in report["precision_markdown"]
     assert list(report["table"]["precision"]) == ["float32", "bf16"]
 
 

@@ -299,7 +299,7 @@ def readable_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
             ],
             "seeds": pairs["seeds"],
             "TOST within the tolerance (bounds of the median difference, paired by seed)": [
-                f"[{points(lo)}, {points(hi)}] inside +-{100 * tol:.2f}: "
+                f"[{points(lo)}, {points(hi)}] {'inside' if eq else 'not inside'} +-{100 * tol:.2f}: "
                 + ("equivalent" if eq else "not shown equivalent")
                 + (f"; power if equal {power:.0%}" if math.isfinite(power) else "")
                 for lo, hi, tol, eq, power in zip(
