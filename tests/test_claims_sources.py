@@ -18,21 +18,29 @@ FACTORS = ["init", "data_order", "dropout"]
 TRUE_SD = {"init": 0.0020, "data_order": 0.0015, "dropout": 0.0008, RESIDUAL: 0.0010}
 
 
+def draws(rng: np.random.Generator, sd: float, size: int, noise: str = "skewed") -> np.ndarray:
+    """Centred effects of this sd: normal, or skewed (a centred gamma of skewness 1, its long tail towards worse
+    runs, as real seeds' accuracies lean)."""
+    if noise == "normal":
+        return rng.normal(0.0, sd, size)
+    shape = 4.0  # skewness 2 / sqrt(shape) = 1
+    return -(rng.gamma(shape, sd / math.sqrt(shape), size) - sd * math.sqrt(shape))
+
+
 def simulated_design(
-    rng: np.random.Generator, levels: int = 2, replicates: int = 3, factors: tuple[str, ...] = tuple(FACTORS)
+    rng: np.random.Generator,
+    levels: int = 2,
+    replicates: int = 3,
+    factors: tuple[str, ...] = tuple(FACTORS),
+    noise: str = "skewed",
 ) -> tuple[list, dict]:
-    """One design's final accuracies with known components: each source's effect skewed (a centred gamma, long tail
-    towards worse runs), the residual skewed too, bounded at 1, and one run failed (NaN)."""
+    """One design's final accuracies with known components: each source's effect and the residual drawn as
+    ``noise`` says (``draws``), bounded at 1, and one run failed (NaN)."""
     plan = cells(list(factors), levels, replicates)
     codes = {factor: [cell[factor] for cell in plan] for factor in factors}
-
-    def skewed(sd: float, size: int) -> np.ndarray:
-        shape = 4.0  # skewness 1
-        return -(rng.gamma(shape, sd / math.sqrt(shape), size) - sd * math.sqrt(shape))
-
-    values = 0.975 + skewed(TRUE_SD[RESIDUAL], len(plan))
+    values = 0.975 + draws(rng, TRUE_SD[RESIDUAL], len(plan), noise)
     for factor in factors:
-        values += skewed(TRUE_SD[factor], levels * replicates)[np.asarray(codes[factor])]
+        values += draws(rng, TRUE_SD[factor], levels * replicates, noise)[np.asarray(codes[factor])]
     values = np.minimum(values, 1.0)
     values[rng.integers(len(plan))] = math.nan
     return list(values), codes
@@ -69,8 +77,33 @@ def test_the_estimates_recover_known_components_on_average():
         assert mean[index] == pytest.approx(TRUE_SD[name] ** 2, rel=0.25)
 
 
+def test_the_profiles_likelihood_is_statsmodels_own():
+    """The numpy REML likelihood the profiles evaluate equals statsmodels' ``MixedLM.loglike`` and its residual
+    variance estimate at any variance ratios, with and without a fixed shift."""
+    from statsmodels.regression.mixed_linear_model import MixedLMParams
+
+    from cnnlab.claims.sources import INTERACTIONS, Reml, _model
+
+    rng = np.random.default_rng(6)
+    values, codes, cell, marked = twice_design(rng, replicates=2, shift=BF16_SHIFT)
+    y = np.asarray(values)
+    kept = np.isfinite(y)
+    grouped = {name: np.asarray(c)[kept] for name, c in {**codes, INTERACTIONS: cell}.items()}
+    for shift in (None, np.asarray(marked, dtype=float)[kept]):
+        model = _model(y[kept], grouped, shift)[0]
+        reml = Reml(model)
+        for ratios in rng.uniform(0.01, 5.0, (5, 3)):
+            none = np.zeros((0, 0))
+            params = MixedLMParams.from_components(fe_params=np.zeros(model.k_fe), cov_re=none, vcomp=ratios)
+            fe_params, _ = model.get_fe_params(none, ratios)
+            value, residual = reml.profiled(ratios)
+            assert value == pytest.approx(model.loglike(params, profile_fe=True), rel=1e-9)
+            assert residual == pytest.approx(model.get_scale(fe_params, none, ratios), rel=1e-9)
+
+
 @pytest.mark.slow
-def test_the_bootstrap_intervals_cover_near_95_percent():
+@pytest.mark.parametrize("noise", ["normal", "skewed"])
+def test_the_profile_intervals_cover_near_95_percent(noise):
     """On mnist_simple's default design: init x data order, 2 seeds each, 5 replicates (20 runs)."""
     rng = np.random.default_rng(1)
     factors = ("init", "data_order")
@@ -78,9 +111,9 @@ def test_the_bootstrap_intervals_cover_near_95_percent():
     datasets = 60
     covered = {name: 0 for name in truth}
     sd_covered = dict(covered)
-    for index in range(datasets):
-        values, codes = simulated_design(rng, replicates=5, factors=factors)
-        result = breakdown(values, codes, bootstrap=100, seed=index)
+    for _ in range(datasets):
+        values, codes = simulated_design(rng, replicates=5, factors=factors, noise=noise)
+        result = breakdown(values, codes)
         for component in result.components:
             covered[component.name] += component.share_low <= truth[component.name] <= component.share_high
             sd_covered[component.name] += (
@@ -90,38 +123,85 @@ def test_the_bootstrap_intervals_cover_near_95_percent():
     print("share intervals' coverage (nominal 95%):", rates)
     sd_rates = {name: count / datasets for name, count in sd_covered.items()}
     print("sd intervals' coverage (nominal 95%):", sd_rates)
-    # 60 datasets: a rate of 95% is seen as 88% or more 99% of the time; measured 85%, 90%, 93%: the intervals
-    # run somewhat short for the largest share (docs/statistics.md, "Variance by source")
-    assert all(rate >= 0.85 for rate in rates.values())
-    # the sds' intervals run shorter (measured 67%, 85%, 83%; the log scale's, before the boundary rule, covered
-    # 77%, 97%, 83% only by reaching out to thousands of points): the shares are the figures to read
-    assert all(rate >= 0.6 for rate in sd_rates.values())
+    # 60 datasets: a rate of 95% is seen as 88% or more 99% of the time. Measured with normal effects: shares 95%,
+    # 98%, 97% and sds 98%, 93%, 98%. Skewed ones (a gamma's tail), which no normal-theory interval allows for,
+    # cover less: shares 87%, 90%, 90% and sds 82%, 97%, 92%, where the parametric bootstrap the profile replaced
+    # covered 85%, 90%, 93% and 67%, 85%, 83% on these same designs (docs/statistics.md, "Variance by source")
+    floor = 0.88 if noise == "normal" else 0.8
+    assert all(rate >= floor for rate in rates.values()) and all(rate >= floor for rate in sd_rates.values())
+
+
+@pytest.mark.slow
+def test_a_small_but_real_source_is_covered_though_often_estimated_at_zero():
+    # init 0.06 points beside data order 0.15 and a residual 0.10 (a tenth of the variance), 10 seeds a source:
+    # init's estimate is often zero. The bootstrap the profile replaced simulated from that zero and never drew a
+    # large variance: on 40 such designs its intervals covered init's share 85% and its sd 82% of the time, the
+    # profile's 97% and 95%
+    rng = np.random.default_rng(5)
+    plan = cells(["init", "data_order"], 2, 5)
+    codes = {factor: [cell[factor] for cell in plan] for factor in ("init", "data_order")}
+    sds = {"init": 0.0006, "data_order": 0.0015, RESIDUAL: 0.0010}
+    share = sds["init"] ** 2 / sum(sd**2 for sd in sds.values())
+    datasets, at_zero, shares, variances = 60, 0, 0, 0
+    for _ in range(datasets):
+        values = 0.975 + rng.normal(0, sds[RESIDUAL], len(plan))
+        for factor in ("init", "data_order"):
+            values += rng.normal(0, sds[factor], 10)[np.asarray(codes[factor])]
+        init = breakdown(list(values), codes).components[0]
+        assert init.share_low <= init.share <= init.share_high
+        at_zero += init.share < 1e-3
+        shares += init.share_low <= share <= init.share_high
+        variances += init.variance_low <= sds["init"] ** 2 <= init.variance_high
+    print(f"init at zero in {at_zero} of {datasets}; covered: share {shares}, sd {variances}")
+    # 60 designs: a true 95% is seen as 88% or more 99% of the time
+    assert at_zero >= 5 and shares >= 0.88 * datasets and variances >= 0.88 * datasets
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("noise", ["normal", "skewed"])
+def test_the_test_that_a_source_adds_nothing_keeps_its_level_and_finds_a_real_one(noise):
+    """The p beside each source (chi-bar-square at the boundary): with init's true variance nil it falls below 5%
+    about 5% of the time; with init as large as in mnist_simple's runs (0.20 points), most of the time."""
+    rng = np.random.default_rng(11)
+    plan = cells(["init", "data_order"], 2, 5)
+    codes = {factor: [cell[factor] for cell in plan] for factor in ("init", "data_order")}
+
+    rejected = {}
+    for init_sd in (0.0, 0.0020):
+        count, datasets = 0, 100
+        for _ in range(datasets):
+            values = 0.975 + draws(rng, 0.0010, len(plan), noise)
+            values += draws(rng, 0.0015, 10, noise)[np.asarray(codes["data_order"])]
+            values = np.minimum(values + draws(rng, init_sd, 10, noise)[np.asarray(codes["init"])], 1.0)
+            values[rng.integers(len(plan))] = math.nan
+            count += breakdown(list(values), codes).components[0].zero_p < 0.05
+        rejected[init_sd] = count / datasets
+    print(f"{noise}: p < 0.05 with init nil {rejected[0.0]:.2f}, with init 0.20 points {rejected[0.0020]:.2f}")
+    # 100 designs: a true 5% is seen as 11% or less 99% of the time; measured 7% for both noises, and 71% (normal)
+    # and 77% (skewed) with init real
+    assert rejected[0.0] <= 0.11 and rejected[0.0020] >= 0.5
 
 
 @pytest.mark.slow
 def test_a_source_with_almost_no_variance_keeps_its_interval_within_the_spread():
-    # mnist_simple's design (init x data order, 5 replicates) with init's true sd 0.005 points, as its real runs
-    # read: the bootstrap draws of such a source reach zero, where the log scale's basic interval threw the upper
-    # end out to 3 to 2,400 points in 9 of these 12 designs; bounded at zero, it stays inside the whole spread
+    # mnist_simple's design with init's true sd 0.005 points, as its real 2-thread runs read: the interval of
+    # such a source must stop where the likelihood does, not run out to the search's edge (the bootstrap this
+    # replaced, on the log scale, once threw it out to 3 to 2,400 points in 9 of these 12 designs)
     rng = np.random.default_rng(1)
     plan = cells(["init", "data_order"], 2, 5)
     codes = {factor: [cell[factor] for cell in plan] for factor in ("init", "data_order")}
-    highs, inside = [], 0
-    for design in range(12):
+    for _ in range(12):
         values = 0.975 + rng.normal(0, 0.0018, len(plan))
         values += rng.normal(0, 0.0019, 10)[np.asarray(codes["data_order"])]
         values += rng.normal(0, 0.00005, 10)[np.asarray(codes["init"])]
-        result = breakdown(list(values), codes, bootstrap=60, seed=design)
+        result = breakdown(list(values), codes)
         init = result.components[0]
-        highs.append(math.sqrt(init.variance_high))
-        inside += init.variance_high <= result.total
         assert init.variance_low <= init.variance <= init.variance_high and init.share_low <= init.share_high
-        # no source's upper end above the whole spread's: 4x the total variance is 2x its sd, a generous bound
-        assert all(c.variance_high <= 4 * result.total for c in result.components)
-    assert max(highs) < 0.01 and inside >= 10, highs  # below a point everywhere, the whole spread in most
+        # below a point, and no upper end above 4x the total variance (2x its sd)
+        assert math.sqrt(init.variance_high) < 0.01
+        assert all(c.variance_high <= 4 * result.total for c in result.components), result.components
 
 
-@pytest.mark.slow
 def test_the_design_trains_resumes_and_writes_its_section(tmp_path, idx_dir, pin_mnist, capsys):
     from cnnlab.claims.sources import finish_sources, run_sources
     from tests.conftest import compose_config, tiny_reproduction
@@ -227,19 +307,52 @@ def test_a_design_it_cannot_run_is_refused_before_anything_is_created(tmp_path, 
     assert list(tmp_path.iterdir()) == []  # no store, no outputs/ folder
 
 
+# mnist_simple's default design on the AVX-512 kind, 2 intra-op threads: test accuracies in the design's cell order
+TWO_THREADS = [0.9758, 0.9797, 0.9771, 0.9797, 0.9746, 0.9742, 0.9754, 0.9755, 0.9739, 0.9715]
+TWO_THREADS += [0.9735, 0.9746, 0.9741, 0.9747, 0.9760, 0.9688, 0.9738, 0.9757, 0.9749, 0.9787]
+
+
 def test_a_fit_that_ends_on_a_singular_hessian_is_fitted_another_way():
-    """mnist_simple's real 20-run design (test accuracies in the design's cell order, trained on the AVX-512 kind;
-    REPRODUCTION.md, "Variance by source"): the init seeds' variance sits at zero, and with 200 bootstrap draws one
-    refit ends on a singular Hessian under statsmodels' default optimisers, which once ended the command after all
-    its training."""
-    accuracies = [0.9758, 0.9797, 0.9771, 0.9797, 0.9746, 0.9742, 0.9754, 0.9755, 0.9739, 0.9715]
-    accuracies += [0.9735, 0.9746, 0.9741, 0.9747, 0.9760, 0.9688, 0.9738, 0.9757, 0.9749, 0.9787]
+    """mnist_simple's real 20-run design on 2 threads (docs/statistics.md, "Variance by source"): the init seeds'
+    variance sits at zero, where a fit (a refit of the bootstrap this module once used) ended on a singular Hessian
+    under statsmodels' default optimisers, which once ended the command after all its training."""
     plan = cells(["init", "data_order"], levels=2, replicates=5)
     codes = {factor: [cell[factor] for cell in plan] for factor in ("init", "data_order")}
-    result = breakdown(accuracies, codes, bootstrap=200, seed=0)
+    result = breakdown(TWO_THREADS, codes)
     shares = {component.name: component.share for component in result.components}
     assert shares["init"] < 0.01 and 0.4 < shares["data_order"] < 0.65 and 0.35 < shares[RESIDUAL] < 0.6
     assert all(0 <= c.share_low <= c.share <= c.share_high <= 1 for c in result.components)
+
+
+@pytest.mark.slow
+def test_the_two_real_designs_of_mnist_simple_read_as_the_docs_say():
+    """The same 20 cells trained on 2 threads (the accuracies above) and on 1 (the seeds file in the tree): the
+    profile intervals of each source overlap between the two, where the bootstrap's init intervals did not, and
+    docs/statistics.md quotes these figures."""
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    runs = json.loads((root / "results/seeds/mnist_simple-sources-avx512_bf16.json").read_text())["runs"]
+    one = {(int(r["params"]["seed_init"]), int(r["params"]["seed_data_order"])): r["metrics"] for r in runs}
+    plan = cells(["init", "data_order"], levels=2, replicates=5)
+    codes = {factor: [cell[factor] for cell in plan] for factor in ("init", "data_order")}
+    designs = {
+        2: breakdown(TWO_THREADS, codes),
+        1: breakdown([one[(cell["init"], cell["data_order"])]["test_accuracy"] for cell in plan], codes),
+    }
+    docs = " ".join((root / "docs/statistics.md").read_text().split())
+    for threads, result in designs.items():
+        for c in result.components[:2]:
+            label = c.name.replace("_", " ")
+            quoted = (
+                f"{label} {100 * c.share:.0f}% [{100 * c.share_low:.0f}, {100 * c.share_high:.0f}] (p {c.zero_p:.2g}"
+            )
+            print(threads, "threads:", quoted)
+            assert quoted in docs
+    for first, second in zip(designs[1].components, designs[2].components, strict=True):
+        assert first.share_low <= second.share_high and second.share_low <= first.share_high, (first, second)
+    assert designs[1].components[0].zero_p < 0.05  # on 1 thread init is told from nothing
 
 
 # --- each cell trained twice: op determinism off, or float32 and bf16 -----------------------------------------------
@@ -256,14 +369,10 @@ def twice_design(rng: np.random.Generator, replicates: int = 3, shift: float | N
     factors = ["init", "data_order"]
     plan = cells(factors, 2, replicates)
 
-    def skewed(sd: float, size: int) -> np.ndarray:
-        shape = 4.0
-        return -(rng.gamma(shape, sd / math.sqrt(shape), size) - sd * math.sqrt(shape))
-
-    per_cell = 0.975 + skewed(WITHIN_SD["interactions"], len(plan))
+    per_cell = 0.975 + draws(rng, WITHIN_SD["interactions"], len(plan))
     for factor in factors:
-        per_cell += skewed(WITHIN_SD[factor], 2 * replicates)[np.asarray([cell[factor] for cell in plan])]
-    values = np.repeat(per_cell, 2) + skewed(WITHIN_SD[RESIDUAL], 2 * len(plan))
+        per_cell += draws(rng, WITHIN_SD[factor], 2 * replicates)[np.asarray([cell[factor] for cell in plan])]
+    values = np.repeat(per_cell, 2) + draws(rng, WITHIN_SD[RESIDUAL], 2 * len(plan))
     marked = np.tile([0, 1], len(plan))
     if shift is not None:
         values = values + shift * marked
@@ -315,9 +424,9 @@ def test_the_intervals_of_a_design_trained_twice_cover_near_95_percent():
         covered["shift"] += result.shift.low <= BF16_SHIFT <= result.shift.high
     rates = {name: count / datasets for name, count in covered.items()}
     print("coverage (nominal 95%):", rates)
-    # 60 datasets: a true 95% is seen as 88% or more 99% of the time; the seed sources' shares run short as in
-    # the design trained once (docs/statistics.md, "Variance by source")
-    assert all(rate >= 0.8 for rate in rates.values()) and rates["shift"] >= 0.88
+    # 60 datasets: a true 95% is seen as 88% or more 99% of the time; measured 97%, 98%, 98%, 92% and the shift's
+    # 92% (docs/statistics.md, "Variance by source")
+    assert all(rate >= 0.88 for rate in rates.values())
 
 
 def test_repeats_that_agree_to_the_last_digit_report_no_numerical_noise_and_fit_the_interactions():

@@ -14,12 +14,18 @@ two are not told apart). A failed seed (no value) is left out of the fit and cou
 cell is trained twice (op determinism off, or float32 and bf16): a random effect of the cell, the interactions,
 joins the model, ``e`` is then the spread between a cell's two runs, and bf16's mean shift is a fixed effect.
 
-The intervals: a parametric bootstrap from the fitted model (``bootstrap`` draws, each simulated from the estimated
-variances and refitted; basic 95% intervals of each variance on the log scale and of each share of the total on
-the logit scale, see ``pivot_interval``). Chosen over profile
-likelihood because the share, a ratio of all the variances, has no profile of its own, and the bootstrap takes
-the estimates' boundary at zero as it comes; how near 95% the intervals cover is measured by simulation
-(tests/test_claims_sources.py, docs/statistics.md "Variance by source").
+The intervals: profile likelihood. Each component's variance, and its share of the total, is held at a value while
+every other parameter takes its best REML value (statsmodels' own likelihood, ``MixedLM.loglike``); the 95% interval
+is every value whose likelihood ratio to the best fit stays within chi-square(1)'s 95% point. A share is a function
+of the variance ratios, which the likelihood is written in, so it has a profile as a variance does. Chosen over the
+parametric bootstrap this module used before: simulating from the fitted variances, a source estimated at zero was
+never drawn large, and its interval came out far too narrow (two real designs of mnist_simple gave init shares of
+0% [0, 3] and 62% [30, 99]); the profile's interval of such a source reaches as far as the data allow. Whether a
+source adds anything at all is a test on the boundary of its variance: the likelihood ratio of zero against the best
+fit is then half chi-square(0), half chi-square(1) (Self and Liang 1987), and its p stands beside the intervals. How
+near 95% the intervals cover is measured by simulation (tests/test_claims_sources.py, docs/statistics.md
+"Variance by source"). bf16's mean shift, a fixed effect, has no REML profile; its interval stays a basic
+parametric bootstrap (``bootstrap`` draws).
 
 Beside them, the test split's sampling error, ``p (1 - p) / n_test``: how far one run's accuracy sits from the
 network's accuracy on all such images. It is a fixed split shared by every run, so it is no part of the spread
@@ -107,10 +113,11 @@ class Component:
     name: str
     variance: float
     share: float  # of the total (every source and the residual)
-    variance_low: float  # 95% parametric-bootstrap intervals (pivot_interval)
+    variance_low: float  # 95% profile-likelihood intervals (profile_intervals)
     variance_high: float
     share_low: float
     share_high: float
+    zero_p: float  # p of "this source adds no variance" (chi-bar-square); NaN for the residual
 
 
 @dataclass(frozen=True)
@@ -128,7 +135,7 @@ class Breakdown:
     mean: float
     runs: int  # with a value
     failed: int  # seeds without a value, left out of the fit
-    bootstrap: int
+    bootstrap: int  # draws behind the shift's interval (within=precision), else 0
     within: str = "none"  # what each cell was trained twice under: none, numerics, precision
     shift: Shift | None = None  # within=precision
     identical: bool = False  # within=numerics and every cell's two runs agreed to the last digit
@@ -143,15 +150,9 @@ def _indicators(codes: np.ndarray) -> np.ndarray:
     return (codes[:, None] == levels[None, :]).astype(float)
 
 
-def fit_variances(
-    values: np.ndarray, codes: dict[str, np.ndarray], shift: np.ndarray | None = None
-) -> tuple[float, np.ndarray, float]:
-    """``(mean, variances, shift)``: REML estimates of each source's variance (in ``codes``' order), then the
-    residual's; with ``shift`` (1 for a run in the other precision, else 0), that precision's fixed shift of the
-    mean, and the mean is the float32 runs'.
-
-    The values are standardised before the fit (accuracies a few hundredths of a point apart leave the optimiser
-    nothing to grip) and the variances scaled back."""
+def _model(values: np.ndarray, codes: dict[str, np.ndarray], shift: np.ndarray | None) -> tuple[Any, Any, float, float]:
+    """``(model, fit, scale, centre)``: the crossed random-effects model, fitted by REML on the standardised values
+    (accuracies a few hundredths of a point apart leave the optimiser nothing to grip)."""
     from statsmodels.regression.mixed_linear_model import MixedLM, VCSpec
 
     scale = float(np.std(values)) or 1.0
@@ -161,7 +162,6 @@ def fit_variances(
     columns = [[[f"{name}{i}" for i in range(m[0].shape[1])]] for name, m in zip(names, matrices, strict=True)]
     exog = np.ones((len(values), 1)) if shift is None else np.column_stack([np.ones(len(values)), shift])
     model = MixedLM((values - centre) / scale, exog, np.ones(len(values)), exog_vc=VCSpec(names, columns, matrices))
-    fit = None
     # statsmodels' default path (None: its own list of optimisers) can end on a singular Hessian when a variance
     # sits at zero (seen on mnist_simple's real 20-run design, where the init seeds' share is about nil); then each
     # optimiser alone, which reach the same optimum by another path.
@@ -170,42 +170,204 @@ def fit_variances(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # boundary fits (a variance at zero) warn; zero is a valid estimate
                 fit = model.fit(reml=True) if method is None else model.fit(reml=True, method=method)
-            break
+            return model, fit, scale, centre
         except np.linalg.LinAlgError:
             continue
-    if fit is None:
-        raise ValueError("the random-effects model could not be fitted (singular at every optimiser tried)")
+    raise ValueError("the random-effects model could not be fitted (singular at every optimiser tried)")
+
+
+def fit_variances(
+    values: np.ndarray, codes: dict[str, np.ndarray], shift: np.ndarray | None = None
+) -> tuple[float, np.ndarray, float]:
+    """``(mean, variances, shift)``: REML estimates of each source's variance (in ``codes``' order), then the
+    residual's; with ``shift`` (1 for a run in the other precision, else 0), that precision's fixed shift of the
+    mean, and the mean is the float32 runs'."""
+    return _estimates(*_model(values, codes, shift))
+
+
+def _estimates(model: Any, fit: Any, scale: float, centre: float) -> tuple[float, np.ndarray, float]:
     variances = np.array([*np.asarray(fit.vcomp, dtype=float), float(fit.scale)]) * scale**2
-    moved = float(fit.fe_params[1]) * scale if shift is not None else math.nan
+    moved = float(fit.fe_params[1]) * scale if model.k_fe > 1 else math.nan
     return centre + float(fit.fe_params[0]) * scale, np.maximum(variances, 0.0), moved
 
 
-def _logit(p: Any) -> Any:
-    p = np.clip(p, 1e-4, 1 - 1e-4)
-    return np.log(p / (1 - p))
+# --- profile-likelihood intervals -----------------------------------------------------------------------------------
+
+CUT = 3.841458820694124  # chi-square, 1 df, 95%: the likelihood-ratio cut of a 95% interval
 
 
-def _expit(x: Any) -> Any:
-    return 1 / (1 + np.exp(-x))
+class Reml:
+    """The REML log-likelihood of a statsmodels ``MixedLM`` of this module's shape (one group, variance components
+    only), at given variance ratios (each component's variance over the residual's), with the residual variance and
+    the fixed effects profiled out, as ``MixedLM.loglike`` defines it and equal to it (tests/test_claims_sources.py).
+    Written out in numpy because a profile interval takes thousands of evaluations, and statsmodels' general path
+    costs about ten times as much per call at these sizes (20 to 80 runs)."""
+
+    def __init__(self, model: Any) -> None:
+        self.y, self.x = np.asarray(model.endog, dtype=float), np.asarray(model.exog, dtype=float)
+        self.products = [m[0] @ m[0].T for m in model.exog_vc.mats]  # Z Z' of each component
+        self.df = len(self.y) - self.x.shape[1]
+
+    def profiled(self, ratios: np.ndarray) -> tuple[float, float]:
+        """``(log-likelihood, the residual variance's REML estimate)`` at these ratios; minus infinity where the
+        covariance cannot be factored in floating point (a residual a ten-thousand-billionth of the rest)."""
+        from scipy.linalg import cho_factor, cho_solve
+
+        ratios = np.maximum(np.asarray(ratios, dtype=float), 0.0)
+        # V = I + sum rho Z Z', divided by 1 + sum rho: the profiled likelihood does not change when V is scaled,
+        # and this keeps V's eigenvalues within [1 / (1 + sum rho), n] however large a ratio grows
+        size = 1.0 + float(np.sum(ratios))
+        v = np.eye(len(self.y)) / size
+        for ratio, product in zip(ratios, self.products, strict=True):
+            v = v + (ratio / size) * product
+        try:
+            factor = cho_factor(v, lower=True)
+        except np.linalg.LinAlgError:
+            return -math.inf, math.nan
+        vx, vy = cho_solve(factor, self.x), cho_solve(factor, self.y)
+        xvx = self.x.T @ vx
+        beta = np.linalg.solve(xvx, self.x.T @ vy)
+        resid = self.y - self.x @ beta
+        quadratic = float(resid @ cho_solve(factor, resid))
+        log_det = 2 * float(np.sum(np.log(np.diag(factor[0]))))
+        df = self.df
+        value = -(log_det + np.linalg.slogdet(xvx)[1] + df * math.log(quadratic)) / 2
+        value += df / 2 * (math.log(df) - math.log(2 * math.pi) - 1)
+        return value, quadratic / size / df
+
+    def loglike(self, residual: float, ratios: np.ndarray) -> float:
+        """With the residual variance given too: the profiled one less what moving the residual variance away from
+        its estimate costs, ``(n - p)/2 (log(r/r^) + r^/r - 1)``."""
+        value, estimate = self.profiled(ratios)
+        if not math.isfinite(value):
+            return value
+        return value - self.df / 2 * (math.log(residual / estimate) + estimate / residual - 1)
 
 
-AT_ZERO = 1e-3  # a share below this is an estimate on the boundary: no scale is pivotal there
+class _Maximum:
+    """The maximum of a log-likelihood over its free parameters under a constraint set by one value, each search
+    from the best fit's parameters (a start where the last search ended was tried, and stopped short of the maximum
+    on flat profiles). SLSQP: on these one to four bounded parameters it reaches the same ends as L-BFGS-B at about
+    a third of the time."""
+
+    def __init__(self, loglike: Any, start: np.ndarray, bounds: list) -> None:
+        self.loglike, self.start, self.bounds = loglike, np.asarray(start, dtype=float), bounds
+
+    def __call__(self, value: float) -> float:
+        from scipy import optimize
+
+        if len(self.start) == 0:
+            return self.loglike(self.start, value)
+        low = np.array([-np.inf if b[0] is None else b[0] for b in self.bounds])
+        high = np.array([np.inf if b[1] is None else b[1] for b in self.bounds])
+
+        def objective(x: np.ndarray) -> float:  # SLSQP's steps may leave the bounds by a little: clipped
+            found = self.loglike(np.clip(x, low, high), value)
+            return -found if math.isfinite(found) else 1e300
+
+        found = optimize.minimize(objective, self.start, method="SLSQP", bounds=self.bounds)
+        return max(-float(found.fun), self.loglike(self.start, value))
 
 
-def pivot_interval(estimate: float, draws: np.ndarray, forward: Any, back: Any, at_zero: bool) -> tuple[float, float]:
-    """The basic bootstrap 95% interval on the scale where the estimate's error is nearly pivotal (log for a
-    variance, logit for a share): ``back(2 f(estimate) - f(q_97.5))`` to ``back(2 f(estimate) - f(q_2.5))``. A
-    variance's estimate is about ``variance x chi2 / df``, so its log error does not depend on the variance; the
-    percentile interval, which reads the draws' quantiles as they are, turns that error the wrong way and ran short
-    (83-90% for a nominal 95% on mnist_simple's design). At the boundary (``at_zero``: the estimate at zero, or for
-    a variance the lowest 2.5% of its draws, where the log of a draw near zero would throw the upper end out to
-    many times the whole spread) no scale is pivotal: the interval keeps zero as its lower end and the draws'
-    97.5th percentile as its upper one."""
-    low, high = np.percentile(draws, [2.5, 97.5])
-    if at_zero or not estimate > 0:
-        return 0.0, float(high)
-    centre = 2 * forward(estimate)
-    return float(back(centre - forward(max(high, 1e-300)))), float(back(centre - forward(max(low, 1e-300))))
+def _profile(reml: Reml, ratios: np.ndarray, residual: float, what: str, index: int) -> _Maximum:
+    """The profile log-likelihood of one component's variance or share (``what``), a function of its value: every
+    other parameter set to its best under that constraint. Components are the ratios' order, then the residual."""
+    count = len(ratios)
+    others = [j for j in range(count) if j != index]
+    free = [(0.0, None)] * len(others)
+
+    def set_ratios(x: np.ndarray, value: float) -> np.ndarray:
+        full = np.zeros(count)
+        full[others] = x
+        full[index] = value
+        return full
+
+    if what == "share" and index < count:  # rho_k / (1 + sum rho) = s
+        return _Maximum(
+            lambda x, s: reml.profiled(set_ratios(x, s * (1 + np.sum(x)) / (1 - s)))[0], ratios[others], free
+        )
+    if what == "share":  # the residual's share s: sum rho = 1/s - 1, split between the components as weights say
+        start = ratios / ratios.sum() if ratios.sum() > 0 else np.full(count, 1 / count)
+        return _Maximum(
+            lambda w, s: reml.profiled((1 / s - 1) * np.asarray(w) / max(np.sum(w), 1e-12))[0],
+            start,
+            [(0.0, 1.0)] * count,
+        )
+    if index < count:  # a component's variance v: rho_k = v / residual, the residual free (on the log scale)
+        return _Maximum(
+            lambda x, v: reml.loglike(math.exp(x[0]), set_ratios(x[1:], v / math.exp(x[0]))),
+            np.array([math.log(residual), *ratios[others]]),
+            [(math.log(residual) - 20, math.log(residual) + 20), *free],  # e^20: far past any profile's reach
+        )
+    return _Maximum(lambda x, v: reml.loglike(v, x), ratios, [(0.0, None)] * count)  # the residual's
+
+
+def _ends(distance: Any, estimate: float, lowest: float, highest: float) -> tuple[float, float]:
+    """The values whose likelihood-ratio distance from the best fit stays within the cut, between ``lowest`` and
+    ``highest``: the profile is unimodal in one value, so each end is one root. Where the profile cannot be
+    maximised at the estimate itself (a degenerate fit, e.g. a few identical runs), the interval is the estimate."""
+    from scipy import optimize
+
+    def root(a: float, b: float) -> float:
+        # to a ten-thousandth of the end's value: the table prints three figures
+        return float(optimize.brentq(lambda v: distance(v) - CUT, a, b, xtol=1e-4 * max(abs(b), 1e-12)))
+
+    estimate = min(max(estimate, lowest), highest)
+    if distance(estimate) > CUT:
+        return estimate, estimate
+    low = lowest if estimate <= lowest or distance(lowest) <= CUT else root(lowest, estimate)
+    high = estimate
+    step = max(estimate, 1e-3 * highest)
+    while high < highest:  # outwards by doubling steps, so a narrow profile is not bracketed from far away
+        nxt = min(high + step, highest)
+        if distance(nxt) > CUT:
+            return low, root(high, nxt)
+        high, step = nxt, 2 * step
+    return low, highest
+
+
+@dataclass(frozen=True)
+class _Intervals:
+    variance: tuple[float, float]  # standardised units
+    share: tuple[float, float]
+    zero_p: float  # chi-bar-square p of "this component's variance is nil"; NaN for the residual
+
+
+def profile_intervals(model: Any, fit: Any) -> list[_Intervals]:
+    """Each component's (the sources', then the residual's) 95% profile-likelihood intervals of its variance and
+    share, and the p of its variance being nil (module docstring)."""
+    from scipy import stats
+
+    reml = Reml(model)
+    residual = float(fit.scale)
+    ratios = np.maximum(np.asarray(fit.vcomp, dtype=float) / residual, 0.0)
+    best = reml.profiled(ratios)[0]
+    variances = np.array([*ratios * residual, residual])
+    shares = variances / variances.sum()
+    if not math.isfinite(best):  # a residual too small beside the rest to factor: no interval to give
+        return [_Intervals((math.nan, math.nan), (math.nan, math.nan), math.nan) for _ in variances]
+    found = []
+    for index in range(len(variances)):
+        of_share = _profile(reml, ratios, residual, "share", index)
+        of_variance = _profile(reml, ratios, residual, "variance", index)
+
+        def share_distance(v: float, f: Any = of_share) -> float:
+            return max(2 * (best - f(v)), 0.0)
+
+        def variance_distance(v: float, f: Any = of_variance) -> float:
+            return max(2 * (best - f(v)), 0.0)
+
+        is_residual = index == len(ratios)
+        # the residual never reaches zero (a run would repeat another's value exactly): its ends search above
+        share = _ends(share_distance, shares[index], 1e-4 if is_residual else 0.0, 1.0 if is_residual else 1 - 1e-6)
+        lowest = variances[index] * 1e-4 if is_residual else 0.0
+        variance = _ends(variance_distance, variances[index], lowest, 100.0 * variances.sum())
+        # at zero the likelihood ratio is half chi-square(0), half chi-square(1): a variance on its boundary
+        at_zero = math.nan if is_residual else variance_distance(0.0)
+        # at zero the likelihood ratio is half chi-square(0), half chi-square(1): a variance on its boundary
+        zero_p = 1.0 if at_zero == 0 else 0.5 * float(stats.chi2.sf(at_zero, 1))
+        found.append(_Intervals(variance, share, zero_p))
+    return found
 
 
 def breakdown(
@@ -217,11 +379,12 @@ def breakdown(
     within: str = "none",
     shift: list[int] | None = None,
 ) -> Breakdown:
-    """Each source's variance and share with 95% parametric-bootstrap intervals (module docstring); ``codes`` give
+    """Each source's variance and share with 95% profile-likelihood intervals (module docstring); ``codes`` give
     each run's seed per source, ``values`` its final metric (NaN: a failed seed, left out). Where each cell of
     seeds was trained twice (``within``: numerics or precision), ``cell`` numbers each run's cell: the cells'
     own effect is then the seed sources' interactions, and the residual the spread between a cell's two runs; for
-    precision, ``shift`` marks the bf16 runs, whose mean shift is fitted as a fixed effect."""
+    precision, ``shift`` marks the bf16 runs, whose mean shift is fitted as a fixed effect (its interval from
+    ``bootstrap`` draws, ``seed`` their generator's)."""
     y = np.asarray(values, dtype=float)
     kept = np.isfinite(y)
     names = list(codes)
@@ -239,46 +402,62 @@ def breakdown(
             names.append(INTERACTIONS)
     codes_kept = {name: np.asarray(c)[kept] for name, c in grouped.items()}
     marked = None if shift is None else np.asarray(shift, dtype=float)[kept]
-    mean, variances, moved = fit_variances(y[kept], codes_kept, marked)
-    rng = np.random.default_rng(seed)
-    indicators = [_indicators(c) for c in codes_kept.values()]
-    draws, shifts = [], []
-    for _ in range(bootstrap):
-        simulated = mean + rng.normal(0.0, math.sqrt(variances[-1]), kept.sum())
-        if marked is not None:
-            simulated = simulated + moved * marked
-        for matrix, variance in zip(indicators, variances, strict=False):
-            simulated = simulated + matrix @ rng.normal(0.0, math.sqrt(variance), matrix.shape[1])
-        _, drawn, drawn_shift = fit_variances(simulated, codes_kept, marked)
-        draws.append(drawn)
-        shifts.append(drawn_shift)
+    fitted = _model(y[kept], codes_kept, marked)
+    mean, variances, moved = _estimates(*fitted)
+    model, fit, scale, _ = fitted
+    intervals = profile_intervals(model, fit)
+    moved_interval = None
+    if marked is not None:
+        moved_interval = _shift_interval(codes_kept, marked, mean, variances, moved, bootstrap, seed)
     if identical:  # the fitted residual is the interactions (named so below); the repeats' noise is exactly nil
         names.append(INTERACTIONS)
         variances = np.append(variances, 0.0)
-        draws = [np.append(d, 0.0) for d in draws]
-    draws = np.asarray(draws)
+        intervals.append(_Intervals((0.0, 0.0), (0.0, 0.0), 1.0))
     total = variances.sum()
     shares = variances / total if total > 0 else np.full(len(variances), math.nan)
-    drawn_shares = draws / np.maximum(draws.sum(axis=1, keepdims=True), 1e-300)
-    # a share's logit interval stays inside [0, 1] whatever its draws; a variance's log one does not, and no source
-    # varies more than all of them together, so its upper end stops at the total's
-    draws_at_zero = np.percentile(drawn_shares, 2.5, axis=0) < AT_ZERO
-    total_high = pivot_interval(total, draws.sum(axis=1), np.log, np.exp, not total > 0)[1]
-    components = []
-    for i, name in enumerate([*names, RESIDUAL]):
-        low, high = pivot_interval(variances[i], draws[:, i], np.log, np.exp, shares[i] < AT_ZERO or draws_at_zero[i])
-        high = max(min(high, total_high), float(variances[i]))
-        share = pivot_interval(shares[i], drawn_shares[:, i], _logit, _expit, shares[i] < AT_ZERO)
-        components.append(Component(name, float(variances[i]), float(shares[i]), low, high, *share))
-    components = tuple(components)
-    finite = np.isfinite(y)
-    moved_interval = None
-    if marked is not None:
-        low, high = np.percentile(shifts, [2.5, 97.5])
-        moved_interval = Shift(moved, float(2 * moved - high), float(2 * moved - low))  # basic interval
-    return Breakdown(
-        components, mean, int(finite.sum()), int((~finite).sum()), bootstrap, within, moved_interval, identical
+    components = tuple(
+        Component(
+            name, float(variance), float(share), *(scale**2 * np.asarray(found.variance)), *found.share, found.zero_p
+        )
+        for name, variance, share, found in zip([*names, RESIDUAL], variances, shares, intervals, strict=True)
     )
+    finite = np.isfinite(y)
+    return Breakdown(
+        components,
+        mean,
+        int(finite.sum()),
+        int((~finite).sum()),
+        bootstrap if marked is not None else 0,
+        within,
+        moved_interval,
+        identical,
+    )
+
+
+def _shift_interval(
+    codes: dict[str, np.ndarray],
+    marked: np.ndarray,
+    mean: float,
+    variances: np.ndarray,
+    moved: float,
+    bootstrap: int,
+    seed: int,
+) -> Shift:
+    """The other precision's mean shift, a fixed effect, with its 95% basic parametric-bootstrap interval: designs
+    simulated from the fitted model and refitted (REML's likelihood is not one of the fixed effects')."""
+    rng = np.random.default_rng(seed)
+    indicators = [_indicators(c) for c in codes.values()]
+    shifts = []
+    for _ in range(bootstrap):
+        simulated = mean + moved * marked + rng.normal(0.0, math.sqrt(variances[-1]), len(marked))
+        for matrix, variance in zip(indicators, variances, strict=False):
+            simulated = simulated + matrix @ rng.normal(0.0, math.sqrt(variance), matrix.shape[1])
+        shifts.append(fit_variances(simulated, codes, marked)[2])
+    low, high = np.percentile(shifts, [2.5, 97.5])
+    return Shift(moved, float(2 * moved - high), float(2 * moved - low))
+
+
+NIL = "p, if it added nothing"  # the table's column of each component's zero_p
 
 
 def breakdown_table(result: Breakdown, sampling_se: float) -> str:
@@ -302,6 +481,7 @@ def breakdown_table(result: Breakdown, sampling_se: float) -> str:
             "share of the run-to-run variance (95% interval)": (
                 f"{100 * c.share:.0f}% [{100 * c.share_low:.0f}, {100 * c.share_high:.0f}]"
             ),
+            NIL: "" if math.isnan(c.zero_p) else ("< 0.001" if c.zero_p < 0.001 else f"{c.zero_p:.3f}"),
         }
         for c in result.components
     ]
@@ -539,10 +719,10 @@ Command: `{report["command"]}`
 Machine: {cpu_description()}; its runs on {" and ".join(report["threads"])} TensorFlow intra-op thread(s). MLflow
 parent run `{parent_id}` (its sources.png). Design: {report["design"]},
 {result.runs + result.failed} runs ({result.failed} failed, left out); {report["metric"]}, mean
-{100 * result.mean:.2f}%. Random-effects model (statsmodels MixedLM, REML), nominal 95% intervals by a parametric
-bootstrap of {result.bootstrap} draws; in simulation the shares' cover somewhat less and the sds' less again, and a
-share at or near zero can get far too narrow an interval: read the total and the residual first, and a share only
-where it stays clear of zero (docs/statistics.md).
+{100 * result.mean:.2f}%. Random-effects model (statsmodels MixedLM, REML), nominal 95% profile-likelihood
+intervals (how near 95% they cover in simulation: docs/statistics.md); p, if it added nothing: the boundary test that
+the source's variance is nil. With a few seeds a source the split between sources is loose: read the total and the
+residual first, and a source as mattering where its p is small.
 
 {report["table"]}
 

@@ -418,7 +418,8 @@ class SourcesConfig:
     # what else each cell of seeds is trained under, twice: then the residual splits into the seed sources'
     # interactions and the noise of this factor alone (docs/claims.md, "Variance by source")
     within: SourcesWithin = SourcesWithin.none
-    # parametric bootstrap draws behind each share's 95% interval (each refits the random-effects model)
+    # with within=precision: parametric bootstrap draws behind bf16's mean shift's 95% interval (each refits the
+    # model); the variances' and shares' intervals are profile likelihood's
     bootstrap: int = 200
 
 
