@@ -100,7 +100,7 @@ def test_report_with_two_kinds_gives_the_pooled_verdict_only_where_they_are_equi
     assert "| mnist_simple | float32 | test_accuracy | avx2 (ONEDNN_MAX_CPU_ISA=AVX2) | 10 | 1 |" in text
     assert "| mnist_simple | float32 | test_accuracy | avx512_bf16 | 10 | 0 |" in text
     assert "| all kinds pooled | 20 | 1 |" in text and "reproduced (kinds equivalent; 20 seeds, one look)" in text
-    assert "inside +-0.5 pt: equivalent" in text and "power at these seeds if the kinds were equal" in text
+    assert "inside +-0.50 pt: equivalent" in text and "power at these seeds if the kinds were equal" in text
 
     page = kinds.kinds_html([_two_kinds(0.0)])
     assert "<h2>Machine kinds</h2>" in page and "all kinds pooled" in page and "equivalent; power" in page
@@ -112,6 +112,29 @@ def test_report_with_two_kinds_gives_the_pooled_verdict_only_where_they_are_equi
     # each kind keeps its own verdict: 0.975 - 0.005 is out of reach for the kind a point lower
     rows = [line for line in text.splitlines() if line.startswith("| mnist_simple | float32 | test_accuracy | avx2")]
     assert rows and "| not reproduced |" in rows[0]
+
+
+def test_a_claim_on_the_error_rate_scale_compares_within_its_own_margin():
+    """With ``error_ratio`` the margin is on the error-rate scale (0.975 at 1.1x: 0.25 points below), and so is
+    every equivalence test of the claim: the kinds' and the precisions'."""
+    from cnnlab.claims.report import precision_table
+
+    result = _two_kinds(0.0)
+    result.claim = {**result.claim, "error_ratio": 1.1}
+    assert result.allowed(0.975) == pytest.approx(0.0025)
+    text = kinds.kinds_markdown([result])
+    assert "+-0.25 pt" in text and "+-0.50 pt" not in text, text
+
+    rng = np.random.default_rng(3)
+    float32 = [_Run(v, s, "avx512_bf16") for s, v in enumerate(accuracies(rng, (10,), failure=0))]
+    bf16 = [_Run(run.data.metrics["test_accuracy"] + 0.001, s, "avx512_bf16") for s, run in enumerate(float32)]
+    claim = {"tolerance": TOLERANCE, "error_ratio": 1.1, "targets": [{"metric": "test_accuracy", "value": 0.975}]}
+    results = [
+        ClaimResult(name="c", claim=claim, runs=runs, design=Design(3, 10), precision=precision)
+        for precision, runs in (("float32", float32), ("bf16", bf16))
+    ]
+    (row,) = precision_table(results).to_dict("records")
+    assert row["tolerance"] == pytest.approx(0.0025)
 
 
 def test_report_with_one_kind_names_it_and_old_runs_are_unrecorded():

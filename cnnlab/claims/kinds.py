@@ -177,12 +177,13 @@ def kinds_of(result: Any) -> dict[str, list[Any]]:
     return kinds
 
 
-def comparisons(result: Any, metric: str) -> list[KindEquivalence]:
-    """Every pair of kinds with seeds, on ``metric``."""
+def comparisons(result: Any, target: dict[str, Any]) -> list[KindEquivalence]:
+    """Every pair of kinds with seeds, on ``target``'s metric, within its margin's distance (``allowed``)."""
     kinds = kinds_of(result)
+    metric = target["metric"]
     values = {kind: [run.data.metrics.get(metric, math.nan) for run in runs] for kind, runs in kinds.items()}
     return [
-        kind_equivalence(values[a], values[b], result.tolerance, (a, b))
+        kind_equivalence(values[a], values[b], result.allowed(target["value"]), (a, b))
         for a, b in combinations(sorted(values), 2)
         if values[a] and values[b]
     ]
@@ -202,7 +203,7 @@ def per_kind_rows(result: Any) -> list[dict[str, Any]]:
             alone = replace(result, runs=runs, by_kind={kind: runs}, earlier_designs=[])
             verdict = dict((t["metric"], v) for t, v in alone.verdicts())[metric]
             rows.append(_row(result, kind, alone.values(metric), _status(result, verdict.status), metric))
-        pairs = comparisons(result, metric)
+        pairs = comparisons(result, target)
         pooled = [v for runs in kinds.values() for v in replace(result, runs=runs).values(metric)]
         if all(pair.equivalent for pair in pairs):
             verdict = judge(
@@ -247,9 +248,9 @@ def equivalence_lines(result: Any) -> list[str]:
     from cnnlab.claims.report import points
 
     lines = []
-    tolerance = f"+-{100 * result.tolerance:g} pt"
     for target in (result.claim or {}).get("targets", []):
-        for pair in comparisons(result, target["metric"]):
+        tolerance = f"+-{100 * result.allowed(target['value']):.2f} pt"
+        for pair in comparisons(result, target):
             head = (
                 f"- {result.label} {target['metric']}: {pair.a} minus {pair.b} (Hodges-Lehmann, {pair.seeds_a} and "
                 f"{pair.seeds_b} seeds): {points(pair.shift)} pt, 90% interval [{points(pair.low)}, "

@@ -252,7 +252,7 @@ def precision_table(results: list[Any]) -> pd.DataFrame:
                 continue
             paired = [candidate[seed] - reference[seed] for seed in seeds]
             differences = t_interval(paired)
-            tolerance = result.tolerance
+            tolerance = result.allowed(target["value"])
             equivalence = paired_tost(paired, tolerance)
             spread = differences.std if len(seeds) > 1 and math.isfinite(differences.std) else math.nan
             rows.append(
@@ -347,8 +347,9 @@ def looks_figure(result: Any) -> Any:
             label="the mean's t bounds at each look (95% over all looks)",
         )
         axis.axhline(target["value"], color="red", lw=1, label="claimed")
-        axis.axhline(target["value"] - result.tolerance, color="red", ls="--", lw=1, label="claimed - tolerance")
-        spread = [*values, target["value"] - result.tolerance, target["value"]]
+        margin = target["value"] - result.allowed(target["value"])
+        axis.axhline(margin, color="red", ls="--", lw=1, label="claimed - tolerance")
+        spread = [*values, margin, target["value"]]
         axis.set_ylim(min(spread) - 0.01, max(spread) + 0.01)  # unbounded early looks would flatten the rest
         axis.set_xlabel("seeds")
         axis.xaxis.set_major_locator(plots.plt.MaxNLocator(integer=True))
@@ -390,7 +391,7 @@ def distribution_figure(table: pd.DataFrame, results: list[Any]) -> Any:
         if target["value"] is not None:
             axis.hlines(target["value"], index - 0.3, index + 0.3, color="red", label="claimed" if index == 0 else None)
             axis.hlines(
-                target["value"] - result.tolerance,
+                target["value"] - result.allowed(target["value"]),
                 index - 0.3,
                 index + 0.3,
                 color="red",
