@@ -27,7 +27,7 @@ near 95% the intervals cover is measured by simulation (tests/test_claims_source
 "Variance by source"). bf16's mean shift, a fixed effect, has no REML profile; its interval stays a basic
 parametric bootstrap (``bootstrap`` draws).
 
-Beside them, the test split's sampling error, ``p (1 - p) / n_test``: how far one run's accuracy sits from the
+Beside them, the test split's sampling error, ``sqrt(p (1 - p) / n_test)``: how far one run's accuracy sits from the
 network's accuracy on all such images. It is a fixed split shared by every run, so it is no part of the spread
 between runs; it says how much of a claim's difference from another test split's number no seed explains.
 """
@@ -714,7 +714,9 @@ def run_sources(cfg: Any, overrides: list[str], compose: Any) -> tuple[str, Brea
     threads = sorted(
         {run.data.tags.get("machine.threads", "an unrecorded number of") for run in runs}, key=lambda t: (len(t), t)
     )
+    precisions = sorted({run.data.tags.get("cnnlab.precision", "an unrecorded precision") for run in runs})
     report = {"table": table, "command": command, "claim": name, "metric": metric, "kind": kind, "threads": threads}
+    report |= {"precisions": precisions}
     absent = "" if "dropout" in factors or has_dropout(claim_cfg) else "; dropout: absent (the network has none)"
     design = f"{cfg.sources.levels} seeds a source x {cfg.sources.replicates} replicates over {', '.join(factors)}"
     design += WITHIN[within].design
@@ -769,23 +771,26 @@ def write_sources_md(path: Any, report: dict[str, Any], parent_id: str, result: 
     from cnnlab.claims.report import REPRODUCTION_HEADER
     from cnnlab.machine import cpu_description
 
+    runs_on = f"its runs in {' and '.join(report['precisions'])}, on {' and '.join(report['threads'])} TensorFlow "
+    runs_on += "intra-op thread(s)"
     body = f"""## Variance by source: {report["claim"]} ({report["kind"]})
 
 Command: `{report["command"]}`
 
-Machine: {cpu_description()}; its runs on {" and ".join(report["threads"])} TensorFlow intra-op thread(s). MLflow
+Machine: {cpu_description()}; {runs_on}. MLflow
 parent run `{parent_id}` (its sources.png). Design: {report["design"]},
 {result.runs + result.failed} runs ({result.failed} failed, left out); {report["metric"]}, mean
 {100 * result.mean:.2f}%. Random-effects model (statsmodels MixedLM, REML), nominal 95% profile-likelihood
 intervals (how near 95% they cover in simulation: docs/statistics.md); p, if it added nothing: the boundary test that
 the source's variance is nil. With a few seeds a source the split between sources is loose: read the total and the
-residual first, and a source as mattering where its p is small.
+residual first, and a source as mattering where its p is small in more than one design (docs/statistics.md shows
+two designs of mnist_simple's same seeds that disagree).
 
 {report["table"]}
 
-How to read it (docs/statistics.md, "Variance by source"): each source's share of the spread between runs when the
-others are held fixed; {WITHIN[result.within].reading} The test split's sampling error is the same for every run, so it
-stands beside the spread, not in it.
+How to read it (docs/statistics.md, "Variance by source"): each source's share of the whole run-to-run variance
+(every source and the residual together); {WITHIN[result.within].reading}
+The test split's sampling error is the same for every run, so it stands beside the spread, not in it.
 """
     documents.write_section(
         Path(path), f"variance by source: {report['claim']} / {report['kind']}", body, REPRODUCTION_HEADER
