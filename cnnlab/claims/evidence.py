@@ -24,7 +24,7 @@ from cnnlab.claims.kinds import kind_label
 from cnnlab.claims.portable import SeedsFileRefused, read_seeds_file
 from cnnlab.claims.report import points
 from cnnlab.claims.stats import paired_tost
-from cnnlab.claims.verdict import DEFAULT_TOLERANCE, margin_of
+from cnnlab.claims.verdict import distance_to_margin
 from cnnlab.tracking.provenance import rerun_command
 
 PRECISION = "bf16"
@@ -98,7 +98,7 @@ def bf16_basis(
         if target.get("value") is None:
             continue
         value = target["value"]
-        allowed = value - margin_of(value, claim.get("tolerance", DEFAULT_TOLERANCE), claim.get("error_ratio"))[0]
+        allowed = distance_to_margin(claim, value)
         within = f"within +-{100 * allowed:.2f} pt (the claim's margin)"
         by_kind = pairs(payload, name, fingerprints, target["metric"])
         if kind not in by_kind:

@@ -22,7 +22,7 @@ from omegaconf import OmegaConf
 from cnnlab.allocator import pin_mmap_threshold
 from cnnlab.claims import DESIGN_TAG, EXPERIMENT, kinds, timing
 from cnnlab.claims.stats import Design
-from cnnlab.claims.verdict import DEFAULT_TOLERANCE, NO_CLAIM, Verdict, judge, margin_of
+from cnnlab.claims.verdict import DEFAULT_TOLERANCE, NO_CLAIM, Verdict, distance_to_margin, judge
 from cnnlab.config.compose import claim_names, parse_overrides
 from cnnlab.config.domains import check_domains
 from cnnlab.config.schema import option, without_dataset_description
@@ -96,10 +96,8 @@ class ClaimResult:
         return (self.claim or {}).get("error_ratio")
 
     def allowed(self, claimed: float) -> float:
-        """How far below ``claimed`` the margin sits, in accuracy: the tolerance, or where ``error_ratio`` is set,
-        the distance it gives on the error-rate scale (0.23 points at 99.08% with 1.25x). Every equivalence
-        test of the claim (precisions, machine kinds) runs within +-this."""
-        return claimed - margin_of(claimed, self.tolerance, self.error_ratio)[0]
+        """``verdict.distance_to_margin`` of this claim."""
+        return distance_to_margin(self.claim or {}, claimed)
 
     def values(self, metric: str) -> list[float]:
         """Every finished seed's value in seed order; a run that logged no value (diverged) counts as NaN."""

@@ -404,17 +404,15 @@ def profile_intervals(fitted: _Fitted) -> list[_Intervals]:
         return [_Intervals((math.nan, math.nan), (math.nan, math.nan), math.nan) for _ in range(len(ratios) + 1)]
     variances = np.array([*ratios * residual, residual])
     shares = variances / variances.sum()
+
+    def distance(what: str, index: int) -> Any:
+        """The likelihood-ratio distance of one value of the component's ``what`` from the best fit."""
+        profile = _profile(reml, ratios, residual, what, index)
+        return lambda value: max(2 * (best - profile(value)), 0.0)
+
     found = []
     for index in range(len(variances)):
-        of_share = _profile(reml, ratios, residual, "share", index)
-        of_variance = _profile(reml, ratios, residual, "variance", index)
-
-        def share_distance(v: float, f: Any = of_share) -> float:
-            return max(2 * (best - f(v)), 0.0)
-
-        def variance_distance(v: float, f: Any = of_variance) -> float:
-            return max(2 * (best - f(v)), 0.0)
-
+        share_distance, variance_distance = distance("share", index), distance("variance", index)
         is_residual = index == len(ratios)
         # the residual never reaches zero (a run would repeat another's value exactly): its ends search above
         share = _ends(share_distance, shares[index], 1e-4 if is_residual else 0.0, 1.0 if is_residual else 1 - 1e-6)
