@@ -211,3 +211,11 @@ def test_a_reproduction_runs_an_evidenced_claim_in_bf16_where_native_and_says_so
         [MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").get_experiment_by_name("cnnlab-reproductions").experiment_id]
     )
     assert sum("cnnlab.claim" in r.data.tags for r in runs) == 4  # 2 float32 + 2 bf16 seeds, nothing trained twice
+    # Both precisions measured side by side: float32's rows are the verdict, and the report says what a
+    # reproduction without precisions= runs here, so REPRODUCTION.md and `make reproduce` do not seem to disagree.
+    _, results, report = run([*evidenced, "precisions=[float32,bf16]"])
+    assert [(r.precision, r.skipped) for r in results] == [("float32", 2), ("bf16", 2)]  # all reused
+    assert (
+        "- mnist_simple: its verdict here is float32's, the claim's own precision, beside bf16 measured on the same "
+        "seeds; a reproduction without precisions= (`make reproduce`) runs it in bf16, as the CPU has avx512_bf16"
+    ) in report["markdown"]

@@ -48,6 +48,7 @@ from cnnlab.claims.verdict import (
     holm,
     judge,
     margin_of,
+    smallest_p_value,
 )
 
 SIMULATIONS = 4000
@@ -234,6 +235,13 @@ def test_family_wise_error_and_holm():
     assert reproduced.p_value == pytest.approx(1 / 32, rel=1e-3) and strong.p_value == pytest.approx(1 / 1024, rel=1e-3)
     assert holm([reproduced, strong]) == [True, True]  # 1/1024 <= 0.05 / 2, then 1/32 <= 0.05 / 1
     assert holm([reproduced, reproduced, strong]) == [False, False, True]  # 1/32 > 0.05 / 2: the step-down stops
+    # the family counts its undecided numbers: one decided of two judged needs 0.05 / 2, not 0.05 / 1
+    undecided = judge([0.91, 0.89, 0.91, 0.89, 0.91], 0.9, Design(3, 10), 0.005)
+    assert not undecided.decided
+    assert holm([reproduced, undecided]) == [False, None] and holm([strong, undecided]) == [True, None]
+    assert holm([reproduced, None]) == [True, None]  # None: outside the family (a modified protocol)
+    assert smallest_p_value(Design(3, 10)) == pytest.approx(1 / 32, rel=1e-3)
+    assert smallest_p_value(Design.fixed(10)) == pytest.approx(1 / 1024, rel=1e-3)
     independent, any_case = family_error([reproduced] * 5)
     assert independent == pytest.approx(1 - (1 - sign_error(Design(3, 10))) ** 5)
     assert any_case == pytest.approx(5 * sign_error(Design(3, 10)))

@@ -64,14 +64,21 @@ def test_report_tables_on_a_synthetic_reproduction():
     page = to_html(table, pd.DataFrame(), {}, "")  # report.html: the same words
     assert "needs at least 5 seeds to bound the median" in page and "0.00%, 100.00%" not in page
     # single-run figures carry their exact interval and use every seed run; every bound stays in [0, 1]
-    assert "| mnist_simple | float32 | test_accuracy | 97.57% | [97.39%, 97.97%]: 67% from 5 seeds |" in text
+    # seeds=auto selects the seeds it keeps: its 67% holds over reproductions, also where it stopped at 5 seeds
+    assert (
+        "| mnist_simple | float32 | test_accuracy | 97.57% | [97.39%, 97.97%]: at least 67% over reproductions "
+        "from 5 seeds (the design stops early) |"
+    ) in text
     # the NaN seed is the interval's lower end; seeds=auto's early stops make 10 seeds guarantee 67%, not 9/11
-    assert "[a diverged run, 99.53%]: at least 67% from 10 seeds (the design stops early)" in text
+    assert "[a diverged run, 99.53%]: at least 67% over reproductions from 10 seeds (the design stops early)" in text
     assert "40% [5, 85]" in text  # 2 of 5 seeds reach 97.57%: Clopper-Pearson [5.3%, 85.3%]
     for column in ("median_low", "median_high", "mean_low", "mean_high", "single_run_low", "single_run_high"):
         finite = table[column].dropna()
         assert ((finite >= 0) & (finite <= 1)).all()
-    assert "Holm's step-down keeps the family-wise rate at 5%" in text and "judges 3 claimed numbers" in text
+    assert "Holm's step-down over all 3 keeps the family-wise rate at 5%" in text and "judges 3 claimed" in text
+    # two of three decided, each at best p = 1/32 under seeds=auto 3..10: above Holm's 5%/3, whatever the seeds
+    assert "0 of 2 decided verdicts hold" in text and "p = 3.1%, above Holm's first step, 5% / 3 = 1.67%" in text
+    assert "min_seeds=6 can (all 6 of 6 reaching has p = 1.56%)" in text
 
 
 def test_protocol_changes_are_told_from_where_runs_are_read_and_logged():
@@ -156,3 +163,12 @@ def test_a_reproduction_says_its_design_and_time_before_training_and_its_progres
     assert "mnist_simple: 1 of at most 10 seeds done (trained in 30 s)" in progress
     assert "at most about 4.5 min left" in progress  # 9 seeds left at the 30 s the first one took
     assert "time left unknown" in timing.Clock().after_seed(claim, 30.0, [claim, _result("other", 0.9, [])])
+
+
+def test_a_bound_at_the_tolerance_gets_the_digit_that_tells_it_from_the_tolerance():
+    from cnnlab.claims.report import bounds_points
+
+    assert bounds_points(-0.004, 0.002, 0.005) == "[-0.40, +0.20]"
+    assert bounds_points(-0.00503, 0.0021, 0.005) == "[-0.503, +0.210]"  # two digits would read -0.50, "inside"
+    assert bounds_points(-0.004996, 0.0021, 0.005) == "[-0.4996, +0.2100]"  # still -0.500 at three
+    assert bounds_points(-0.005, float("nan"), 0.005) == "[-0.50, unbounded]"  # at the tolerance itself: as it is

@@ -22,7 +22,7 @@ from typing import Any
 
 from cnnlab.claims.kinds import kind_label
 from cnnlab.claims.portable import SeedsFileRefused, read_seeds_file
-from cnnlab.claims.report import points
+from cnnlab.claims.report import bounds_points
 from cnnlab.claims.stats import paired_tost
 from cnnlab.claims.verdict import distance_to_margin
 from cnnlab.tracking.provenance import rerun_command
@@ -111,7 +111,7 @@ def bf16_basis(
         differences = by_kind[kind]
         e = paired_tost(differences, allowed)
         bounds = f"{len(differences)} seeds paired on {kind}, median difference bounds "
-        bounds += f"[{points(e.low)}, {points(e.high)}]"
+        bounds += bounds_points(e.low, e.high, allowed)
         if not e.equivalent:
             return Basis(
                 "float32",

@@ -245,16 +245,17 @@ def _row(result: Any, kind: str, values: list[float], verdict: str, metric: str)
 
 def equivalence_lines(result: Any) -> list[str]:
     """What the equivalence test says for each pair of kinds, in words."""
-    from cnnlab.claims.report import points
+    from cnnlab.claims.report import bounds_points, points
 
     lines = []
     for target in (result.claim or {}).get("targets", []):
-        tolerance = f"+-{100 * result.allowed(target['value']):.2f} pt"
+        allowed = result.allowed(target["value"])
+        tolerance = f"+-{100 * allowed:.2f} pt"
         for pair in comparisons(result, target):
             head = (
                 f"- {result.label} {target['metric']}: {pair.a} minus {pair.b} (Hodges-Lehmann, {pair.seeds_a} and "
-                f"{pair.seeds_b} seeds): {points(pair.shift)} pt, 90% interval [{points(pair.low)}, "
-                f"{points(pair.high)}]"
+                f"{pair.seeds_b} seeds): {points(pair.shift)} pt, 90% interval "
+                f"{bounds_points(pair.low, pair.high, allowed)}"
             )
             if math.isnan(pair.low):
                 reading = "too few seeds for a 90% interval (3 a side at least): equivalence cannot be shown"

@@ -6,7 +6,6 @@ import base64
 import html
 import io
 import math
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +18,15 @@ from cnnlab.claims.stats import paired_tost, paired_tost_power, t_interval
 def claims_table(results: list[Any]) -> pd.DataFrame:
     """One row per claimed number: its verdict (the median run), the mean's reading beside it, the claim read as
     one run, and what misbehaved; Holm's family-wise reading over the reproduction's verdicts."""
-    from cnnlab.claims.verdict import holm
+    from cnnlab.claims.verdict import holm, smallest_p_value
 
     rows, verdicts = [], []
     for result in results:
         minutes = sum(run.data.metrics.get("total_seconds", 0.0) for run in result.runs) / 60
         for target, verdict in result.verdicts():
             mean, single, median = verdict.mean, verdict.single_run, verdict.median
-            judged = not result.unavailable and not result.modified and verdict.decided
-            verdicts.append(verdict if judged else replace(verdict, status="inconclusive"))
+            in_family = not result.unavailable and not result.modified and target["value"] is not None
+            verdicts.append(verdict if in_family else None)
             status = verdict.status
             why = result.unavailable or verdict.why
             if result.unavailable:
@@ -41,6 +40,7 @@ def claims_table(results: list[Any]) -> pd.DataFrame:
                     "claim": result.name,
                     "precision": result.precision,
                     "precision_basis": result.precision_basis,
+                    "plain_basis": result.plain_basis,
                     "metric": target["metric"],
                     "split": target.get("split", ""),
                     "claimed": target["value"],
@@ -58,6 +58,8 @@ def claims_table(results: list[Any]) -> pd.DataFrame:
                     "median_bounds": verdict.median_text,
                     "error": verdict.error,
                     "p_value": verdict.p_value,
+                    "in_family": in_family,
+                    "p_floor": smallest_p_value(verdict.design) if verdict.design else math.nan,
                     "mean": mean.bounds.mean if mean and mean.bounds else math.nan,
                     "std": mean.bounds.std if mean and mean.bounds else math.nan,
                     "mean_low": mean.bounds.low if mean and mean.bounds else math.nan,
@@ -75,6 +77,7 @@ def claims_table(results: list[Any]) -> pd.DataFrame:
                     "skew": verdict.skew,
                     "sampling_se": verdict.sampling_se if verdict.sampling_se is not None else math.nan,
                     "minutes": minutes,
+                    "sequential": result.design.sequential,
                 }
             )
     table = pd.DataFrame(rows)
@@ -96,7 +99,10 @@ def _which_number(table: pd.DataFrame) -> dict[str, Any]:
     return {
         "claim": table["claim"],
         "precision": table["precision"],
-        "metric": table["metric"],
+        "metric": [
+            metric if split in ("", "test", None) else f"{metric} ({split})"
+            for metric, split in zip(table["metric"], table["split"], strict=True)
+        ],
         "claimed": table["claimed"].map(percent),
     }
 
@@ -121,15 +127,15 @@ def readable(table: pd.DataFrame) -> pd.DataFrame:
             **_which_number(table),
             "claimed - tolerance": [_margin_text(row) for row in rows],
             "verdict (median run)": table["verdict"],
-            "seeds reaching it": [
+            "seeds reaching the margin": [
                 f"{row.reaching_margin:.0f} of {row.seeds}" if math.isfinite(row.reaching_margin) else ""
                 for row in rows
             ],
             "median, one-sided 95% bounds over all looks": table["median_bounds"],
-            "mean ± sd; t reading (95% over all looks)": [
+            "mean ± sd (points); t reading (95% over all looks)": [
                 (f"{percent(row.mean)} ± {100 * row.std:.2f}" if math.isfinite(row.std) else percent(row.mean))
                 + (
-                    f"; [{_bound(row.mean_low)}, {_bound(row.mean_high)}] {row.mean_reading}"
+                    f"; [{_bound(row.mean_low)}, {_bound(row.mean_high)}] {row.mean_reading} at {row.mean_seeds} seeds"
                     if row.mean_reading
                     else ""
                 )
@@ -160,26 +166,43 @@ def reasons(table: pd.DataFrame) -> str:
         lines += [f"  - flagged: {flag}" for flag in (row.flags.split(" | ") if row.flags else [])]
     bases = dict.fromkeys((row.claim, row.precision_basis) for row in table.itertuples() if row.precision_basis)
     lines += [f"- {claim} runs in {basis}" for claim, basis in bases]
+    plain = dict.fromkeys((row.claim, row.plain_basis) for row in table.itertuples() if row.plain_basis)
+    lines += [
+        f"- {claim}: its verdict here is float32's, the claim's own precision, beside bf16 measured on the same "
+        f"seeds; a reproduction without precisions= (`make reproduce`) runs it in {basis}"
+        for claim, basis in plain
+    ]
     return "\n".join(lines)
 
 
 def family(table: pd.DataFrame) -> str:
     """The family-wise error of one reproduction, and what Holm's correction keeps."""
-    judged = table[table["claimed"].notna() & table["error"].notna() & ~table["verdict"].str.startswith(("mod", "inc"))]
-    judgeable = table["claimed"].notna() & table["error"].notna() & ~table["verdict"].str.startswith("mod")
-    errors = list(table.loc[judgeable, "error"])
-    if not errors:
+    members = table[table["in_family"] & table["error"].notna()] if len(table) else table
+    if not len(members):
         return ""
+    errors = list(members["error"])
     independent = 1 - math.prod(1 - e for e in errors)
-    kept = int(judged["holm"].fillna(False).astype(bool).sum()) if len(judged) else 0
-    return (
+    decided = members[members["holm"].notna()]
+    kept = int(decided["holm"].astype(bool).sum())
+    text = (
         f"This reproduction judges {len(errors)} claimed number{'s' if len(errors) != 1 else ''}, "
         f'each with a false "reproduced" rate of at most '
         f"{100 * max(errors):.1f}% at its margin. If every one sat at its margin, at least one would be called "
         f"reproduced falsely up to {100 * independent:.0f}% of the time for independent claims, and at most "
-        f"{100 * min(1, sum(errors)):.0f}% in any case. Holm's step-down keeps the family-wise rate at 5%: "
-        f'{kept} of {len(judged)} decided verdicts hold at that level (column "Holm").'
+        f"{100 * min(1, sum(errors)):.0f}% in any case. Holm's step-down over all {len(errors)} keeps the "
+        f'family-wise rate at 5%: {kept} of {len(decided)} decided verdicts hold at that level (column "Holm")'
     )
+    floor = members["p_floor"].min()
+    level = 0.05 / len(errors)
+    if kept < len(decided) and math.isfinite(floor) and floor > level:
+        needed = math.ceil(-math.log2(level))  # n of n seeds reaching by chance: 1 / 2^n
+        text += (
+            f"; none could, whatever the seeds: this design's strongest evidence (every seed reaching the margin at "
+            f"its first deciding look) has p = {100 * floor:.1f}%, above Holm's first step, 5% / {len(errors)} = "
+            f"{100 * level:.2f}%; min_seeds={needed} can (all {needed} of {needed} reaching has p = "
+            f"{100 * 0.5**needed:.2f}%)"
+        )
+    return text + "."
 
 
 def readable_single_run(table: pd.DataFrame) -> pd.DataFrame:
@@ -199,10 +222,10 @@ def readable_single_run(table: pd.DataFrame) -> pd.DataFrame:
                 else ""
                 for row in rows
             ],
-            "seeds reaching it": [f"{row.seeds_reaching} of {row.seeds_run}" for row in rows],
+            "seeds reaching the claimed number": [f"{row.seeds_reaching} of {row.seeds_run}" for row in rows],
             "seeds far from the rest": [row.outliers or "none" for row in rows],
             "skew": [f"{row.skew:+.2f}" if math.isfinite(row.skew) else "" for row in rows],
-            "test-split sampling SE": claimed["sampling_se"].map(
+            "sampling SE of the split scored": claimed["sampling_se"].map(
                 lambda v: "" if not math.isfinite(v) else f"{100 * v:.2f} pt"
             ),
         }
@@ -214,9 +237,10 @@ def _prediction_text(row: Any) -> str:
         return f"none from {row.seeds_run} seed"
     low = percent(row.single_run_low) if math.isfinite(row.single_run_low) else "a diverged run"
     n, coverage = row.seeds_run, row.single_run_coverage
-    # below (n - 1)/(n + 1): the guarantee of a design that stops early, which selects the seeds it keeps
-    early = coverage < (n - 1) / (n + 1) - 1e-9
-    chance = f"at least {100 * coverage:.0f}%" if early else f"{100 * coverage:.0f}%"
+    # a design that stops early selects the seeds it keeps: its guarantee holds over reproductions, not for a
+    # reproduction that stopped at its first look (docs/statistics.md, "Single-run figures")
+    early = row.sequential or coverage < (n - 1) / (n + 1) - 1e-9
+    chance = f"at least {100 * coverage:.0f}% over reproductions" if early else f"{100 * coverage:.0f}%"
     return f"[{low}, {percent(row.single_run_high)}]: {chance} from {n} seeds" + (
         " (the design stops early)" if early else ""
     )
@@ -280,8 +304,20 @@ def precision_table(results: list[Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def points(value: float) -> str:
-    return f"{100 * value:+.2f}" if math.isfinite(value) else "unbounded"
+def points(value: float, digits: int = 2) -> str:
+    return f"{100 * value:+.{digits}f}" if math.isfinite(value) else "unbounded"
+
+
+def bounds_points(low: float, high: float, tolerance: float) -> str:
+    """``[low, high]`` in points, with a third (or fourth) decimal where two would print a bound as +-tolerance
+    itself, so "not inside +-0.50" never sits beside a bound that reads -0.50."""
+    digits = 2
+    while digits < 4 and any(
+        math.isfinite(v) and f"{100 * abs(v):.{digits}f}" == f"{100 * tolerance:.{digits}f}" and abs(v) != tolerance
+        for v in (low, high)
+    ):
+        digits += 1
+    return f"[{points(low, digits)}, {points(high, digits)}]"
 
 
 def readable_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
@@ -299,7 +335,7 @@ def readable_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
             ],
             "seeds": pairs["seeds"],
             "TOST within the tolerance (bounds of the median difference, paired by seed)": [
-                f"[{points(lo)}, {points(hi)}] {'inside' if eq else 'not inside'} +-{100 * tol:.2f}: "
+                f"{bounds_points(lo, hi, tol)} {'inside' if eq else 'not inside'} +-{100 * tol:.2f}: "
                 + ("equivalent" if eq else "not shown equivalent")
                 + (f"; power if equal {power:.0%}" if math.isfinite(power) else "")
                 for lo, hi, tol, eq, power in zip(
@@ -471,7 +507,9 @@ def write_reproduction_md(
     )
     precision_section = (
         "\n### Other precisions against float32, on the same seeds\n\n"
-        "Each seed trained in both precisions; the difference is the other precision's accuracy minus float32's, "
+        "Each seed trained in both precisions; the two accuracy columns are means over every seed run in both (so "
+        "they may differ from a verdict's mean, taken at its deciding look); the difference is the other precision's "
+        "accuracy minus float32's, "
         "with a 95% t-interval over the paired seeds, and a paired TOST on the median difference that holds for "
         "any distribution (two one-sided sign tests at 5% each: the order-statistic bounds of the median difference "
         "inside +-the claim's tolerance; with 5 seeds, the lowest and highest difference) that shows the precisions "
@@ -512,18 +550,25 @@ report.html). Design: {design_text}; tolerances: {tolerance_text}. {status}
 {precision_section}{not_run}
 
 How to read it (docs/statistics.md): the verdict is on the protocol's *median run*, the level one run reaches at
-least half of the time. *Reproduced* when enough of the seeds so far reach claimed - tolerance (the count needed at
-each look is exact for any distribution of runs, so skewed runs, a run near 100% or a failed seed cannot fool it);
-*exceeds* when the median's lower bound is above claimed + tolerance; *not reproduced* when few enough reach it;
-*inconclusive* otherwise. With the median run at claimed - tolerance, "reproduced" comes out at most 5% of the time
-(4.1% exactly for seeds=auto 3..10), and so does "not reproduced". The bounds are one-sided 95% bounds over all the
-looks the design takes. The mean's t reading stands beside it (valid when runs are roughly normal) and a
-disagreement is flagged, as are seeds far from the rest and skew. A modified protocol (an override that changes
+least half of the time. *Reproduced* when enough of the seeds so far reach claimed - tolerance, the margin (the
+count needed at each look is exact for any distribution of runs, so skewed runs, a run near 100% or a failed seed
+cannot fool it); *exceeds* when the median's lower bound is above claimed + tolerance; *not reproduced* when few
+enough reach it; *inconclusive* otherwise. With the median run at the margin, "reproduced" comes out at most 5% of
+the time (4.1% exactly for seeds=auto 3..10), and so does "not reproduced". The verdict rows rest on the seeds of
+this machine's kind (other kinds' seeds are in the machine-kind table). Columns: the median's bounds are
+one-sided 95% bounds over all the looks the design takes; the mean's t reading stands beside it (sd in points;
+valid when runs are roughly normal; its bounds at the look where it decided, or its last, "at" that many seeds)
+and a disagreement is flagged, as are seeds far from the rest and skew; "Holm" is blank for a number that is
+undecided or outside the family; "seeds (of run)" is the seeds the verdict rests on (its deciding look) and, in
+brackets, the seeds trained for the claim in that precision (more when another of its numbers was still open);
+"minutes" is their training time, shared by the claim's numbers. A modified protocol (an override that changes
 data, epochs, network, optimizer or precision) is measured, not judged. The second table reads the tutorial's
 number as one run, from every seed run: where one more run falls (between the lowest and the highest seed, which
-holds (n - 1)/(n + 1) of the time for any distribution of runs: 82% with 10 seeds), and how often one run reaches
-the number, with its exact interval. Before a design's first deciding look the median cannot be bounded, and the
-table says how many seeds that takes.
+holds (n - 1)/(n + 1) of the time for any distribution of runs in a fixed design, 82% with 10 seeds; under
+seeds=auto at least 67% over reproductions, less for one that stopped at its first look), and how often one run
+reaches the claimed number, with its exact interval; its sampling SE is the binomial error of the images of the
+split the metric scores. Before a design's first deciding look the median cannot be bounded, and the table says
+how many seeds that takes.
 
 ### What each text leaves out, and what was chosen
 

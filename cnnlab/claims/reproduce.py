@@ -86,6 +86,8 @@ class ClaimResult:
     kind: str = ""  # the machine kind this process trains on (cnnlab.claims.kinds); its seeds are ``runs``
     by_kind: dict[str, list[Any]] = field(default_factory=dict)  # every kind's seeds in the store, for the report
     precision_basis: str = ""  # why the claim runs in ``precision`` when its bf16 evidence decided it
+    # with precisions=[...]: the precision a reproduction without it runs the claim in here, and why
+    plain_basis: str = ""
 
     @property
     def tolerance(self) -> float:
@@ -292,6 +294,11 @@ def reproduce(
                     claim_cfg = with_evidenced_precision(result, claim_cfg, data.arrays.sha256, passthrough)
                     if result.precision != "float32":  # a run's rerun command names what it trained in
                         run_overrides = [*run_overrides, f"trainer.precision={result.precision}"]
+                elif cfg.precisions and result.precision == "float32" and result.claim:
+                    # each precision is measured and float32's rows are the verdict; say what a reproduction
+                    # without precisions= would judge here, so the two reports do not seem to disagree
+                    basis = evidenced_basis(result, claim_cfg, data.arrays.sha256, passthrough)
+                    result.plain_basis = basis.why if basis else ""
                 prepared.append((result, claim_cfg, run_overrides, data, fingerprint(claim_cfg, data.arrays.sha256)))
         clock = timing.Clock()
         for result, claim_cfg, _, _, print_ in prepared:
@@ -320,21 +327,29 @@ def reproduce(
     return parent_id, results, report
 
 
-def with_evidenced_precision(
-    result: ClaimResult, claim_cfg: Any, data_hashes: dict[str, str], passthrough: list[str]
-) -> Any:
-    """``claim_cfg`` in the precision ``claim.bf16_evidence`` earns it here (cnnlab.claims.evidence), with
-    ``result``'s precision and the reason set to match; ``passthrough``: the user's overrides of the claim."""
+def evidenced_basis(result: ClaimResult, claim_cfg: Any, data_hashes: dict[str, str], passthrough: list[str]) -> Any:
+    """The precision ``claim.bf16_evidence`` earns the claim here, and why (cnnlab.claims.evidence); None without
+    evidence. ``passthrough``: the user's overrides of the claim."""
     from cnnlab.claims.evidence import PRECISION, bf16_basis
     from cnnlab.machine import native_bf16
 
     if not result.claim.get("bf16_evidence"):
-        return claim_cfg
+        return None
     fingerprints = {
         precision: fingerprint(OmegaConf.merge(claim_cfg, {"trainer": {"precision": precision}}), data_hashes)
         for precision in ("float32", PRECISION)
     }
-    basis = bf16_basis(result.claim, result.name, fingerprints, native_bf16(), result.kind, passthrough)
+    return bf16_basis(result.claim, result.name, fingerprints, native_bf16(), result.kind, passthrough)
+
+
+def with_evidenced_precision(
+    result: ClaimResult, claim_cfg: Any, data_hashes: dict[str, str], passthrough: list[str]
+) -> Any:
+    """``claim_cfg`` in the precision its bf16 evidence earns it here, with ``result``'s precision and the reason
+    set to match."""
+    basis = evidenced_basis(result, claim_cfg, data_hashes, passthrough)
+    if basis is None:
+        return claim_cfg
     result.precision_basis = basis.why
     print(f"[reproduce] {result.name}: runs in {basis.why}", flush=True)
     if basis.precision == result.precision:

@@ -206,8 +206,8 @@ def judge(
         if planning and design.sequential:
             why += (
                 f"; if {look.reaching} of {n} reaching holds, seeds=auto max_seeds={planning[0]} decides with "
-                f"{100 * planning[1]:.0f}% probability (the same design continued: the seeds run count, the error "
-                f"stays {100 * sign_error(continued):.1f}%)"
+                f"{100 * planning[1]:.0f}% probability (the same design continued: the seeds run count once, and the "
+                f"longer design's false 'reproduced' rate is {100 * sign_error(continued):.1f}%, within 5%)"
             )
         elif planning:
             union = sign_error_of_union([design, continued])
@@ -321,19 +321,31 @@ def _side(status: str) -> str:
     return REPRODUCED if status == EXCEEDS else status
 
 
-def holm(verdicts: list[Verdict], alpha: float = 0.05) -> list[bool | None]:
-    """Holm's step-down over one reproduction's decided verdicts: does each decision hold at family-wise ``alpha``?
+def holm(verdicts: list[Verdict | None], alpha: float = 0.05) -> list[bool | None]:
+    """Holm's step-down over one reproduction's family: does each decision hold at family-wise ``alpha``?
 
-    None for an undecided verdict. Holm (1979) controls the chance of any false decision among the family at
-    ``alpha`` under any dependence, where judging each at ``alpha`` allows up to about ``k * alpha``.
+    ``verdicts``: one per claimed number the reproduction judges, None for a number outside the family (a modified
+    protocol, data unavailable); the family's size counts the undecided ones too, because which numbers get decided
+    is an outcome, and counting only those would let the data pick a smaller family. None for an undecided verdict.
+    Holm (1979) controls the chance of any false decision among the family at ``alpha`` under any dependence, where
+    judging each at ``alpha`` allows up to about ``k * alpha``.
     """
-    decided = sorted((v.p_value, i) for i, v in enumerate(verdicts) if v.decided)
+    size = sum(v is not None for v in verdicts)
+    decided = sorted((v.p_value, i) for i, v in enumerate(verdicts) if v is not None and v.decided)
     holds: list[bool | None] = [None] * len(verdicts)
     rejecting = True
     for rank, (p_value, index) in enumerate(decided):
-        rejecting = rejecting and p_value <= alpha / (len(decided) - rank)
+        rejecting = rejecting and p_value <= alpha / (size - rank)
         holds[index] = rejecting
     return holds
+
+
+def smallest_p_value(design: Design) -> float:
+    """The strongest evidence ``design`` can give: the p-value of every seed reaching the margin at its first
+    deciding look (the rule is symmetric, so none reaching gives the same). Holm cannot keep a decision whose design
+    cannot go below its step's level, whatever the seeds."""
+    n = first_deciding_look(design)
+    return 1.0 if n is None else sign_p_value([1.0] * n, 0.5, design, "up")
 
 
 def family_error(verdicts: list[Verdict]) -> tuple[float, float]:

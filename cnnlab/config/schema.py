@@ -240,8 +240,8 @@ class ClaimConfig:
 
     source: str = ""
     notes: str = ""  # what the text leaves out, and what was chosen
-    # How far below the published number the protocol's mean may sit and still reproduce it, in the metric's units
-    # (0.005 = half a percentage point); docs/statistics.md says why half a point.
+    # How far below the published number the protocol's median run may sit and still reproduce it, in the metric's
+    # units (0.005 = half a percentage point); docs/statistics.md, "Tolerances", says why.
     tolerance: float = 0.005
     # Near 100% a tolerance on the error-rate scale: e.g. 1.25 reproduces at most 1.25x the claimed error rate
     # (margin 1 - 1.25 (1 - claimed)), and replaces ``tolerance``; null keeps points.
