@@ -95,7 +95,7 @@ bench-distributed: setup ## Trials/hour, 1 worker x 2 threads vs 2 workers x 1 t
 bench-packing: setup ## 1, 2 and 4 seeds packed in one model against one at a time, per network and precision (~20 min)
 	$(PY) benchmarks/packing.py $(ARGS)
 
-bench-verdicts: setup ## Time every claim's reproduction from nothing, in a store of its own, and its GFLOP/s against the peaks (hours in float32; --resume <work folder>)
+bench-verdicts: setup ## Time every claim's reproduction from nothing, in a store of its own, and its GFLOP/s against the peaks (hours; ARGS="--claims ..." a few at a time, added up per machine kind; --resume <work folder>)
 	$(PY) benchmarks/verdicts.py $(ARGS)
 
 # Files in parallel, one worker per core: much of a test's time is single-threaded (interpreter and TensorFlow start-up,

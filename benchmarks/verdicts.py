@@ -6,11 +6,14 @@ then reads back each claim's verdicts, the precision they rest on and the claim'
 claims.csv, as REPRODUCTION.md has them) and, per claim and precision, how fast its seeds trained: GFLOP/s from the
 analytical FLOPs of an epoch (training images x the network's training FLOPs per image, plus the validation pass's
 forward FLOPs) over the epoch's time, median over every seed's epochs after the first, against TensorFlow's float32
-and bf16 matmul peaks measured here. It writes the section "Time to verdicts" of BENCHMARKS.md beside the goal:
-every claim decided (or at its last seed) within 60 minutes on 2 cores.
+and bf16 matmul peaks measured here. Each measurement is kept in ``results/bench/verdicts-<kind>.json`` (committed:
+a later measurement of the same claims replaces it), and the section "Time to verdicts" of BENCHMARKS.md adds up
+this kind's measurements beside the goal: every claim decided (or at its last seed) within 60 minutes on 2 cores,
+judged once every claim with a claim block is in the record. So the claims can be measured a few at a time, each
+group from nothing in a store and process of its own, when no idle stretch is long enough for all of them.
 
     python benchmarks/verdicts.py                                # every claim (hours where claims run float32)
-    python benchmarks/verdicts.py --claims mnist_simple          # one claim
+    python benchmarks/verdicts.py --claims mnist_simple          # one claim, added to this kind's record
     python benchmarks/verdicts.py --resume /tmp/cnnlab-verdicts-x  # continue an interrupted measurement
 
 Resumed, the reproduction reuses the seeds its store finished, and the wall time is the sum of each process's,
@@ -112,11 +115,41 @@ def utilisation(client, experiment_id: str, claims: list[str], overrides: list[s
     return rows
 
 
+def claims_with_a_claim_block() -> list[str]:
+    """Every shipped experiment with a claim block: what "every claim" means for the goal."""
+    from cnnlab.config import compose_run_config
+
+    names = sorted(path.stem for path in (ROOT / "conf" / "experiment").glob("*.yaml"))
+    return [name for name in names if compose_run_config([f"experiment={name}"]).get("claim") is not None]
+
+
+def record_path(folder: Path) -> Path:
+    from cnnlab import machine
+
+    return folder / f"verdicts-{machine.kind()}.json"
+
+
+def remember(path: Path, measurement: dict) -> list[dict]:
+    """Adds ``measurement`` to this kind's record, replacing every earlier one that measured any of its claims, so
+    claims measured in separate runs (``--claims``, one session each) add up to the whole; returns the record."""
+    record = json.loads(path.read_text()) if path.exists() else []
+    record = [m for m in record if not set(m["claims"]) & set(measurement["claims"])]
+    record.append(measurement)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1) + "\n")
+    return record
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--claims", nargs="*", default=[], help="claims to reproduce (default: every claim)")
     parser.add_argument("--resume", help="the work folder of an interrupted measurement, to continue it")
     parser.add_argument("--output", default=str(ROOT / "BENCHMARKS.md"))
+    parser.add_argument(
+        "--record",
+        default=str(ROOT / "results" / "bench"),
+        help="the folder of each machine kind's measurements (verdicts-<kind>.json), which the section adds up",
+    )
     parser.add_argument("--matmul-repeats", type=int, default=20)
     parser.add_argument("overrides", nargs="*", help="cnnlab overrides for every claim (a test's synthetic data)")
     args = parser.parse_args()
@@ -128,7 +161,7 @@ def main() -> None:
     from run import matmul_peak, peak_words
 
     from cnnlab.claims import DESIGN_TAG, EXPERIMENT
-    from cnnlab.machine import bf16_impossible
+    from cnnlab.machine import bf16_impossible, cpu_description
 
     if args.resume and not (Path(args.resume) / "wall.json").is_file():
         sys.exit(f"--resume {args.resume}: not the work folder of an earlier measurement (it has no wall.json)")
@@ -145,59 +178,88 @@ def main() -> None:
     dtypes = ("float32", "bf16") if bf16_impossible() is None else ("float32",)
     peaks = {dtype: matmul_peak(dtype, repeats=args.matmul_repeats) for dtype in dtypes}
     speeds = utilisation(client, experiment_id, claims, args.overrides)
+    for speed in speeds:  # against the peaks of the same measurement, which a later one may not repeat exactly
+        peak = peaks.get(speed["precision"])
+        speed["share"] = speed["gflops"] / peak if peak else None
     walls = json.loads((work / "wall.json").read_text())
     minutes = sum(w["seconds"] for w in walls) / 60
-    which = f"claims {', '.join(claims)}" if args.claims else "every claim"
-    report = (table, speeds, peaks, minutes, len(walls), which)
-    write_report(Path(args.output), *report, command_line("make bench-verdicts"))
-    print(f"time to verdicts: {minutes:.1f} min; {peak_words(peaks)}; section written to {args.output}", flush=True)
+    columns = ["claim", "precision", "metric", "claimed", "verdict", "seeds", "seeds_run", "minutes"]
+    measurement = {
+        "claims": claims,
+        "command": command_line("make bench-verdicts"),
+        "minutes": minutes,
+        "processes": len(walls),
+        "machine": cpu_description(),
+        "peaks": peaks,
+        "rows": json.loads(table[columns].to_json(orient="records")),
+        "speeds": speeds,
+    }
+    record = remember(record_path(Path(args.record)), measurement)
+    write_report(Path(args.output), record, claims_with_a_claim_block())
+    print(f"time to verdicts of {', '.join(claims)}: {minutes:.1f} min; {peak_words(peaks)}", flush=True)
+    print(f"section written to {args.output}; measurement kept in {record_path(Path(args.record))}", flush=True)
 
 
-def write_report(
-    output: Path, table, speeds: list[dict], peaks: dict, minutes: float, processes: int, which: str, command: str
-):
+def write_report(output: Path, record: list[dict], every_claim: list[str]) -> None:
+    """The section from this kind's record: each measurement's claims, reproduced from nothing in a store and
+    process of their own, and the total, judged against the goal once every claim is in it."""
     from common import write_section
     from run import peak_words
 
     from cnnlab.claims.verdict import EXCEEDS, NOT_REPRODUCED, REPRODUCED
 
+    measured = [claim for m in record for claim in m["claims"]]
+    missing = [claim for claim in every_claim if claim not in measured]
+    minutes = sum(m["minutes"] for m in record)
     met = minutes <= GOAL_MINUTES
-    goal = f"{'within' if met else 'over'} the goal of {GOAL_MINUTES:.0f} minutes on 2 cores"
-    how = "one process" if processes == 1 else f"{processes} processes, resumed (their wall times added)"
-    lines = [
-        f"## Time to verdicts: {which} reproduced from nothing",
+    if missing:
+        which = f"claims {', '.join(measured)}"
+        goal = f"so far; {', '.join(missing)} not measured yet, so the goal ({GOAL_MINUTES:.0f} minutes) is not judged"
+    else:
+        which = "every claim"
+        goal = f"{'within' if met else 'over'} the goal of {GOAL_MINUTES:.0f} minutes on 2 cores"
+    lines = [f"## Time to verdicts: {which} reproduced from nothing", ""]
+    for m in record:
+        how = "one process" if m["processes"] == 1 else f"{m['processes']} processes, resumed (their wall times added)"
+        lines.append(
+            f"- {', '.join(m['claims'])}: `{m['command']}`, {how}: **{m['minutes']:.1f} min** "
+            f"(matmul peaks {peak_words(m['peaks'])})"
+        )
+    parts = "" if len(record) == 1 else f", the sum of its {len(record)} measurements"
+    lines += [
         "",
-        f"Command: `{command}`, on an otherwise idle machine. Wall time of `cnnlab reproduce` against a new store "
-        f"(start-up, data from the cache, every seed, the report), {how}: **{minutes:.1f} min**, {goal}. Each claim's "
+        f"Each measurement runs `cnnlab reproduce` on an otherwise idle machine against a new store (start-up, data "
+        f"from the cache, every seed, the report) and times it whole. Total{parts}: **{minutes:.1f} min**, {goal}. "
+        "Claims measured apart each pay their own start-up, which one process for all would share. Each claim's "
         "minutes are its seeds' own (training, scoring, logging), as REPRODUCTION.md gives them; the precision is the "
         "one each verdict rests on (bf16 only where the claim's evidence shows it equivalent here).",
         "",
         "| claim | precision | metric | verdict (median run) | seeds | minutes |",
         "|---|---|---|---|---|---|",
     ]
-    for row in table.itertuples():
+    rows = [row for m in record for row in m["rows"]]
+    for row in rows:
         lines.append(
-            f"| {row.claim} | {row.precision} | {row.metric} | {row.verdict} | {row.seeds} ({row.seeds_run}) | "
-            f"{row.minutes:.1f} |"
+            f"| {row['claim']} | {row['precision']} | {row['metric']} | {row['verdict']} | {row['seeds']} "
+            f"({row['seeds_run']}) | {row['minutes']:.1f} |"
         )
     lines += [
         "",
-        f"Arithmetic units kept busy: each claim's training GFLOP/s (analytical FLOPs of an epoch, validation's "
-        f"forward pass included, over the epoch's time; median over the seeds' epochs after the first) against "
-        f"TensorFlow's 2048x2048 matmul peak here: {peak_words(peaks)}.",
+        "Arithmetic units kept busy: each claim's training GFLOP/s (analytical FLOPs of an epoch, validation's "
+        "forward pass included, over the epoch's time; median over the seeds' epochs after the first) against "
+        "TensorFlow's 2048x2048 matmul peak of its precision, measured with it.",
         "",
         "| claim | network | precision | seeds | GFLOP/s | of its precision's peak |",
         "|---|---|---|---|---|---|",
     ]
-    for speed in speeds:
-        peak = peaks.get(speed["precision"])
-        share = f"{100 * speed['gflops'] / peak:.1f}%" if peak else "no peak measured"
+    for speed in (speed for m in record for speed in m["speeds"]):
+        share = f"{100 * speed['share']:.1f}%" if speed.get("share") is not None else "no peak measured"
         lines.append(
             f"| {speed['claim']} | {speed['network']} | {speed['precision']} | {speed['seeds']} | "
             f"{speed['gflops']:.1f} | {share} |"
         )
-    claimed = table[table["claimed"].notna()]
-    decided = int(claimed["verdict"].isin([REPRODUCED, EXCEEDS, NOT_REPRODUCED]).sum())  # not a modified protocol
+    claimed = [row for row in rows if row["claimed"] is not None]
+    decided = sum(row["verdict"] in (REPRODUCED, EXCEEDS, NOT_REPRODUCED) for row in claimed)  # not a modified one
     summary = f"{which.capitalize()} reproduced from nothing in {minutes:.1f} min ({goal}); {decided} of "
     summary += f"{len(claimed)} claimed numbers decided."
     write_section(output, "verdicts", "\n".join(lines) + "\n", summary)
