@@ -172,3 +172,13 @@ def test_a_bound_at_the_tolerance_gets_the_digit_that_tells_it_from_the_toleranc
     assert bounds_points(-0.00503, 0.0021, 0.005) == "[-0.503, +0.210]"  # two digits would read -0.50, "inside"
     assert bounds_points(-0.004996, 0.0021, 0.005) == "[-0.4996, +0.2100]"  # still -0.500 at three
     assert bounds_points(-0.005, float("nan"), 0.005) == "[-0.50, unbounded]"  # at the tolerance itself: as it is
+
+
+def test_a_number_scored_on_another_split_than_the_test_set_says_which():
+    def on(split: str) -> str:
+        result = _result("pooled", 0.97, MNIST_SIMPLE[:5])
+        result.claim["targets"] = [{"metric": "test_accuracy", "value": 0.97, "split": split}]
+        return report_markdown(claims_table([result]))
+
+    assert "| pooled | float32 | test_accuracy (train (final epoch)) | 97.00% |" in on("train (final epoch)")
+    assert "| pooled | float32 | test_accuracy | 97.00% |" in on("test (= validation)")

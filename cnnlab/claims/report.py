@@ -99,8 +99,9 @@ def _which_number(table: pd.DataFrame) -> dict[str, Any]:
     return {
         "claim": table["claim"],
         "precision": table["precision"],
+        # the split a number scores where it is not the test set (a training accuracy, a validation half)
         "metric": [
-            metric if split in ("", "test", None) else f"{metric} ({split})"
+            metric if not split or str(split).startswith("test") else f"{metric} ({split})"
             for metric, split in zip(table["metric"], table["split"], strict=True)
         ],
         "claimed": table["claimed"].map(percent),
