@@ -335,5 +335,18 @@ def test_time_to_verdicts_adds_up_measurements_of_separate_claims_and_judges_the
         verdicts.write_report(output, record, ["a", "b", "c", "d"])
         assert "**65.0 min**, over the goal of 60 minutes on 2 cores" in output.read_text()
         assert "| c | simple | float32 | 5 | 50.0 | 50.0% |" in output.read_text()
+        # a claim whose data are not here is named, not counted; one that is simply missing keeps the goal open
+        verdicts.write_report(output, record, ["a", "b", "c", "d", "k"])
+        assert "d not measured yet" not in output.read_text() and "k not measured yet" in output.read_text()
+        record = verdicts.remember(path, measured(["a"], 5.0) | {"unavailable": ["k"]})
+        verdicts.write_report(output, record, ["a", "b", "c", "d", "k"])
+        assert (
+            "over the goal" in output.read_text()
+            and "Data unavailable here, so not part of it: k." in output.read_text()
+        )
+        # a measurement under overrides (a test's tiny protocol) is not the user's wait: the goal is not judged
+        record = verdicts.remember(path, measured(["a"], 5.0) | {"overrides": ["trainer.epochs=1"]})
+        verdicts.write_report(output, record, ["a", "b", "c", "d"])
+        assert "with overrides (trainer.epochs=1), so the goal (60 minutes) is not judged" in output.read_text()
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))

@@ -216,6 +216,7 @@ def test_a_reproduction_runs_an_evidenced_claim_in_bf16_where_native_and_says_so
     _, results, report = run([*evidenced, "precisions=[float32,bf16]"])
     assert [(r.precision, r.skipped) for r in results] == [("float32", 2), ("bf16", 2)]  # all reused
     assert (
-        "- mnist_simple: its verdict here is float32's, the claim's own precision, beside bf16 measured on the same "
-        "seeds; a reproduction without precisions= (`make reproduce`) runs it in bf16, as the CPU has avx512_bf16"
+        "- mnist_simple: judged here in float32 (precisions= measures each precision on the same seeds, and float32's "
+        "rows carry the verdict); a reproduction without precisions= (`make reproduce`) runs it in bf16, as the CPU "
+        "has avx512_bf16"
     ) in report["markdown"]

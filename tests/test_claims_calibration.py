@@ -241,6 +241,9 @@ def test_family_wise_error_and_holm():
     assert holm([reproduced, undecided]) == [False, None] and holm([strong, undecided]) == [True, None]
     assert holm([reproduced, None]) == [True, None]  # None: outside the family (a modified protocol)
     assert smallest_p_value(Design(3, 10)) == pytest.approx(1 / 32, rel=1e-3)
+    # a decision at a later look keeps its p within the design's error: alone in its family, it holds
+    late = judge([0.89] + [0.91] * 8, 0.9, Design(3, 10), 0.005)
+    assert late.seeds == 9 and late.p_value <= sign_error(Design(3, 10)) and holm([late]) == [True]
     assert smallest_p_value(Design.fixed(10)) == pytest.approx(1 / 1024, rel=1e-3)
     independent, any_case = family_error([reproduced] * 5)
     assert independent == pytest.approx(1 - (1 - sign_error(Design(3, 10))) ** 5)
@@ -277,3 +280,24 @@ def test_skew_is_flagged_where_it_matters_to_the_verdict():
 
     assert rate("normal", 0.9, "median") < 0.02
     assert rate("left2", 0.895, "mean") > 0.15
+
+
+@pytest.mark.parametrize("design", [Design(3, 10), Design(5, 12), Design.fixed(10), Design(7, 10)])
+def test_the_sequential_p_value_is_valid_and_within_the_error_of_every_decision_exactly(design):
+    """Every path of seeds reaching (1) or not (0) with the median run at the margin, each of chance 2^-n: each
+    direction's p-value is at most a with chance at most a, and a decision the design took has p within its error.
+    (The former p, the smallest alpha still deciding, failed the first: 8 of 9 reaching gave p = 0.13.)"""
+    import itertools
+
+    n = design.max_seeds
+    p_values: dict[str, list[float]] = {"up": [], "down": []}
+    for path in itertools.product([0.91, 0.89], repeat=n):
+        verdict = judge(list(path), 0.9, design, 0.005)
+        direction = "down" if verdict.status == NOT_REPRODUCED else "up"
+        for side in p_values:
+            p_values[side].append(verdict.p_value if verdict.decided and side == direction else 1.0)
+        if verdict.decided:
+            assert verdict.p_value <= sign_error(design) + 1e-12
+    for side, found in p_values.items():
+        for a in (0.001, 0.005, 0.01, 0.02, 1 / 32, 0.04, 0.05, 0.2):
+            assert sum(p <= a for p in found) / 2**n <= a + 1e-12, (side, a)

@@ -172,6 +172,8 @@ def test_a_bound_at_the_tolerance_gets_the_digit_that_tells_it_from_the_toleranc
     assert bounds_points(-0.00503, 0.0021, 0.005) == "[-0.503, +0.210]"  # two digits would read -0.50, "inside"
     assert bounds_points(-0.004996, 0.0021, 0.005) == "[-0.4996, +0.2100]"  # still -0.500 at three
     assert bounds_points(-0.005, float("nan"), 0.005) == "[-0.50, unbounded]"  # at the tolerance itself: as it is
+    tolerance = 0.9137 - (0.9137 - 0.005)  # 0.0050000000000000044, as a claim's margin computes it
+    assert bounds_points(0.9071 - 0.9121, 0.0021, tolerance) == "[-0.50, +0.21]"  # a tie in float noise too
 
 
 def test_a_number_scored_on_another_split_than_the_test_set_says_which():
@@ -182,3 +184,21 @@ def test_a_number_scored_on_another_split_than_the_test_set_says_which():
 
     assert "| pooled | float32 | test_accuracy (train (final epoch)) | 97.00% |" in on("train (final epoch)")
     assert "| pooled | float32 | test_accuracy | 97.00% |" in on("test (= validation)")
+
+
+def test_holm_names_the_design_that_could_hold_in_the_knob_the_design_uses():
+    def family_text(design: Design, claims: int) -> str:
+        results = []
+        for i in range(claims):
+            result = _result(f"claim{i}", 0.9757, MNIST_SIMPLE[:5])  # 5 of 5 reach 97.07%: decided at 5
+            result.design = design
+            results.append(result)
+        return report_markdown(claims_table(results))
+
+    fixed = family_text(Design.fixed(5), 3)  # p 1/32 > 5% / 3: a fixed design's knob is seeds=
+    assert "0 of 3 decided verdicts hold" in fixed and "seeds=6 can (all 6 of 6 reaching has p = 1.56%)" in fixed
+    assert "min_seeds" not in fixed
+    short = family_text(Design(3, 5), 4)  # 7 seeds are needed, more than max_seeds=5 allows
+    assert "min_seeds=7 max_seeds=7 can (all 7 of 7 reaching has p = 0.78%)" in short
+    alone = family_text(Design(3, 10), 1)  # a family of one: 1/32 <= 5%, it holds and no advice is given
+    assert "1 of 1 decided verdicts hold" in alone and "none could" not in alone

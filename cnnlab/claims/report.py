@@ -25,7 +25,13 @@ def claims_table(results: list[Any]) -> pd.DataFrame:
         minutes = sum(run.data.metrics.get("total_seconds", 0.0) for run in result.runs) / 60
         for target, verdict in result.verdicts():
             mean, single, median = verdict.mean, verdict.single_run, verdict.median
-            in_family = not result.unavailable and not result.modified and target["value"] is not None
+            # the family: every claimed number judged here, decided or not; one definition for Holm and its text
+            in_family = (
+                not result.unavailable
+                and not result.modified
+                and target["value"] is not None
+                and math.isfinite(verdict.error)
+            )
             verdicts.append(verdict if in_family else None)
             status = verdict.status
             why = result.unavailable or verdict.why
@@ -69,6 +75,7 @@ def claims_table(results: list[Any]) -> pd.DataFrame:
                     "single_run_low": single.low if single else math.nan,  # NaN: the lowest seed diverged
                     "single_run_high": single.high if single else math.nan,
                     "single_run_coverage": single.coverage if single else math.nan,
+                    "single_run_selected": single.selected if single else False,
                     "p_single_run_reaches": verdict.p_single_run_reaches,
                     "p_single_run_low": verdict.p_single_run_low,
                     "p_single_run_high": verdict.p_single_run_high,
@@ -78,6 +85,8 @@ def claims_table(results: list[Any]) -> pd.DataFrame:
                     "sampling_se": verdict.sampling_se if verdict.sampling_se is not None else math.nan,
                     "minutes": minutes,
                     "sequential": result.design.sequential,
+                    "min_seeds": result.design.min_seeds,
+                    "max_seeds": result.design.max_seeds,
                 }
             )
     table = pd.DataFrame(rows)
@@ -169,8 +178,8 @@ def reasons(table: pd.DataFrame) -> str:
     lines += [f"- {claim} runs in {basis}" for claim, basis in bases]
     plain = dict.fromkeys((row.claim, row.plain_basis) for row in table.itertuples() if row.plain_basis)
     lines += [
-        f"- {claim}: its verdict here is float32's, the claim's own precision, beside bf16 measured on the same "
-        f"seeds; a reproduction without precisions= (`make reproduce`) runs it in {basis}"
+        f"- {claim}: judged here in float32 (precisions= measures each precision on the same seeds, and float32's "
+        f"rows carry the verdict); a reproduction without precisions= (`make reproduce`) runs it in {basis}"
         for claim, basis in plain
     ]
     return "\n".join(lines)
@@ -178,7 +187,7 @@ def reasons(table: pd.DataFrame) -> str:
 
 def family(table: pd.DataFrame) -> str:
     """The family-wise error of one reproduction, and what Holm's correction keeps."""
-    members = table[table["in_family"] & table["error"].notna()] if len(table) else table
+    members = table[table["in_family"]] if len(table) else table
     if not len(members):
         return ""
     errors = list(members["error"])
@@ -196,14 +205,26 @@ def family(table: pd.DataFrame) -> str:
     floor = members["p_floor"].min()
     level = 0.05 / len(errors)
     if kept < len(decided) and math.isfinite(floor) and floor > level:
-        needed = math.ceil(-math.log2(level))  # n of n seeds reaching by chance: 1 / 2^n
-        text += (
-            f"; none could, whatever the seeds: this design's strongest evidence (every seed reaching the margin at "
-            f"its first deciding look) has p = {100 * floor:.1f}%, above Holm's first step, 5% / {len(errors)} = "
-            f"{100 * level:.2f}%; min_seeds={needed} can (all {needed} of {needed} reaching has p = "
-            f"{100 * 0.5**needed:.2f}%)"
-        )
+        text += f"; none could, whatever the seeds: {_holm_floor(members.iloc[0], floor, level, len(errors))}"
     return text + "."
+
+
+def _holm_floor(row: Any, floor: float, level: float, size: int) -> str:
+    """Why no decision of this design can hold under Holm, and the design that could."""
+    from cnnlab.claims.stats import Design, seeds_for_level
+    from cnnlab.claims.verdict import smallest_p_value
+
+    needed = seeds_for_level(level)
+    if row.sequential:
+        design = Design(needed, max(needed, int(row.max_seeds)))
+        knob = f"min_seeds={needed}" + (f" max_seeds={needed}" if needed > row.max_seeds else "")
+    else:
+        design, knob = Design.fixed(needed), f"seeds={needed}"
+    return (
+        f"this design's strongest evidence (every seed reaching the margin at its first deciding look) has p = "
+        f"{100 * floor:.1f}%, above Holm's first step, 5% / {size} = {100 * level:.2f}%; {knob} can (all {needed} "
+        f"of {needed} reaching has p = {100 * smallest_p_value(design):.2f}%)"
+    )
 
 
 def readable_single_run(table: pd.DataFrame) -> pd.DataFrame:
@@ -240,7 +261,7 @@ def _prediction_text(row: Any) -> str:
     n, coverage = row.seeds_run, row.single_run_coverage
     # a design that stops early selects the seeds it keeps: its guarantee holds over reproductions, not for a
     # reproduction that stopped at its first look (docs/statistics.md, "Single-run figures")
-    early = row.sequential or coverage < (n - 1) / (n + 1) - 1e-9
+    early = row.single_run_selected
     chance = f"at least {100 * coverage:.0f}% over reproductions" if early else f"{100 * coverage:.0f}%"
     return f"[{low}, {percent(row.single_run_high)}]: {chance} from {n} seeds" + (
         " (the design stops early)" if early else ""
@@ -314,7 +335,9 @@ def bounds_points(low: float, high: float, tolerance: float) -> str:
     itself, so "not inside +-0.50" never sits beside a bound that reads -0.50."""
     digits = 2
     while digits < 4 and any(
-        math.isfinite(v) and f"{100 * abs(v):.{digits}f}" == f"{100 * tolerance:.{digits}f}" and abs(v) != tolerance
+        math.isfinite(v)
+        and f"{100 * abs(v):.{digits}f}" == f"{100 * tolerance:.{digits}f}"
+        and not math.isclose(abs(v), tolerance, rel_tol=1e-9)  # on the tolerance itself (a tie): as it is
         for v in (low, high)
     ):
         digits += 1

@@ -170,7 +170,7 @@ def sign_boundaries(design: Design) -> dict[int, int]:
     keeps every boundary of ``max_seeds=10`` and adds looks, so raising ``max_seeds`` continues the same design.
     """
     looks = set(design.looks)
-    first = math.ceil(math.log2(1 / design.alpha))  # the first look where n of n reaching can decide
+    first = seeds_for_level(design.alpha)  # the first look where n of n reaching can decide
     opening = 0.5**first / design.alpha  # the share of alpha that takes
 
     def allowed(n: int) -> float:
@@ -244,15 +244,17 @@ def first_deciding_look(design: Design) -> int | None:
     return min((n for n, r in sign_boundaries(design).items() if r <= n), default=None)
 
 
-def smallest_deciding_design(design: Design) -> int | None:
-    """None when some look of ``design`` can decide; else the smallest ``max_seeds`` (or ``seeds``) that can.
+def seeds_for_level(level: float) -> int:
+    """The fewest seeds whose all reaching the margin is evidence at ``level``: chance alone gives it 1/2**n of the
+    time, so at 5% no look before 5 seeds can decide, and a p-value of 1.25% (Holm's first step of four) takes 7."""
+    return math.ceil(math.log2(1 / level) - 1e-12)
 
-    The median rule needs every one of n seeds to reach the margin for its strongest evidence, which chance alone
-    gives with probability 1/2**n: at alpha 0.05 no look before 5 seeds can decide.
-    """
+
+def smallest_deciding_design(design: Design) -> int | None:
+    """None when some look of ``design`` can decide; else the smallest ``max_seeds`` (or ``seeds``) that can."""
     if first_deciding_look(design) is not None:
         return None
-    return math.ceil(math.log2(1 / design.alpha))
+    return seeds_for_level(design.alpha)
 
 
 @dataclass(frozen=True)
@@ -287,25 +289,37 @@ def sign_look(values: list[float], margin: float, needed: int, floor: float = 0.
 
 
 def sign_p_value(values: list[float], margin: float, design: Design, direction: str) -> float:
-    """The smallest alpha at which ``design``'s median rule, on these seeds, would have reached ``direction``.
+    """The stage-wise p-value of the decision ``design``'s median rule took on these seeds in ``direction``.
 
-    Valid as a p-value (P(p <= a) <= a under the null) because the rule's boundaries only tighten as alpha falls;
-    it is what Holm's step-down over the verdicts of one reproduction uses.
+    Ordered by stage (Armitage, McPherson and Rowe 1969; Jennison and Turnbull 2000, 8.4): a decision at an earlier
+    look is stronger than any at a later one, and at the same look more seeds reaching is stronger. So p is the
+    chance, with the median run at the margin, of deciding this way at an earlier look, plus that of reaching the
+    decisive look still open with at least the count seen: exact, valid (P(p <= a) <= a) and, for a decision the
+    design took, never above the error it spent. (The smallest alpha at which the rule would still have decided is
+    not a p-value here: the spending's boundaries do not all tighten as alpha falls.) 1 when the seeds never cross.
     """
     indicator = [v >= margin for v in values] if direction == "up" else [not (v >= margin) for v in values]
-    low, high = 0.0, 1.0
-    for _ in range(30):
-        middle = (low + high) / 2
-        boundaries = sign_boundaries(Design(design.min_seeds, design.max_seeds, middle, design.sequential))
-        count = 0
-        crossed = False
-        for n, hit in enumerate(indicator, start=1):
-            count += hit
-            if n in boundaries and count >= boundaries[n]:
-                crossed = True
-                break
-        low, high = (low, middle) if crossed else (middle, high)
-    return high
+    boundaries = sign_boundaries(design)
+    open_paths = np.array([1.0])
+    earlier = 0.0
+    count = 0
+    for n, hit in enumerate(indicator, start=1):
+        step = np.zeros(n + 1)
+        step[:-1] += open_paths * 0.5
+        step[1:] += open_paths * 0.5
+        open_paths = step
+        count += hit
+        r = boundaries.get(n)
+        if r is None or r > n:
+            continue
+        if count >= r:
+            return float(earlier + open_paths[count:].sum())
+        if count <= n - r:  # decided the other way first
+            return 1.0
+        earlier += open_paths[r:].sum()  # decided this way earlier: more extreme; the other way: less
+        open_paths[r:] = 0
+        open_paths[: n - r + 1] = 0
+    return 1.0
 
 
 def probability_sign_decides(q: float, design: Design) -> float:
@@ -393,6 +407,8 @@ class PredictionInterval:
     high: float
     n: int
     coverage: float
+    # the seeds were chosen by a sequential design's stops: ``coverage`` holds over reproductions, not for one
+    selected: bool = False
 
 
 def _covered_after(n: int, k: int, q: float) -> float:
@@ -462,7 +478,8 @@ def prediction_interval(values: list[float], design: Design | None = None) -> Pr
     finite = [v for v in values if not math.isnan(v)]
     low = min(finite) if len(finite) == n else math.nan
     high = max(finite) if finite else math.nan
-    return PredictionInterval(low, high, n, prediction_level(n, design))
+    selected = design is not None and design.sequential and n >= min(design.looks)
+    return PredictionInterval(low, high, n, prediction_level(n, design), selected)
 
 
 def prediction_level(n: int, design: Design | None = None) -> float:

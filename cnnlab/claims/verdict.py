@@ -287,7 +287,8 @@ def _describe(
         mean=mean,
         values=tuple(values),
         sampling_se=binomial_se(average, n_examples) if n_examples and finite else None,
-        single_run=prediction_interval(values, design),
+        # without a claimed number no look decides, so the seeds run are not chosen by the data
+        single_run=prediction_interval(values, design if claimed is not None else None),
         p_single_run_reaches=reached / len(values) if claimed is not None else math.nan,
         p_single_run_low=low,
         p_single_run_high=high,
