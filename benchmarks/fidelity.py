@@ -12,7 +12,10 @@ half, so a comparison not shown equivalent says little; the reading names the se
 The plain script draws a new seeded order of the training images each epoch (``--plain-epoch-order reshuffled``),
 as the tutorials do when run as written (unseeded); Keras's own ``fit(shuffle=True)`` under a fixed seed replays
 one order every epoch, a different protocol (REPRODUCTION.md, section ``fidelity-epoch-order``).
-Each plain run is logged to MLflow (experiment ``cnnlab-fidelity``), so a rerun skips what is done.
+Each plain run is logged to MLflow (experiment ``cnnlab-fidelity``), so a rerun skips what is done, and kept in
+``results/fidelity/plain-<machine kind>.json`` (committed), so another checkout or machine of the same kind reuses it
+under the same protocol, data and TensorFlow and Keras versions: the comparison can be finished a few seeds at a
+time. (Speed is not measured here, so the plain runs may train beside other work.)
 
     python benchmarks/fidelity.py                       # mnist_simple and fashion_deep, 10 seeds: REPRODUCTION.md
     python benchmarks/fidelity.py --claims mnist_simple --seeds 6
@@ -70,10 +73,37 @@ def cnnlab_values(name: str, cfg, arrays, seeds: int, extra: list[str]) -> list[
     return values
 
 
+def plain_record(folder: Path) -> Path:
+    from cnnlab import machine
+
+    return folder / f"plain-{machine.kind()}.json"
+
+
+def recorded(path: Path) -> dict[str, float]:
+    """The record's plain runs: ``{record key: test accuracy}``."""
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def record_key(name: str, seed: int, protocol_key: str) -> str:
+    """A plain run's identity across checkouts: claim, seed, protocol (data digest included) and the versions of
+    the libraries whose kernels it ran, on this machine kind (the record's file)."""
+    from cnnlab.tracking.provenance import versions
+
+    library = versions()
+    return json.dumps([name, seed, protocol_key, library["version.tensorflow"], library["version.keras"]])
+
+
 def plain_values(
-    name: str, cfg, arrays, seeds: int, plain_input: str = "arrays", epoch_order: str = "reshuffled"
+    name: str,
+    cfg,
+    arrays,
+    seeds: int,
+    plain_input: str = "arrays",
+    epoch_order: str = "reshuffled",
+    record: Path | None = None,
 ) -> list[float]:
-    """The plain script's test accuracy per seed on the same images and protocol, each logged as an MLflow run."""
+    """The plain script's test accuracy per seed on the same images and protocol, each logged as an MLflow run and
+    kept in ``record`` (a JSON file), from which a run already made under the same key is taken instead."""
     import mlflow
     import numpy as np
 
@@ -111,6 +141,11 @@ def plain_values(
             if done:
                 values.append(done[0].data.metrics["test_accuracy"])
                 continue
+            kept = recorded(record) if record else {}
+            if record_key(name, seed, key) in kept:
+                print(f"[fidelity] {name}: plain script, seed {seed} from {record}", flush=True)
+                values.append(kept[record_key(name, seed, key)])
+                continue
             command = [
                 sys.executable,
                 str(ROOT / "benchmarks" / "plain_keras.py"),
@@ -136,6 +171,10 @@ def plain_values(
                 mlflow.log_metric("test_accuracy", measured["test_accuracy"])
                 mlflow.log_metric("seconds_per_epoch", sum(measured["epoch_seconds"]) / len(measured["epoch_seconds"]))
             values.append(measured["test_accuracy"])
+            if record:  # read again: another process may have added its own seeds meanwhile
+                kept = recorded(record) | {record_key(name, seed, key): measured["test_accuracy"]}
+                record.parent.mkdir(parents=True, exist_ok=True)
+                record.write_text(json.dumps(kept, indent=1, sort_keys=True) + "\n")
     return values
 
 
@@ -194,6 +233,11 @@ def main() -> None:
         help="the plain script's order of training images (benchmarks/plain_keras.py --epoch-order): reshuffled "
         "each epoch as an unseeded tutorial run is, or Keras's fit(shuffle=True), one order replayed under a seed",
     )
+    parser.add_argument(
+        "--record",
+        default=str(ROOT / "results" / "fidelity"),
+        help="the folder of each machine kind's plain runs (plain-<kind>.json), reused by later comparisons",
+    )
     parser.add_argument("overrides", nargs="*", help="cnnlab overrides for both sides, e.g. dataset.local_dir=...")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
@@ -204,7 +248,9 @@ def main() -> None:
         cfg = compose_claim(name, args.overrides)
         arrays = load_arrays(cfg.dataset)  # verified once; both sides' fingerprint and the plain script's npz
         cnnlab = cnnlab_values(name, cfg, arrays, args.seeds, args.overrides)
-        plain = plain_values(name, cfg, arrays, args.seeds, args.plain_input, args.plain_epoch_order)
+        plain = plain_values(
+            name, cfg, arrays, args.seeds, args.plain_input, args.plain_epoch_order, plain_record(Path(args.record))
+        )
         tolerance = cfg.claim.tolerance
         result = compare(cnnlab, plain, tolerance)
         rows.append((name, cnnlab, plain, result))

@@ -167,7 +167,9 @@ def test_fidelity_compares_cnnlab_seeds_with_the_plain_script_and_writes_its_sec
         "tracking.log_model=false",
         f"tracking.uri=sqlite:///{tmp_path}/fidelity.db",
     ]
-    arguments = ["--claims", "mnist_simple", "--seeds", "2", "--output", str(output), *overrides]
+    record = tmp_path / "record"
+    arguments = ["--claims", "mnist_simple", "--seeds", "2", "--output", str(output), "--record", str(record)]
+    arguments += overrides
     result = run("fidelity.py", arguments, synthetic_kmnist["env"])
     assert result.stdout.count("plain script, seed") == 2
     text = output.read_text()
@@ -180,6 +182,13 @@ def test_fidelity_compares_cnnlab_seeds_with_the_plain_script_and_writes_its_sec
     # a second run trains nothing: both sides are found in MLflow
     again = run("fidelity.py", arguments, synthetic_kmnist["env"])
     assert "plain script, seed" not in again.stdout and "training" not in again.stdout
+    # another checkout (a new store) takes the plain runs from the record, trains only cnnlab's side again
+    (kept,) = record.glob("plain-*.json")
+    assert len(json.loads(kept.read_text())) == 2
+    elsewhere = [*arguments[:-1], f"tracking.uri=sqlite:///{tmp_path}/elsewhere.db"]
+    third = run("fidelity.py", elsewhere, synthetic_kmnist["env"])
+    assert third.stdout.count(f"from {kept}") == 2 and "plain script, seed 0\n" not in third.stdout
+    assert row in output.read_text()  # the same figures, from the record
 
 
 def test_fidelity_reading_of_the_interval():
