@@ -44,6 +44,26 @@ def compose_claim(name: str, extra: list[str]):
     return compose_run_config([f"experiment={name}", *extra])
 
 
+def cnnlab_command(name: str, seeds: int, extra: list[str]) -> list[str]:
+    """The reproduction that trains cnnlab's side: float32, as the plain script trains, even for a claim whose bf16
+    evidence would run it in bf16 here (``trainer.precision=float32`` is the claim's own rule, not a modified
+    protocol); verdicts=false: the seeds are measured, so a count too short for a verdict (a smoke test's 2) is
+    allowed."""
+    from cnnlab.claims.reproduce import override_key
+
+    precision = [] if any(override_key(o) == "trainer.precision" for o in extra) else ["trainer.precision=float32"]
+    return [
+        sys.executable,
+        "-m",
+        "cnnlab.reproduce",
+        f"seeds={seeds}",
+        f"claims=[{name}]",
+        "verdicts=false",
+        *precision,
+        *extra,
+    ]
+
+
 def cnnlab_values(name: str, cfg, arrays, seeds: int, extra: list[str]) -> list[float]:
     """cnnlab's test accuracy per seed, from the reproduction's FINISHED runs (trained here where missing)."""
     from mlflow.tracking import MlflowClient
@@ -52,8 +72,7 @@ def cnnlab_values(name: str, cfg, arrays, seeds: int, extra: list[str]) -> list[
     from cnnlab.claims import EXPERIMENT as REPRODUCTIONS
     from cnnlab.claims.reproduce import fingerprint
 
-    # verdicts=false: the seeds are measured here, so a count too short for a verdict (a smoke test's 2) is allowed
-    command = [sys.executable, "-m", "cnnlab.reproduce", f"seeds={seeds}", f"claims=[{name}]", "verdicts=false", *extra]
+    command = cnnlab_command(name, seeds, extra)
     print(f"[fidelity] {name}: cnnlab seeds via {shlex.join(command[1:])}", flush=True)
     subprocess.run(command, check=True, cwd=ROOT)
     experiment_id = tracking.configure(OmegaConf.merge(cfg.tracking, {"experiment": REPRODUCTIONS}))

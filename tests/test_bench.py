@@ -191,6 +191,17 @@ def test_fidelity_compares_cnnlab_seeds_with_the_plain_script_and_writes_its_sec
     assert row in output.read_text()  # the same figures, from the record
 
 
+def test_fidelity_trains_cnnlab_in_float32_as_the_plain_script_does_even_where_bf16_evidence_holds():
+    command = load_benchmark("fidelity").cnnlab_command
+    assert command("mnist_simple", 10, [])[3:] == [
+        "seeds=10",
+        "claims=[mnist_simple]",
+        "verdicts=false",
+        "trainer.precision=float32",
+    ]
+    assert command("mnist_simple", 10, ["trainer.precision=bf16"]).count("trainer.precision=float32") == 0
+
+
 def test_fidelity_reading_of_the_interval():
     compare = load_benchmark("fidelity").compare
     same = compare([0.900, 0.901, 0.899, 0.900], [0.900, 0.899, 0.901, 0.900], tolerance=0.005)
