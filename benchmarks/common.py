@@ -44,6 +44,12 @@ def dataset_overrides(args: argparse.Namespace) -> list[str]:
     return overrides
 
 
+def kind_file(folder: Path, stem: str) -> Path:
+    """This machine kind's file of ``stem`` in ``folder`` (``verdicts-avx512_bf16.json``): what a benchmark keeps
+    between checkouts, one file per kind because its figures hold for that kind only."""
+    return folder / f"{stem}-{machine.kind()}.json"
+
+
 def command_line(target: str) -> str:
     """How this section was made: the make target, and the script's arguments when it was given any."""
     arguments, note = sys.argv[1:], ""

@@ -92,24 +92,9 @@ def cnnlab_values(name: str, cfg, arrays, seeds: int, extra: list[str]) -> list[
     return values
 
 
-def plain_record(folder: Path) -> Path:
-    from cnnlab import machine
-
-    return folder / f"plain-{machine.kind()}.json"
-
-
 def recorded(path: Path) -> dict[str, float]:
     """The record's plain runs: ``{record key: test accuracy}``."""
     return json.loads(path.read_text()) if path.exists() else {}
-
-
-def record_key(name: str, seed: int, protocol_key: str) -> str:
-    """A plain run's identity across checkouts: claim, seed, protocol (data digest included) and the versions of
-    the libraries whose kernels it ran, on this machine kind (the record's file)."""
-    from cnnlab.tracking.provenance import versions
-
-    library = versions()
-    return json.dumps([name, seed, protocol_key, library["version.tensorflow"], library["version.keras"]])
 
 
 def plain_values(
@@ -128,6 +113,7 @@ def plain_values(
 
     from cnnlab import tracking
     from cnnlab.config import option
+    from cnnlab.tracking.provenance import versions
 
     if option(cfg.trainer.loss) != "categorical_crossentropy" or option(cfg.optimizer.name) != "adam":
         raise SystemExit(f"{name}: the plain script trains Adam with categorical cross-entropy only")
@@ -143,6 +129,7 @@ def plain_values(
         **({"epoch_order": epoch_order} if epoch_order != "keras" else {}),
     }
     key = json.dumps(protocol, sort_keys=True)
+    library = versions()
     client = mlflow.MlflowClient()
     values = []
     with tempfile.TemporaryDirectory(prefix="cnnlab-fidelity-") as workdir:
@@ -160,10 +147,13 @@ def plain_values(
             if done:
                 values.append(done[0].data.metrics["test_accuracy"])
                 continue
+            # a plain run's identity across checkouts: claim, seed, protocol (data digest included) and the versions
+            # of the libraries whose kernels it ran, on this machine kind (the record's file)
+            identity = json.dumps([name, seed, key, library["version.tensorflow"], library["version.keras"]])
             kept = recorded(record) if record else {}
-            if record_key(name, seed, key) in kept:
+            if identity in kept:
                 print(f"[fidelity] {name}: plain script, seed {seed} from {record}", flush=True)
-                values.append(kept[record_key(name, seed, key)])
+                values.append(kept[identity])
                 continue
             command = [
                 sys.executable,
@@ -191,7 +181,7 @@ def plain_values(
                 mlflow.log_metric("seconds_per_epoch", sum(measured["epoch_seconds"]) / len(measured["epoch_seconds"]))
             values.append(measured["test_accuracy"])
             if record:  # read again: another process may have added its own seeds meanwhile
-                kept = recorded(record) | {record_key(name, seed, key): measured["test_accuracy"]}
+                kept = recorded(record) | {identity: measured["test_accuracy"]}
                 record.parent.mkdir(parents=True, exist_ok=True)
                 record.write_text(json.dumps(kept, indent=1, sort_keys=True) + "\n")
     return values
@@ -260,6 +250,8 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="cnnlab overrides for both sides, e.g. dataset.local_dir=...")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
+    from common import kind_file
+
     rows = []
     for name in args.claims:
         from cnnlab.data import load_arrays
@@ -267,9 +259,8 @@ def main() -> None:
         cfg = compose_claim(name, args.overrides)
         arrays = load_arrays(cfg.dataset)  # verified once; both sides' fingerprint and the plain script's npz
         cnnlab = cnnlab_values(name, cfg, arrays, args.seeds, args.overrides)
-        plain = plain_values(
-            name, cfg, arrays, args.seeds, args.plain_input, args.plain_epoch_order, plain_record(Path(args.record))
-        )
+        record = kind_file(Path(args.record), "plain")
+        plain = plain_values(name, cfg, arrays, args.seeds, args.plain_input, args.plain_epoch_order, record)
         tolerance = cfg.claim.tolerance
         result = compare(cnnlab, plain, tolerance)
         rows.append((name, cnnlab, plain, result))

@@ -116,17 +116,16 @@ def utilisation(client, experiment_id: str, claims: list[str], overrides: list[s
 
 
 def claims_with_a_claim_block() -> list[str]:
-    """Every shipped experiment with a claim block: what "every claim" means for the goal."""
-    from cnnlab.config import compose_run_config
+    """What "every claim" means for the goal: the claims `cnnlab reproduce` runs without ``claims=``."""
+    from hydra import initialize_config_dir
+    from omegaconf import OmegaConf
 
-    names = sorted(path.stem for path in (ROOT / "conf" / "experiment").glob("*.yaml"))
-    return [name for name in names if compose_run_config([f"experiment={name}"]).get("claim") is not None]
+    from cnnlab.config import compose_run_config, register_configs
+    from cnnlab.config.compose import CONF_DIR, claim_names
 
-
-def record_path(folder: Path) -> Path:
-    from cnnlab import machine
-
-    return folder / f"verdicts-{machine.kind()}.json"
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return claim_names(OmegaConf.create({"claims": None}), compose_run_config, searchpath=[])
 
 
 def remember(path: Path, measurement: dict) -> list[dict]:
@@ -163,7 +162,7 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
 
     import pandas as pd
-    from common import command_line, work_folder
+    from common import command_line, kind_file, work_folder
     from mlflow.tracking import MlflowClient
     from run import matmul_peak, peak_words
 
@@ -206,10 +205,11 @@ def main() -> None:
         "rows": json.loads(table[columns].to_json(orient="records")),
         "speeds": speeds,
     }
-    record = remember(record_path(Path(args.record)), measurement)
+    path = kind_file(Path(args.record), "verdicts")
+    record = remember(path, measurement)
     write_report(Path(args.output), record, claims_with_a_claim_block())
     print(f"time to verdicts of {', '.join(claims)}: {minutes:.1f} min; {peak_words(peaks)}", flush=True)
-    print(f"section written to {args.output}; measurement kept in {record_path(Path(args.record))}", flush=True)
+    print(f"section written to {args.output}; measurement kept in {path}", flush=True)
 
 
 def write_report(output: Path, record: list[dict], every_claim: list[str]) -> None:

@@ -85,7 +85,6 @@ def claims_table(results: list[Any]) -> pd.DataFrame:
                     "sampling_se": verdict.sampling_se if verdict.sampling_se is not None else math.nan,
                     "minutes": minutes,
                     "sequential": result.design.sequential,
-                    "min_seeds": result.design.min_seeds,
                     "max_seeds": result.design.max_seeds,
                 }
             )

@@ -328,8 +328,9 @@ def holm(verdicts: list[Verdict | None], alpha: float = 0.05) -> list[bool | Non
     ``verdicts``: one per claimed number the reproduction judges, None for a number outside the family (a modified
     protocol, data unavailable); the family's size counts the undecided ones too, because which numbers get decided
     is an outcome, and counting only those would let the data pick a smaller family. None for an undecided verdict.
-    Holm (1979) controls the chance of any false decision among the family at ``alpha`` under any dependence, where
-    judging each at ``alpha`` allows up to about ``k * alpha``.
+    Holm (1979) keeps the chance of any false "reproduced" among the family at ``alpha`` under any dependence (and,
+    separately, of any false "not reproduced": each p is of the direction decided), where judging each at ``alpha``
+    allows up to about ``k * alpha``.
     """
     size = sum(v is not None for v in verdicts)
     decided = sorted((v.p_value, i) for i, v in enumerate(verdicts) if v is not None and v.decided)
