@@ -38,7 +38,7 @@ MLFLOW_SERVER_ENV := MLFLOW_DISABLE_TELEMETRY=$${MLFLOW_DISABLE_TELEMETRY:-true}
 .DEFAULT_GOAL := help
 ERROR_PYTHON := PYTHON=$(PYTHON) is not a Python 3.11, 3.12 or 3.13 (found: $(or $(PYTHON_VERSION),nothing)); give one, e.g. make setup PYTHON=3.12 (python3.12 or pyenv's) or PYTHON=/path/to/python3.12
 
-.PHONY: help setup lock docs docs-serve distclean test-matrix run sweep reproduce seeds fidelity register bench bench-sweep bench-suite bench-distributed bench-packing bench-verdicts test test-system test-quick reliability reliability-counts lint format ui server serve clean
+.PHONY: help setup lock docs docs-serve distclean test-matrix run sweep reproduce seeds fidelity register bench bench-sweep bench-suite bench-distributed bench-packing bench-options bench-verdicts test test-system test-quick reliability reliability-counts lint format ui server serve clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -94,6 +94,9 @@ bench-distributed: setup ## Trials/hour, 1 worker x 2 threads vs 2 workers x 1 t
 
 bench-packing: setup ## 1, 2 and 4 seeds packed in one model against one at a time, per network and precision (~20 min)
 	$(PY) benchmarks/packing.py $(ARGS)
+
+bench-options: setup ## oneDNN off, channels first and seeds side by side against cnnlab's defaults, per network and precision (~25 min)
+	$(PY) benchmarks/options.py $(ARGS)
 
 bench-verdicts: setup ## Time every claim's reproduction from nothing, in a store of its own, and its GFLOP/s against the peaks (hours; ARGS="--claims ..." a few at a time, added up per machine kind; --resume <work folder>)
 	$(PY) benchmarks/verdicts.py $(ARGS)

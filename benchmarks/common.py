@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import shlex
+import statistics
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from cnnlab import documents, machine
@@ -50,12 +53,47 @@ def kind_file(folder: Path, stem: str) -> Path:
     return folder / f"{stem}-{machine.kind()}.json"
 
 
+class Measurements:
+    """A benchmark's finished measurements in its work folder (``results.jsonl``), read back by ``--resume``: each
+    is kept as it finishes, so an interrupted run loses only the one under way."""
+
+    def __init__(self, folder: Path, fields: tuple[str, ...]) -> None:
+        self.file, self.fields, self.done = folder / "results.jsonl", fields, {}
+        if self.file.exists():
+            for line in self.file.read_text().splitlines():
+                entry = json.loads(line)
+                self.done[tuple(entry[field] for field in fields)] = entry
+
+    def get(self, key: dict, measure: Callable[..., dict], *args: object) -> dict:
+        """The measurement named by ``key`` (a value per field): read back, or made by ``measure(*args)`` and kept."""
+        name = tuple(key[field] for field in self.fields)
+        if name not in self.done:
+            self.done[name] = {**key, **measure(*args)}
+            with self.file.open("a") as out:
+                out.write(json.dumps(self.done[name]) + "\n")
+        return self.done[name]
+
+
+def ratio_cells(base: list[float], other: list[float]) -> tuple[float, str]:
+    """Rates of a way of training against the base's, repeat by repeat: the median ratio, and the table cells
+    ``| base median | other median | ratio median (min-max) |``."""
+    ratios = [mine / theirs for mine, theirs in zip(other, base, strict=True)]
+    median = statistics.median(ratios)
+    cells = f"| {statistics.median(base):.0f} | {statistics.median(other):.0f} | "
+    return median, cells + f"{median:.2f}x ({min(ratios):.2f}-{max(ratios):.2f}) |"
+
+
 def command_line(target: str) -> str:
-    """How this section was made: the make target, and the script's arguments when it was given any."""
+    """How this section was made: the make target, and the script's arguments when it was given any (less a work
+    folder or an MLflow store of this machine's, which are named, not shown)."""
     arguments, note = sys.argv[1:], ""
     if "--resume" in arguments:  # its work folder is this machine's: a rerun starts without it
         at = arguments.index("--resume")
         arguments, note = arguments[:at] + arguments[at + 2 :], "; read back from an earlier run's work folder"
+    stores = [argument for argument in arguments if argument.startswith("tracking.uri=")]
+    if stores:  # where this machine kept the runs, not what was measured: a rerun uses its own store
+        arguments = [argument for argument in arguments if argument not in stores]
+        note += "; its runs kept in an MLflow store of its own (tracking.uri=...)"
     shown = f"  # python benchmarks/{Path(sys.argv[0]).name} {shlex.join(arguments)}" if arguments else ""
     return target + shown + note
 

@@ -3,6 +3,9 @@
 Builds and compiles the network through cnnlab (the one model builder, the same compile as a run) and fits it on a
 single batch already in memory, repeated, so no epoch pays for reading, scaling, shuffling or batching images. The
 math per step is the training run's. Prints one JSON line like benchmarks/plain_keras.py.
+
+``--layout channels_first`` runs the same layers on (channels, height, width) images, the other layout oneDNN's
+kernels take (benchmarks/options.py compares it).
 """
 
 import argparse
@@ -16,11 +19,31 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def channels_first(model):
+    """``model``'s layers computing on (channels, height, width) images, compiled as ``model`` was: each layer with a
+    layout is rebuilt from its config (the same seeded initializer), the others are ``model``'s own."""
+    import keras
+
+    height, width, channels = model.input_shape[1:]
+
+    def in_channels_first(layer):
+        config = layer.get_config()
+        if "data_format" not in config:
+            return layer
+        return layer.__class__.from_config({**config, "data_format": "channels_first"})
+
+    layers = [in_channels_first(layer) for layer in model.layers]
+    clone = keras.Sequential([keras.Input((channels, height, width)), *layers], name=model.name)
+    clone.compile_from_config(model.get_compile_config())
+    return clone
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--network", required=True)
     parser.add_argument("--images", type=int, required=True, help="images an epoch stands for (steps x batch)")
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--layout", choices=["channels_last", "channels_first"], default="channels_last")
     parser.add_argument("overrides", nargs="*", help="cnnlab config overrides, e.g. trainer.precision=bf16")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
@@ -38,6 +61,8 @@ def main() -> None:
 
     train.seed_everything(cfg)
     model = train.build_compiled_model(cfg)
+    if args.layout == "channels_first":
+        model = channels_first(model)
     batch_size = cfg.trainer.batch_size
     images = np.random.default_rng(0).random((batch_size, *model.input_shape[1:]), dtype=np.float32)
     classes = np.arange(batch_size) % len(cfg.dataset.classes)

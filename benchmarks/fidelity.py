@@ -187,6 +187,11 @@ def plain_values(
     return values
 
 
+def p_text(p: float) -> str:
+    """``p = 0.032``, or ``p < 0.001`` where three decimals would print a zero."""
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
 def compare(cnnlab: list[float], plain: list[float], tolerance: float) -> dict[str, float | str]:
     """TOST of the difference of means (cnnlab - plain): Welch's 90% interval inside +-tolerance, 5% per side;
     with the test's power at the seeds used (if the measured spreads hold and the programs agree) and, when not
@@ -200,11 +205,11 @@ def compare(cnnlab: list[float], plain: list[float], tolerance: float) -> dict[s
     seeds = min(len(cnnlab), len(plain))
     power = tost_power(0.0, sd_a, sd_b, seeds, tolerance)
     if result.equivalent:
-        reading = f"equivalent (TOST, p = {result.p_value:.3f}): the 90% interval is within +-{100 * tolerance:.1f} pt"
+        reading = f"equivalent (TOST, {p_text(result.p_value)}): the 90% interval is within +-{100 * tolerance:.1f} pt"
     elif result.low > tolerance or result.high < -tolerance:
         reading = f"different: the whole 90% interval is beyond +-{100 * tolerance:.1f} pt"
     else:
-        reading = f"not shown equivalent (TOST, p = {result.p_value:.3f}): the 90% interval reaches past +-" + (
+        reading = f"not shown equivalent (TOST, {p_text(result.p_value)}): the 90% interval reaches past +-" + (
             f"{100 * tolerance:.1f} pt"
         )
         needed = seeds_for_tost(result.difference, sd_a, sd_b, tolerance)
@@ -277,7 +282,10 @@ def write_report(args: argparse.Namespace, rows: list[tuple], pending: list[str]
     def pct(values: list[float]) -> str:
         return ", ".join(f"{100 * v:.2f}" for v in values)
 
-    command = "python benchmarks/fidelity.py" + (f" {shlex.join(sys.argv[1:])}" if sys.argv[1:] else "")
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from common import command_line
+
+    command = command_line("make fidelity")
     lines = [
         "## Harness fidelity: cnnlab against the tutorial written plainly",
         "",

@@ -120,48 +120,31 @@ def main() -> None:
         return
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from common import command_line, work_folder, write_section
+    from common import Measurements, command_line, ratio_cells, work_folder, write_section
 
     from cnnlab.machine import native_bf16
 
     precisions = ["float32", *(["bf16"] if native_bf16() else [])]
     folder = Path(args.resume) if args.resume else work_folder("cnnlab-bench-packing-")
-    done_file = folder / "results.jsonl"  # every worker's result, read back by --resume
-    done = {}
-    if done_file.exists():
-        for line in done_file.read_text().splitlines():
-            entry = json.loads(line)
-            done[(entry["network"], entry["precision"], entry["repeat"], entry["pack"])] = entry
+    measurements = Measurements(folder, ("network", "precision", "repeat", "pack"))
     rows, best = [], []
     for network in args.networks:
         for precision in precisions:
-            ratios: dict[int, list[float]] = {pack: [] for pack in PACKS}
             rates: dict[int, list[float]] = {pack: [] for pack in PACKS}
             for repeat in range(args.repeats):
-                alone = None
                 for pack in PACKS:
-                    key = (network, precision, repeat, pack)
-                    if key not in done:
-                        result = run_worker(network, pack, args, [f"trainer.precision={precision}"])
-                        done[key] = {"network": network, "precision": precision, "repeat": repeat, **result}
-                        with done_file.open("a") as out:
-                            out.write(json.dumps(done[key]) + "\n")
-                    rate = seed_rate(done[key])
-                    alone = rate if pack == 1 else alone
+                    key = {"network": network, "precision": precision, "repeat": repeat, "pack": pack}
+                    result = measurements.get(key, run_worker, network, pack, args, [f"trainer.precision={precision}"])
+                    rate = seed_rate(result)
                     rates[pack].append(rate)
-                    ratios[pack].append(rate / alone)
                     print(
                         f"{network} {precision} repeat {repeat + 1} pack {pack}: {rate:.0f} images/s over its seeds",
                         flush=True,
                     )
             for pack in PACKS[1:]:
-                median = statistics.median(ratios[pack])
+                median, cells = ratio_cells(rates[1], rates[pack])
                 best.append((median, network, precision, pack))
-                rows.append(
-                    f"| {network} | {precision} | {pack} | {statistics.median(rates[1]):.0f} | "
-                    f"{statistics.median(rates[pack]):.0f} | "
-                    f"{median:.2f}x ({min(ratios[pack]):.2f}-{max(ratios[pack]):.2f}) |"
-                )
+                rows.append(f"| {network} | {precision} | {pack} {cells}")
     top = max(best)
     verdict = (
         f"worth adopting ({top[0]:.2f}x for {top[1]} {top[2]} packed {top[3]})"

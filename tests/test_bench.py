@@ -175,6 +175,9 @@ def test_fidelity_compares_cnnlab_seeds_with_the_plain_script_and_writes_its_sec
     text = output.read_text()
     assert "kept" in text and "<!-- section: fidelity -->" in text
     assert "a new seeded order of the training images each epoch" in text  # the default plain protocol, named
+    # the command a reader reruns: the make target, without this machine's store
+    assert "Command: `make fidelity  # python benchmarks/fidelity.py --claims mnist_simple --seeds 2" in text
+    assert "fidelity.db" not in text and "an MLflow store of its own (tracking.uri=...)" in text
     row = next(line for line in text.splitlines() if line.startswith("| mnist_simple |"))
     assert re.search(
         r"\| [+-]\d+\.\d\d \[[+-]\d+\.\d\d, [+-]\d+\.\d\d\] \| \d+% \| (equivalent|different|not shown)", row
@@ -210,6 +213,8 @@ def test_fidelity_reading_of_the_interval():
     assert apart["reading"].startswith("different") and apart["difference"] == pytest.approx(0.03)
     noisy = compare([0.90, 0.92, 0.88], [0.90, 0.91, 0.89], tolerance=0.005)
     assert noisy["reading"].startswith("not shown equivalent")
+    p_text = load_benchmark("fidelity").p_text
+    assert (p_text(0.0004), p_text(0.001), p_text(0.0321)) == ("p < 0.001", "p = 0.001", "p = 0.032")
 
 
 def test_fidelity_names_the_seeds_that_would_show_equivalence():
@@ -274,6 +279,40 @@ def test_packing_benchmark_writes_a_row_per_packing_and_a_reading(tmp_path, synt
     assert [(precision, pack) for precision, pack, *_ in rows] == [(p, k) for p in precisions for k in ("2", "4")]
     assert all(int(alone) > 0 and int(packed) > 0 for _, _, alone, packed, _ in rows)
     assert re.search(r"^Reading: packing is (worth adopting|not worth a second training path) \(", text, flags=re.M)
+
+
+@pytest.mark.system
+def test_options_benchmark_writes_a_row_per_variant_and_a_reading(tmp_path, synthetic_kmnist):
+    output = tmp_path / "BENCHMARKS.md"
+    small = ["--networks", "simple", "--images", "64", "--epochs", "2", "--repeats", "1", "--output", str(output)]
+    run("options.py", small, synthetic_kmnist["env"])
+    text = output.read_text()
+    assert f"<!-- section: options / {machine.kind()} -->" in text
+    precisions = ["float32", *(["bf16"] if machine.native_bf16() else [])]
+    rows = re.findall(r"^\| simple \| (\w+) \| ([\w ]+) \| (\d+) \| (\d+) \| (\d+\.\d+)x", text, flags=re.M)
+    variants = ["oneDNN off", "channels first", "seeds side by side"]
+    assert [(precision, variant) for precision, variant, *_ in rows] == [(p, v) for p in precisions for v in variants]
+    assert all(int(default) > 0 and int(variant) > 0 for *_, default, variant, _ in rows)
+    assert re.search(r"^Reading: the best option is (worth a fidelity check|not worth changing)", text, flags=re.M)
+
+
+def test_the_channels_first_step_has_the_same_weights_and_outputs():
+    """The layout variant computes the same function: equal weights at the start, equal outputs up to rounding."""
+    import keras
+    import numpy as np
+
+    from cnnlab import train
+    from cnnlab.config import compose_run_config
+
+    model = train.build_compiled_model(compose_run_config(["model=pooled"]))
+    clone = load_benchmark("compute_bound").channels_first(model)
+    assert clone.count_params() == model.count_params() and clone.input_shape == (None, 1, 28, 28)
+    for a, b in zip(model.get_weights(), clone.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    images = np.random.default_rng(0).random((4, 28, 28, 1), dtype=np.float32)
+    expected = model.predict(images, verbose=0)
+    np.testing.assert_allclose(clone.predict(np.transpose(images, (0, 3, 1, 2)), verbose=0), expected, atol=1e-5)
+    assert keras.config.image_data_format() == "channels_last"  # the layout stays the variant's own
 
 
 @pytest.mark.system
