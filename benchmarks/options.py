@@ -125,7 +125,7 @@ def main() -> None:
         "or thread splits round differently), so one worth adopting would also need the fidelity check of its "
         "outcomes.",
     ]
-    summary = f"oneDNN off, channels first and seeds side by side: {verdict}."
+    summary = f"The best of oneDNN off, channels first and seeds side by side is {verdict}."
     write_section(ROOT / args.output, "options", "\n".join(lines), summary)
     print("\n".join(lines))
 

@@ -128,18 +128,29 @@ def claims_with_a_claim_block() -> list[str]:
         return claim_names(OmegaConf.create({"claims": None}), compose_run_config, searchpath=[])
 
 
+def asked(measurement: dict) -> set[str]:
+    """The claims a measurement reproduced or found without data: a later measurement of any of them replaces it."""
+    return set(measurement["claims"]) | set(measurement.get("unavailable", []))
+
+
+def label(measurement: dict) -> str:
+    """``mnist_simple, kmnist (data unavailable here)``: what a measurement was asked to reproduce."""
+    missing = [f"{claim} (data unavailable here)" for claim in measurement.get("unavailable", [])]
+    return ", ".join([*measurement["claims"], *missing])
+
+
 def remember(path: Path, measurement: dict) -> list[dict]:
     """Adds ``measurement`` to this kind's record, replacing every earlier one that measured any of its claims, so
     claims measured in separate runs (``--claims``, one session each) add up to the whole; returns the record."""
     record = json.loads(path.read_text()) if path.exists() else []
-    for replaced in (m for m in record if set(m["claims"]) & set(measurement["claims"])):
-        others = [claim for claim in replaced["claims"] if claim not in measurement["claims"]]
+    for replaced in (m for m in record if asked(m) & asked(measurement)):
+        others = [claim for claim in replaced["claims"] if claim not in asked(measurement)]
         print(
-            f"replacing the earlier measurement of {', '.join(replaced['claims'])}"
+            f"replacing the earlier measurement of {label(replaced)}"
             + (f"; {', '.join(others)} must be measured again" if others else ""),
             flush=True,
         )
-    record = [m for m in record if not set(m["claims"]) & set(measurement["claims"])]
+    record = [m for m in record if not asked(m) & asked(measurement)]
     record.append(measurement)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=1) + "\n")
@@ -239,8 +250,7 @@ def write_report(output: Path, record: list[dict], every_claim: list[str]) -> No
     for m in record:
         how = "one process" if m["processes"] == 1 else f"{m['processes']} processes, resumed (their wall times added)"
         lines.append(
-            f"- {', '.join(m['claims'])}: `{m['command']}`, {how}: **{m['minutes']:.1f} min** "
-            f"(matmul peaks {peak_words(m['peaks'])})"
+            f"- {label(m)}: `{m['command']}`, {how}: **{m['minutes']:.1f} min** (matmul peaks {peak_words(m['peaks'])})"
         )
     parts = "" if len(record) == 1 else f", the sum of its {len(record)} measurements"
     lines += [

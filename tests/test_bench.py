@@ -403,6 +403,13 @@ def test_time_to_verdicts_adds_up_measurements_of_separate_claims_and_judges_the
             "over the goal" in output.read_text()
             and "Data unavailable here, so not part of it: k." in output.read_text()
         )
+        # a measurement that found only missing data names what it was asked, and a new one of that claim replaces it
+        alone = measured(["a"], 0.2) | {"claims": [], "unavailable": ["k"], "rows": [], "speeds": []}
+        verdicts.remember(path, alone)
+        record = verdicts.remember(path, alone | {"minutes": 0.3})
+        assert [m["unavailable"] for m in record if not m["claims"]] == [["k"]]
+        verdicts.write_report(output, record, ["a", "b", "c", "d", "k"])
+        assert "- k (data unavailable here): `make bench-verdicts`, one process: **0.3 min**" in output.read_text()
         # a measurement under overrides (a test's tiny protocol) is not the user's wait: the goal is not judged
         record = verdicts.remember(path, measured(["a"], 5.0) | {"overrides": ["trainer.epochs=1"]})
         verdicts.write_report(output, record, ["a", "b", "c", "d"])
