@@ -95,7 +95,7 @@ bench-distributed: setup ## Trials/hour, 1 worker x 2 threads vs 2 workers x 1 t
 bench-packing: setup ## 1, 2 and 4 seeds packed in one model against one at a time, per network and precision (~20 min)
 	$(PY) benchmarks/packing.py $(ARGS)
 
-bench-options: setup ## oneDNN off, channels first and seeds side by side against cnnlab's defaults, per network and precision (~25 min)
+bench-options: setup ## oneDNN off, channels first and seeds side by side against cnnlab's defaults, per network and precision; side by side as whole runs where it pays (~45 min)
 	$(PY) benchmarks/options.py $(ARGS)
 
 bench-verdicts: setup ## Time every claim's reproduction from nothing, in a store of its own, and its GFLOP/s against the peaks (hours; ARGS="--claims ..." a few at a time, added up per machine kind; --resume <work folder>)

@@ -74,6 +74,13 @@ class Measurements:
         return self.done[name]
 
 
+def steady_rate(result: dict) -> float:
+    """Images a second of one training job over its steady epochs (``images`` an epoch, ``epoch_seconds`` each
+    epoch's time): the median epoch after the first, which traces and warms up (all of them if there is only one)."""
+    steady = result["epoch_seconds"][1:] or result["epoch_seconds"]
+    return result["images"] / statistics.median(steady)
+
+
 def ratio_cells(base: list[float], other: list[float]) -> tuple[float, str]:
     """Rates of a way of training against the base's, repeat by repeat: the median ratio, and the table cells
     ``| base median | other median | ratio median (min-max) |``."""

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 from pathlib import Path
 
@@ -85,12 +84,6 @@ def worker(network: str, pack: int, images: int, epochs: int, overrides: list[st
     return {"epoch_seconds": timer.seconds, "images": steps * batch, "pack": pack}
 
 
-def seed_rate(result: dict) -> float:
-    """Images a second over all the packed seeds together, in the steady epochs (the first one compiles): K seeds
-    each advanced by ``images`` in one epoch's time."""
-    return result["pack"] * result["images"] / statistics.median(result["epoch_seconds"][1:])
-
-
 def run_worker(network: str, pack: int, args: argparse.Namespace, overrides: list[str]) -> dict:
     import subprocess
 
@@ -120,7 +113,7 @@ def main() -> None:
         return
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from common import Measurements, command_line, ratio_cells, work_folder, write_section
+    from common import Measurements, command_line, ratio_cells, steady_rate, work_folder, write_section
 
     from cnnlab.machine import native_bf16
 
@@ -135,7 +128,7 @@ def main() -> None:
                 for pack in PACKS:
                     key = {"network": network, "precision": precision, "repeat": repeat, "pack": pack}
                     result = measurements.get(key, run_worker, network, pack, args, [f"trainer.precision={precision}"])
-                    rate = seed_rate(result)
+                    rate = result["pack"] * steady_rate(result)  # K seeds, each advanced by the epoch's images
                     rates[pack].append(rate)
                     print(
                         f"{network} {precision} repeat {repeat + 1} pack {pack}: {rate:.0f} images/s over its seeds",

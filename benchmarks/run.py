@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import add_dataset_arguments, command_line, dataset_overrides, work_folder, write_section
+from common import add_dataset_arguments, command_line, dataset_overrides, steady_rate, work_folder, write_section
 
 from cnnlab.machine import bf16_impossible, native_bf16
 
@@ -127,11 +127,6 @@ def cnnlab_job(
     }
 
 
-def samples_per_second(job: dict) -> float:
-    steady = job["epoch_seconds"][1:] or job["epoch_seconds"]  # the first epoch traces and warms up
-    return job["images"] / statistics.median(steady)
-
-
 def matmul_peak(dtype: str, size: int = 2048, repeats: int = 20) -> float:
     import tensorflow as tf
 
@@ -236,11 +231,11 @@ def main() -> None:
                 )
             print(
                 f"{network} repeat {repeat + 1}: "
-                + ", ".join(f"{kind} {samples_per_second(runs[-1]):.0f}/s" for kind, runs in jobs.items()),
+                + ", ".join(f"{kind} {steady_rate(runs[-1]):.0f}/s" for kind, runs in jobs.items()),
                 flush=True,
             )
         assert len({runs[0]["num_params"] for runs in jobs.values()}) == 1, "plain and cnnlab networks differ"
-        speeds = {kind: [samples_per_second(job) for job in runs] for kind, runs in jobs.items()}
+        speeds = {kind: [steady_rate(job) for job in runs] for kind, runs in jobs.items()}
         for kind in kinds:
             median = statistics.median(speeds[kind])
             precision = "bf16" if kind == "bf16" else "float32"

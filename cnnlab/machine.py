@@ -126,7 +126,11 @@ def intra_op_threads() -> int:
     given = os.environ.get(THREADS_ENV, "").strip()
     if given.isdigit() and int(given) > 0:
         return int(given)
-    # TensorFlow's default: the CPUs this process may run on (a container's cpuset or taskset), not all the host's
+    return usable_cpus()  # TensorFlow's default
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on: a container's cpuset or taskset, not all the host's."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 

@@ -283,9 +283,14 @@ def test_packing_benchmark_writes_a_row_per_packing_and_a_reading(tmp_path, synt
 
 @pytest.mark.system
 def test_options_benchmark_writes_a_row_per_variant_and_a_reading(tmp_path, synthetic_kmnist):
+    """Every variant on the step alone, then (``--whole-from 0``: wherever side by side was measured at all) the
+    network's claim as whole runs, one after the other and side by side, each seed's job logged in the work folder."""
     output = tmp_path / "BENCHMARKS.md"
     small = ["--networks", "simple", "--images", "64", "--epochs", "2", "--repeats", "1", "--output", str(output)]
-    run("options.py", small, synthetic_kmnist["env"])
+    folder = synthetic_kmnist["args"][-1]
+    whole = f"dataset=kmnist dataset.local_dir={folder} dataset.sources=[local]"
+    small += ["--whole-from", "0", "--whole-epochs", "1", "--whole-overrides", whole]
+    out = run("options.py", small, synthetic_kmnist["env"]).stdout
     text = output.read_text()
     assert f"<!-- section: options / {machine.kind()} -->" in text
     precisions = ["float32", *(["bf16"] if machine.native_bf16() else [])]
@@ -293,7 +298,14 @@ def test_options_benchmark_writes_a_row_per_variant_and_a_reading(tmp_path, synt
     variants = ["oneDNN off", "channels first", "seeds side by side"]
     assert [(precision, variant) for precision, variant, *_ in rows] == [(p, v) for p in precisions for v in variants]
     assert all(int(default) > 0 and int(variant) > 0 for *_, default, variant, _ in rows)
-    assert re.search(r"^Reading: the best option is (worth a fidelity check|not worth changing)", text, flags=re.M)
+    assert re.search(r"^Reading: on the step alone, the best option is (worth a fidelity|not worth)", text, flags=re.M)
+    whole_rows = re.findall(r"^\| simple \(mnist_simple\) \| (\w+) \| (\d+) \| (\d+) \| (\d+\.\d+)x", text, re.M)
+    assert [precision for precision, *_ in whole_rows] == precisions
+    assert all(int(alone) > 0 and int(side) > 0 for _, alone, side, _ in whole_rows)
+    assert re.search(r"^Reading, whole runs: as whole runs, seeds side by side (is worth|does not pay)", text, re.M)
+    work = Path(re.search(r"work folder, kept for its logs and MLflow store: (\S+)", out).group(1))
+    cpus = machine.usable_cpus()
+    assert len(list(work.glob("whole-simple-*/seed*.db"))) == 2 * cpus * len(precisions)  # each seed's own store
 
 
 def test_the_channels_first_step_has_the_same_weights_and_outputs():

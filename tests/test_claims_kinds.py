@@ -164,3 +164,31 @@ def test_a_second_machine_kind_trains_its_own_seeds_against_the_same_store(tmp_p
     assert "all kinds pooled" in report["markdown"]
     _, third, _ = reproduce(cfg, overrides, lambda extra: compose_config(*extra))
     assert third[0].skipped == 2  # the second kind's seeds now count as done on it
+
+
+@pytest.mark.slow
+def test_another_thread_count_trains_its_own_seeds_against_the_same_store(
+    tmp_path, idx_dir, pin_mnist, monkeypatch, capsys
+):
+    """The same seed split over other intra-op threads rounds differently (docs/runs.md), so a reproduction on
+    another thread count does not reuse the seeds, and one on the same count does."""
+    from cnnlab import machine
+    from cnnlab.claims.reproduce import reproduce
+    from tests.conftest import compose_config, tiny_reproduction
+
+    overrides = ["seeds=2", "verdicts=false", "claims=[mnist_simple]", *tiny_reproduction(idx_dir, tmp_path)]
+    cfg = compose_config(*overrides, config_name="reproduce_config")
+    _, first, _ = reproduce(cfg, overrides, lambda extra: compose_config(*extra))
+    here = machine.intra_op_threads()
+    assert {run.data.tags["machine.threads"] for run in first[0].runs} == {str(here)}
+    other = 1 if here != 1 else 2
+    monkeypatch.setenv(machine.THREADS_ENV, str(other))
+    capsys.readouterr()
+    _, second, _ = reproduce(cfg, overrides, lambda extra: compose_config(*extra))
+    out = capsys.readouterr().out
+    assert second[0].skipped == 0 and out.count(": training (") == 2 and "already FINISHED" not in out
+    assert {run.data.tags["machine.threads"] for run in second[0].runs} == {str(other)}
+    _, third, _ = reproduce(cfg, overrides, lambda extra: compose_config(*extra))
+    assert third[0].skipped == 2 and {run.info.run_id for run in third[0].runs} == {
+        run.info.run_id for run in second[0].runs
+    }

@@ -67,8 +67,9 @@ def group_by_kind(runs: list[Any], max_seeds: int | None = None) -> dict[str, li
 
 def finished_runs(client: Any, experiment_id: str, tags: dict[str, str], kind: str | None = None) -> list[Any]:
     """The FINISHED runs carrying every one of ``tags``, newest first; with ``kind``, only those trained on that
-    machine kind. What a reproduction reuses is its own kind's (another kind's run of a seed is another run: its
-    kernels round differently); what it reports is every kind's."""
+    machine kind and on as many intra-op threads as this process has: what a reproduction may reuse, since another
+    kind's run of a seed, or one split over other threads, is another run (its kernels round differently,
+    docs/runs.md). What it reports is every kind's."""
     clauses = [f"tags.`{key}` = '{value}'" for key, value in tags.items()]
     found = client.search_runs(
         [experiment_id],
@@ -76,7 +77,12 @@ def finished_runs(client: Any, experiment_id: str, tags: dict[str, str], kind: s
         order_by=["attributes.start_time DESC"],
         max_results=5000,
     )
-    return found if kind is None else [run for run in found if run_kind(run) == kind]
+    if kind is None:
+        return found
+    from cnnlab.machine import intra_op_threads
+
+    threads = str(intra_op_threads())
+    return [run for run in found if run_kind(run) == kind and run.data.tags.get("machine.threads") == threads]
 
 
 # --- the kind effect: Hodges-Lehmann shift, exact Mann-Whitney interval, TOST --------------------------------------

@@ -432,7 +432,7 @@ def run_seed(
     client: Any,
 ) -> None:
     """Trains one seed of one claim variant as a child run, or reuses it if FINISHED with the same fingerprint on
-    this machine kind (another kind's run of the seed is another run: its kernels round differently)."""
+    this machine kind and thread count (``kinds.finished_runs``: otherwise it is another run of the seed)."""
     from cnnlab import train
 
     label = result.label

@@ -734,7 +734,8 @@ class _Where:
 
 
 def _cell_run(where: _Where, name: str, cell: dict[str, int], data: Any, variant: tuple) -> Any:
-    """One run of the design: reused when FINISHED with this cell, fingerprint and machine kind, else trained.
+    """One run of the design: reused when FINISHED with this cell and fingerprint on this machine kind and thread
+    count, else trained.
     ``variant``: what the cell is trained under this time (``WITHIN``), with its config and fingerprint."""
     from omegaconf import OmegaConf
 

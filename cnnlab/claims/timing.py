@@ -64,7 +64,8 @@ def stored_seed_cost(client: Any, experiment_id: str, result: Any, epochs: int, 
 
 def reused_seeds(client: Any, experiment_id: str, result: Any, fingerprint: str) -> set[int]:
     """The seeds the reproduction will reuse instead of training: FINISHED with this fingerprint on this machine
-    kind, as ``run_seed`` looks them up (another kind's seeds are another kind's, and this one trains its own)."""
+    kind and thread count, as ``run_seed`` looks them up (another kind's seeds are another kind's, and this one
+    trains its own)."""
     from cnnlab.claims.kinds import finished_runs
 
     runs = finished_runs(client, experiment_id, {"cnnlab.fingerprint": fingerprint}, result.kind)
