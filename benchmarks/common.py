@@ -91,8 +91,9 @@ def ratio_cells(base: list[float], other: list[float]) -> tuple[float, str]:
 
 
 def command_line(target: str) -> str:
-    """How this section was made: the make target, and the script's arguments when it was given any (less a work
-    folder or an MLflow store of this machine's, which are named, not shown)."""
+    """How this section was made: the make target after any setting that changes the arithmetic, and the script's
+    arguments when it was given any (less a work folder or an MLflow store of this machine's, which are named, not
+    shown)."""
     arguments, note = sys.argv[1:], ""
     if "--resume" in arguments:  # its work folder is this machine's: a rerun starts without it
         at = arguments.index("--resume")
@@ -102,7 +103,8 @@ def command_line(target: str) -> str:
         arguments = [argument for argument in arguments if argument not in stores]
         note += "; its runs kept in an MLflow store of its own (tracking.uri=...)"
     shown = f"  # python benchmarks/{Path(sys.argv[0]).name} {shlex.join(arguments)}" if arguments else ""
-    return target + shown + note
+    # a oneDNN cap or a thread count in force changes what was measured (the AVX2 kind's stand-in): a rerun needs it
+    return " ".join([*machine.arithmetic_env(), target]) + shown + note
 
 
 def work_folder(prefix: str) -> Path:

@@ -51,6 +51,12 @@ THREADS_ENV = "TF_NUM_INTRAOP_THREADS"
 ARITHMETIC_ENV = (*ISA_CAP_ENV, THREADS_ENV)
 
 
+def arithmetic_env() -> list[str]:
+    """This process's settings of ``ARITHMETIC_ENV`` (``["ONEDNN_MAX_CPU_ISA=AVX2"]``): what a command shown for a
+    rerun must start with, since without them the rerun computes other bits."""
+    return [f"{name}={os.environ[name]}" for name in ARITHMETIC_ENV if os.environ.get(name)]
+
+
 def isa_cap() -> tuple[str, tuple[str, ...]] | None:
     """The oneDNN ISA cap in force, as its setting (``ONEDNN_MAX_CPU_ISA=AVX2``) and the flags it leaves usable."""
     for variable in ISA_CAP_ENV:

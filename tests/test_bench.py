@@ -428,3 +428,18 @@ def test_time_to_verdicts_adds_up_measurements_of_separate_claims_and_judges_the
         assert "with overrides (trainer.epochs=1), so the goal (60 minutes) is not judged" in output.read_text()
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
+
+
+def test_a_section_made_under_a_onednn_cap_shows_it_in_its_command(monkeypatch):
+    """The AVX2 kind's stand-in is a setting, not a machine: its sections' command must carry it to be rerun, and
+    leave out this machine's work folder and store."""
+    command_line = load_benchmark("common").command_line
+    for name in machine.ARITHMETIC_ENV:
+        monkeypatch.delenv(name, raising=False)
+    arguments = ["--resume", "/tmp/folder", "--networks", "pooled", "tracking.uri=sqlite:////tmp/x.db"]
+    monkeypatch.setattr(sys, "argv", ["benchmarks/options.py", *arguments])
+    plain = command_line("make bench-options")
+    assert plain.startswith("make bench-options  # python benchmarks/options.py --networks pooled;")
+    assert "/tmp" not in plain and "read back from an earlier run's work folder" in plain
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert command_line("make bench-options") == f"ONEDNN_MAX_CPU_ISA=AVX2 {plain}"

@@ -166,6 +166,32 @@ def test_a_second_machine_kind_trains_its_own_seeds_against_the_same_store(tmp_p
     assert third[0].skipped == 2  # the second kind's seeds now count as done on it
 
 
+def test_reused_runs_are_this_kind_and_thread_count_and_older_runs_count_their_cores(monkeypatch):
+    """A run from before threads were recorded took TensorFlow's default, a thread per CPU (``machine.cores``): on
+    as many threads it is reused, as the seeds files in the tree are; a run with neither tag is not."""
+    from cnnlab import machine
+
+    def run(run_id: str, kind: str, **tags: str) -> object:
+        stored = _Run(0.97, 0, kind)
+        stored.data.tags |= {key.replace("_", "."): value for key, value in tags.items()}
+        stored.info = type("Info", (), {"run_id": run_id})()
+        return stored
+
+    runs = [
+        run("two", "avx512_bf16", machine_threads="2", machine_cores="2"),
+        run("one", "avx512_bf16", machine_threads="1", machine_cores="2"),
+        run("older", "avx512_bf16", machine_cores="2"),
+        run("unknown", "avx512_bf16"),
+        run("elsewhere", "amx", machine_threads="2", machine_cores="2"),
+    ]
+    client = type("Client", (), {"search_runs": lambda self, *args, **kwargs: runs})()
+    for threads, expected in ((2, ["two", "older"]), (1, ["one"])):
+        monkeypatch.setattr(machine, "intra_op_threads", lambda threads=threads: threads)
+        found = kinds.finished_runs(client, "0", {"cnnlab.claim": "mnist_simple"}, "avx512_bf16")
+        assert [r.info.run_id for r in found] == expected
+    assert len(kinds.finished_runs(client, "0", {"cnnlab.claim": "mnist_simple"})) == 5  # what a report shows
+
+
 @pytest.mark.slow
 def test_another_thread_count_trains_its_own_seeds_against_the_same_store(
     tmp_path, idx_dir, pin_mnist, monkeypatch, capsys

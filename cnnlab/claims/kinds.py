@@ -43,6 +43,14 @@ def run_kind(run: Any) -> str:
     return kind_label(tags.get("machine.kind"), tags.get("machine.isa_cap"))
 
 
+def run_threads(run: Any) -> str | None:
+    """The TensorFlow intra-op threads a stored run was split over: its ``machine.threads`` tag, or for a run from
+    before cnnlab recorded them its ``machine.cores``, since every run then took TensorFlow's default of one thread
+    per CPU; None if neither is known."""
+    tags = run.data.tags
+    return tags.get("machine.threads") or tags.get("machine.cores")
+
+
 def this_kind() -> str:
     """The machine kind runs trained in this process record."""
     from cnnlab import machine
@@ -82,7 +90,7 @@ def finished_runs(client: Any, experiment_id: str, tags: dict[str, str], kind: s
     from cnnlab.machine import intra_op_threads
 
     threads = str(intra_op_threads())
-    return [run for run in found if run_kind(run) == kind and run.data.tags.get("machine.threads") == threads]
+    return [run for run in found if run_kind(run) == kind and run_threads(run) == threads]
 
 
 # --- the kind effect: Hodges-Lehmann shift, exact Mann-Whitney interval, TOST --------------------------------------

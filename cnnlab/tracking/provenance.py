@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shlex
 import subprocess
 import sys
@@ -45,10 +44,9 @@ def rerun_command(module: str, overrides: list[str]) -> str:
     """What a user types to run ``module`` (``cnnlab.run``) again with ``overrides``: the console script's form,
     ``cnnlab run ...``, as the documentation writes every command, after any variable set in the environment that
     changes the arithmetic (``machine.ARITHMETIC_ENV``), since without it the rerun is another run."""
-    from cnnlab.machine import ARITHMETIC_ENV
+    from cnnlab.machine import arithmetic_env
 
-    env = [f"{name}={os.environ[name]}" for name in ARITHMETIC_ENV if os.environ.get(name)]
-    return shlex.join([*env, "cnnlab", module.removeprefix("cnnlab."), *overrides])
+    return shlex.join([*arithmetic_env(), "cnnlab", module.removeprefix("cnnlab."), *overrides])
 
 
 def log_uncommitted_diff() -> None:
