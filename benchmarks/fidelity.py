@@ -70,6 +70,7 @@ def cnnlab_values(name: str, cfg, arrays, seeds: int, extra: list[str]) -> list[
 
     from cnnlab import tracking
     from cnnlab.claims import EXPERIMENT as REPRODUCTIONS
+    from cnnlab.claims.kinds import finished_runs, this_kind
     from cnnlab.claims.reproduce import fingerprint
 
     command = cnnlab_command(name, seeds, extra)
@@ -79,15 +80,9 @@ def cnnlab_values(name: str, cfg, arrays, seeds: int, extra: list[str]) -> list[
     print_ = fingerprint(cfg, arrays.sha256)
     client = MlflowClient()
     values = []
-    for seed in range(seeds):
-        (run,) = client.search_runs(
-            [experiment_id],
-            filter_string=(
-                f"tags.`cnnlab.claim` = '{name}' and tags.`cnnlab.seed` = '{seed}' and "
-                f"tags.`cnnlab.fingerprint` = '{print_}' and attributes.status = 'FINISHED'"
-            ),
-            max_results=1,
-        )
+    for seed in range(seeds):  # the run the reproduction just trained or reused: this kind's, on these threads
+        tags = {"cnnlab.claim": name, "cnnlab.seed": str(seed), "cnnlab.fingerprint": print_}
+        run = finished_runs(client, experiment_id, tags, this_kind())[0]
         values.append(run.data.metrics["test_accuracy"])
     return values
 

@@ -11,8 +11,10 @@ one batch held in memory and repeated, so the figure is the arithmetic's, not th
 
 Where seeds side by side pays on the step alone (``--whole-from``, by default the 1.3x worth adopting), it is timed
 again as whole runs: one seed per core of the network's claim as ``cnnlab run`` jobs (start-up, data from the cache,
-training, scoring, logging to a store of their own), one after the other as cnnlab runs them, against all at once on
-one thread each. That is what a user would wait for; the step alone leaves out the input pipeline and start-up.
+training, scoring, logging to a store of their own), one after the other on every thread, against all at once on
+one thread each: the input pipeline and start-up, which the step alone leaves out, included. Each job one after the
+other pays its own start-up, where ``cnnlab reproduce`` pays it once for all its seeds, so the ratio is an upper
+bound of what side by side would save a reproduction, and nearer the truth the more epochs a run has.
 
 Per network and precision (bf16 where native), the variants run one after the other in each repeat; the ratio is
 the variant's images a second per seed (side by side: the processes' rates added) over the default's in the same
@@ -85,21 +87,23 @@ def whole_runs(way: str, network: str, precision: str, args: argparse.Namespace,
         command = [sys.executable, "-m", "cnnlab.run", f"experiment={CLAIM_OF[network]}", f"seed={seed}"]
         command += [f"trainer.precision={precision}", f"trainer.epochs={args.whole_epochs}", "trainer.verbose=0"]
         command += [f"tracking.uri=sqlite:///{logs / f'seed{seed}.db'}", "tracking.log_model=false"]
-        command += [f"hydra.run.dir={logs / f'seed{seed}'}", *shlex.split(args.whole_overrides)]
-        log = (logs / f"seed{seed}.log").open("w")
-        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        command += [f"hydra.run.dir={logs / f'seed{seed}'}", *args.overrides, *shlex.split(args.whole_overrides)]
+        with (logs / f"seed{seed}.log").open("w") as log:
+            return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
-    def finish(process: subprocess.Popen) -> None:
-        if process.wait() != 0:
-            raise RuntimeError(f"whole runs {way}: {shlex.join(process.args)} failed; its log is in {logs}")
+    def finish(processes: list[subprocess.Popen]) -> None:
+        for process in processes:
+            if process.wait() != 0:
+                for other in processes:  # none left running behind a failure
+                    other.kill()
+                raise RuntimeError(f"whole runs {way}: {shlex.join(process.args)} failed; its log is in {logs}")
 
     began = time.perf_counter()
     if side:
-        for process in [start(seed) for seed in seeds]:
-            finish(process)
+        finish([start(seed) for seed in seeds])
     else:
         for seed in seeds:
-            finish(start(seed))
+            finish([start(seed)])
     return {"seconds": time.perf_counter() - began, "seeds": len(seeds)}
 
 
@@ -193,8 +197,10 @@ def main() -> None:
             f"Seeds side by side as whole runs, where it reached {args.whole_from}x on the step: {side_by_side} seeds "
             f"of the network's claim as `cnnlab run` jobs of {args.whole_epochs} epochs on the claim's data (start-up, "
             "data from the cache, training, scoring and logging to a store of their own), one after the other on "
-            f"every thread as cnnlab trains them, against all {side_by_side} at once on one thread each; wall time, "
-            "as seeds an hour, median over the same repeats (min-max of the ratio).",
+            f"every thread, against all {side_by_side} at once on one thread each; wall time, "
+            "as seeds an hour, median over the same repeats (min-max of the ratio). Each job one after the other "
+            "pays its own start-up, which `cnnlab reproduce` pays once for all its seeds: the ratio is an upper "
+            "bound of what side by side would save a reproduction, nearer the truth the more epochs a run has.",
             "",
             "| network (claim) | precision | one after the other, seeds/h | side by side, seeds/h "
             "| time per seed, one after the other over side by side |",

@@ -197,7 +197,9 @@ def test_another_thread_count_trains_its_own_seeds_against_the_same_store(
     tmp_path, idx_dir, pin_mnist, monkeypatch, capsys
 ):
     """The same seed split over other intra-op threads rounds differently (docs/runs.md), so a reproduction on
-    another thread count does not reuse the seeds, and one on the same count does."""
+    another thread count does not reuse the seeds, and one on the same count does. The count is changed after
+    TensorFlow started, so the second reproduction's runs are tagged, and looked up, with it while its kernels keep
+    the first count: this checks the lookup by the recorded count, not the rounding."""
     from cnnlab import machine
     from cnnlab.claims.reproduce import reproduce
     from tests.conftest import compose_config, tiny_reproduction

@@ -125,10 +125,13 @@ class _Client:
 
 
 def _stored(seed: int, per_epoch: float, kind: str, fingerprint: str = "f1") -> object:
+    from cnnlab.machine import intra_op_threads
+
     tags = {
         "cnnlab.claim": "mnist_simple",
         "cnnlab.precision": "float32",
         "machine.kind": kind,
+        "machine.threads": str(intra_op_threads()),  # as this process splits its kernels: a run it would reuse
         "cnnlab.seed": str(seed),
         "cnnlab.fingerprint": fingerprint,
     }

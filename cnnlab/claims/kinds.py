@@ -45,8 +45,9 @@ def run_kind(run: Any) -> str:
 
 def run_threads(run: Any) -> str | None:
     """The TensorFlow intra-op threads a stored run was split over: its ``machine.threads`` tag, or for a run from
-    before cnnlab recorded them its ``machine.cores``, since every run then took TensorFlow's default of one thread
-    per CPU; None if neither is known."""
+    before cnnlab recorded them its ``machine.cores``, a guess: TensorFlow's default was then one thread per CPU the
+    process could use, which is the host's count outside a CPU set and unless ``TF_NUM_INTRAOP_THREADS`` was set.
+    A wrong guess trains a seed again rather than reusing another run. None if neither is known."""
     tags = run.data.tags
     return tags.get("machine.threads") or tags.get("machine.cores")
 

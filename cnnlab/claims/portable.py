@@ -307,5 +307,6 @@ def summary(action: str, moved: Moved, tracking_uri: str) -> str:
         f"\n  imported   {_counted(moved)} of {what}\n  into       {tracking_uri} (experiment "
         f"cnnlab-reproductions, tagged {IMPORTED_FROM}={Path(moved.path).name})"
         + (f"\n  skipped    {moved.already} already there" if moved.already else "")
-        + "\n  next       cnnlab reproduce ... reuses them as seeds trained on their machine kind\n"
+        + "\n  next       cnnlab reproduce ... reuses them as seeds trained on their machine kind, on as many "
+        "TensorFlow threads (TF_NUM_INTRAOP_THREADS sets them)\n"
     )

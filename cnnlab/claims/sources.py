@@ -709,9 +709,7 @@ def run_sources(cfg: Any, overrides: list[str], compose: Any) -> tuple[str, Brea
         mlflow.log_figure(breakdown_figure(result, f"{name} {metric} on {kind}: variance by source"), "sources.png")
         mlflow.log_text(table, "sources.md")
     # the runs' intra-op threads: their number changes a run's arithmetic (docs/runs.md), so the section names it
-    threads = sorted(
-        {run.data.tags.get("machine.threads", "an unrecorded number of") for run in runs}, key=lambda t: (len(t), t)
-    )
+    threads = sorted({kinds.run_threads(run) or "an unrecorded number of" for run in runs}, key=lambda t: (len(t), t))
     precisions = sorted({run.data.tags.get("cnnlab.precision", "an unrecorded precision") for run in runs})
     report = {"table": table, "command": command, "claim": name, "metric": metric, "kind": kind, "threads": threads}
     report |= {"precisions": precisions}
