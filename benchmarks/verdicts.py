@@ -167,6 +167,12 @@ def main() -> None:
         default=str(ROOT / "results" / "bench"),
         help="the folder of each machine kind's measurements (verdicts-<kind>.json), which the section adds up",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="reproduce with workers=N (seeds side by side), measured and recorded apart from one process",
+    )
     parser.add_argument("--matmul-repeats", type=int, default=20)
     parser.add_argument("overrides", nargs="*", help="cnnlab overrides for every claim (a test's synthetic data)")
     args = parser.parse_args()
@@ -183,7 +189,7 @@ def main() -> None:
     if args.resume and not (Path(args.resume) / "wall.json").is_file():
         sys.exit(f"--resume {args.resume}: not the work folder of an earlier measurement (it has no wall.json)")
     work = Path(args.resume) if args.resume else work_folder("cnnlab-verdicts-")
-    reproduce(work, args.claims, args.overrides)
+    reproduce(work, args.claims, [*args.overrides, *([f"workers={args.workers}"] if args.workers > 1 else [])])
 
     client = MlflowClient(f"sqlite:///{work / 'mlflow.db'}")
     experiment_id = client.get_experiment_by_name(EXPERIMENT).experiment_id
@@ -200,7 +206,8 @@ def main() -> None:
     speeds = utilisation(client, experiment_id, claims, args.overrides)
     for speed in speeds:  # against the peaks of the same measurement, which a later one may not repeat exactly
         peak = peaks.get(speed["precision"])
-        speed["share"] = speed["gflops"] / peak if peak else None
+        # workers train their seeds at once, each at this rate: the machine's share is theirs added
+        speed["share"] = args.workers * speed["gflops"] / peak if peak else None
     walls = json.loads((work / "wall.json").read_text())
     minutes = sum(w["seconds"] for w in walls) / 60
     columns = ["claim", "precision", "metric", "claimed", "verdict", "seeds", "seeds_run", "minutes"]
@@ -209,6 +216,7 @@ def main() -> None:
         "unavailable": unavailable,
         "overrides": args.overrides,
         "command": command_line("make bench-verdicts"),
+        "workers": args.workers,
         "minutes": minutes,
         "processes": len(walls),
         "machine": cpu_description(),
@@ -216,14 +224,16 @@ def main() -> None:
         "rows": json.loads(table[columns].to_json(orient="records")),
         "speeds": speeds,
     }
-    path = kind_file(Path(args.record), "verdicts")
+    # one record and section per workers setting: each adds up to its own time to verdicts
+    stem = "verdicts" if args.workers == 1 else f"verdicts-workers{args.workers}"
+    path = kind_file(Path(args.record), stem)
     record = remember(path, measurement)
-    write_report(Path(args.output), record, claims_with_a_claim_block())
+    write_report(Path(args.output), record, claims_with_a_claim_block(), args.workers)
     print(f"time to verdicts of {', '.join(claims)}: {minutes:.1f} min; {peak_words(peaks)}", flush=True)
     print(f"section written to {args.output}; measurement kept in {path}", flush=True)
 
 
-def write_report(output: Path, record: list[dict], every_claim: list[str]) -> None:
+def write_report(output: Path, record: list[dict], every_claim: list[str], workers: int = 1) -> None:
     """The section from this kind's record: each measurement's claims, reproduced from nothing in a store and
     process of their own, and the total, judged against the goal once every claim is in it."""
     from common import write_section
@@ -246,7 +256,8 @@ def write_report(output: Path, record: list[dict], every_claim: list[str]) -> No
     else:
         which = "every claim"
         goal = f"{'within' if met else 'over'} the goal of {GOAL_MINUTES:.0f} minutes on 2 cores"
-    lines = [f"## Time to verdicts: {which} reproduced from nothing", ""]
+    side_by_side = "" if workers == 1 else f" by {workers} workers side by side"
+    lines = [f"## Time to verdicts: {which} reproduced from nothing{side_by_side}", ""]
     for m in record:
         how = "one process" if m["processes"] == 1 else f"{m['processes']} processes, resumed (their wall times added)"
         lines.append(
@@ -255,7 +266,14 @@ def write_report(output: Path, record: list[dict], every_claim: list[str]) -> No
     parts = "" if len(record) == 1 else f", the sum of its {len(record)} measurements"
     lines += [
         "",
-        f"Each measurement runs `cnnlab reproduce` on an otherwise idle machine against a new store (start-up, data "
+        "Each measurement runs "
+        + (
+            "`cnnlab reproduce`"
+            if workers == 1
+            else f"`cnnlab reproduce workers={workers}` ({workers} processes on one store, each on its share of the "
+            "CPUs, training seeds at once)"
+        )
+        + " on an otherwise idle machine against a new store (start-up, data "
         f"from the cache, every seed, the report) and times it whole. Total{parts}: **{minutes:.1f} min**, {goal}. "
         "Claims measured apart each pay their own start-up, which one process for all would share. Each claim's "
         "minutes are its seeds' own (training, scoring, logging), as REPRODUCTION.md gives them; the precision is the "
@@ -275,7 +293,12 @@ def write_report(output: Path, record: list[dict], every_claim: list[str]) -> No
         "",
         "Arithmetic units kept busy: each claim's training GFLOP/s (analytical FLOPs of an epoch, validation's "
         "forward pass included, over the epoch's time; median over the seeds' epochs after the first) against "
-        "TensorFlow's 2048x2048 matmul peak of its precision, measured with it.",
+        "TensorFlow's 2048x2048 matmul peak of its precision, measured with it"
+        + (
+            "."
+            if workers == 1
+            else f"; the {workers} workers' seeds train at once, so the share is {workers} seeds' rate over the peak."
+        ),
         "",
         "| claim | network | precision | seeds | GFLOP/s | of its precision's peak |",
         "|---|---|---|---|---|---|",
@@ -290,7 +313,9 @@ def write_report(output: Path, record: list[dict], every_claim: list[str]) -> No
     decided = sum(row["verdict"] in (REPRODUCED, EXCEEDS, NOT_REPRODUCED) for row in claimed)  # not a modified one
     summary = f"{which.capitalize()} reproduced from nothing in {minutes:.1f} min ({goal}); {decided} of "
     summary += f"{len(claimed)} claimed numbers decided."
-    write_section(output, "verdicts", "\n".join(lines) + "\n", summary)
+    write_section(
+        output, "verdicts" if workers == 1 else f"verdicts-workers{workers}", "\n".join(lines) + "\n", summary
+    )
 
 
 if __name__ == "__main__":

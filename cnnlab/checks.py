@@ -53,12 +53,13 @@ def check_reproduce(cfg: Any, overrides: list[str]) -> None:
     """reproduce: the seeds design, then every claim's own config composed with the same overrides and validated."""
     from hydra import compose
 
-    from cnnlab.claims.reproduce import claim_overrides, never_decides, precision_variants
+    from cnnlab.claims.reproduce import check_workers, claim_overrides, never_decides, precision_variants
     from cnnlab.claims.sources import check_design
 
     check_common(cfg, overrides)
     check_domains(cfg)
     never_decides(cfg)
+    check_workers(cfg)
     if cfg.claims is not None and not cfg.claims:  # null: every experiment with a claim block (claim_names)
         known = sorted(path.stem for path in (CONF_DIR / "experiment").glob("*.yaml"))
         raise ConfigError(f"claims: empty; name at least one conf/experiment file, e.g. claims=[{','.join(known)}]")

@@ -35,7 +35,8 @@ def main(cfg: DictConfig) -> None:
         )
 
     parent_id, _, report = command(cfg, run)
-    print(reproduction_summary(report, parent_id, cfg.report_path))
+    if report:  # a worker of workers=N: the process that started it reports
+        print(reproduction_summary(report, parent_id, cfg.report_path))
 
 
 if __name__ == "__main__":

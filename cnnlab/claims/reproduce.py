@@ -5,14 +5,23 @@ verdict is still undecided, until each is decided or has ``max_seeds`` (``seeds=
 exactly N. A rerun of the same command reattaches the parent run, marks children its dead process left RUNNING
 as KILLED and skips every (claim, seed) already FINISHED with the same fingerprint. The report (MLflow parent
 artifacts, and ``report_path``) is refreshed after every round, so a long reproduction shows where it stands.
+
+With ``workers=N`` the process the user started also starts N-1 copies of itself (cnnlab.processes), each on its
+share of the CPUs. They share the parent run and the store, and nothing else: worker i trains seeds i, i + N, ...
+of every claim, reading from the store the seeds the others finished to judge whether a verdict is still open, so
+the looks stay at the same seed counts and a seed trained past a closing verdict is simply not used. When they are
+all done, the first process reads every claim's seeds from the store in order and writes the report.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import math
+import os
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +41,21 @@ from cnnlab.machine import choose_precision
 log = logging.getLogger(__name__)
 
 # reproduce's own options; every other override reaches each claim
-OWN_KEYS = ("seeds", "min_seeds", "max_seeds", "claims", "report_path", "precisions", "verdicts", "design", "sources")
+OWN_KEYS = (
+    "seeds",
+    "min_seeds",
+    "max_seeds",
+    "claims",
+    "report_path",
+    "precisions",
+    "verdicts",
+    "design",
+    "sources",
+    "workers",
+)
+# Set for the processes workers=N starts: "i/N", worker i of N (the process the user started is worker 0)
+WORKER_VARIABLE = "CNNLAB_REPRODUCE_WORKER"
+POLL_SECONDS = 5.0  # how often a worker waiting on the others' seeds looks at the store again
 # Overrides that change where runs are read from or logged, or what judges them, not how they train: any other
 # override (dataset.subset, trainer.epochs, model, optimizer, precision, ...) makes a modified protocol, reported
 # as such and never as a verdict on the claim.
@@ -204,6 +227,82 @@ def never_decides(cfg: Any) -> None:
     )
 
 
+def check_workers(cfg: Any) -> None:
+    """Refuses, before anything is created, workers that cannot each have a CPU, or workers for a design that trains
+    its cells in one process."""
+    from cnnlab.config.schema import option
+    from cnnlab.machine import usable_cpus
+
+    cpus = usable_cpus()
+    if cfg.workers > cpus:
+        raise ConfigError(
+            f"workers: {cfg.workers} processes on the {cpus} CPU(s) this process may use would share cores and slow "
+            f"every seed; use workers={cpus} or fewer"
+        )
+    if cfg.workers > 1 and option(cfg.design) != "seeds":
+        raise ConfigError(f"workers: design={option(cfg.design)} trains in one process; use workers=1 with it")
+
+
+def worker_slot(cfg: Any) -> tuple[int, int]:
+    """``(i, N)``: this process is worker i of the reproduction's N (``workers``); the one the user started is 0."""
+    given = os.environ.get(WORKER_VARIABLE)
+    if given:
+        index, count = given.split("/")
+        return int(index), int(count)
+    return 0, cfg.workers
+
+
+def use_threads(count: int) -> int:
+    """Gives each of ``count`` workers its share of the CPUs as TensorFlow's threads, in this process and in those
+    it starts; returns the share. Before TensorFlow's runtime starts, or the setting would not hold."""
+    from cnnlab.machine import THREADS_ENV, usable_cpus
+
+    threads = max(1, usable_cpus() // count)
+    os.environ[THREADS_ENV] = os.environ["TF_NUM_INTEROP_THREADS"] = str(threads)
+    tf = sys.modules.get("tensorflow")
+    if tf is not None:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError as error:  # TensorFlow's runtime already started with other threads
+            raise UserError(f"workers: TensorFlow started before its threads could be set ({error})") from error
+    return threads
+
+
+def start_workers(count: int, overrides: list[str], tracking_uri: str) -> dict[str, Any]:
+    """Starts workers 1..count-1 as copies of this command (the same overrides and config folders)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from cnnlab import processes
+    from cnnlab.config.compose import searchpath_overrides
+
+    folders = []
+    if HydraConfig.initialized():  # a user's --config-dir is a config source, not an override
+        for source in HydraConfig.get().runtime.config_sources:
+            if source.provider == "command-line" and source.schema == "file":
+                folders += ["--config-dir", source.path]
+    command = [sys.executable, "-m", "cnnlab.reproduce", *folders, *searchpath_overrides(), *overrides]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "PYTHONUNBUFFERED": "1"}
+    print(f"[reproduce] {count} workers of {os.environ['TF_NUM_INTRAOP_THREADS']} thread(s) each", flush=True)
+    return {
+        f"worker {i}": processes.start(f"worker {i}", command, {**env, WORKER_VARIABLE: f"{i}/{count}"})
+        for i in range(1, count)
+    }
+
+
+def check_workers_alive(workers: dict[str, Any], launcher: int | None) -> None:
+    """Raises if a worker this process started failed, or (in a worker) if the process that started it is gone."""
+    for name, process in workers.items():
+        code = process.poll()
+        if code not in (None, 0):
+            raise UserError(
+                f"{name} exited with code {code} (its output above says why); the seeds already finished are kept: "
+                "run the same command again to train the rest"
+            )
+    if launcher is not None and os.getppid() != launcher:
+        raise UserError("the reproduction that started this worker has ended; this worker stops too")
+
+
 def override_key(override: str) -> str:
     """``+trainer.precision=bf16`` -> ``trainer.precision``."""
     return parse_overrides([override])[0][0]
@@ -229,6 +328,7 @@ def reproduce(
 
     ``on_report(report, results, parent_id)`` is called after every round with the refreshed report.
     """
+    import mlflow
     from mlflow.tracking import MlflowClient
 
     from cnnlab import train
@@ -238,6 +338,10 @@ def reproduce(
     from cnnlab.tracking.store import configure
 
     pin_mmap_threshold()  # every seed of every claim trains in this one process
+    index, count = worker_slot(cfg)
+    if count > 1:
+        use_threads(count)
+    launcher = os.getppid() if index > 0 else None
     passthrough = claim_overrides(overrides)
     variants = precision_variants(cfg, passthrough)
     design = design_of(cfg)
@@ -256,10 +360,13 @@ def reproduce(
         client, experiment_id, key, f"Reproduction of {claims} over {seeds_text}.\n\nRerun: `{command}`"
     )
     client.set_tag(parent_id, DESIGN_TAG, design_tag(design))
+    workers = start_workers(count, overrides, mlflow.get_tracking_uri()) if index == 0 and count > 1 else {}
 
     results: list[ClaimResult] = []
     report: dict[str, Any] = {}
-    with tracked_run(experiment_id, "", {}, "", run_id=parent_id):
+    # the parent run is opened and closed by worker 0 alone: a worker ending before it must not close it
+    parent = tracked_run(experiment_id, "", {}, "", run_id=parent_id) if index == 0 else contextlib.nullcontext()
+    with parent, stopping(workers):
         prepared = []
         for name in claims:
             data = None
@@ -302,7 +409,48 @@ def reproduce(
                 prepared.append((result, claim_cfg, run_overrides, data, fingerprint(claim_cfg, data.arrays.sha256)))
         clock = timing.Clock()
         for result, claim_cfg, _, _, print_ in prepared:
-            print(clock.plan(result, claim_cfg.trainer.epochs, print_, client, experiment_id), flush=True)
+            plan = clock.plan(result, claim_cfg.trainer.epochs, print_, client, experiment_id)
+            if index == 0:  # the workers' plans would only repeat it
+                print(plan, flush=True)
+        every = [r for r, *_ in prepared]
+
+        def refresh_report() -> dict[str, Any]:
+            for result, _, _, _, print_ in prepared:
+                stored = kinds.finished_runs(
+                    client, experiment_id, {"cnnlab.claim": result.name, "cnnlab.fingerprint": print_}
+                )
+                result.by_kind = kinds.group_by_kind(stored, max_seeds)
+            report = log_report(results, parent_id, command, client)
+            if on_report is not None:
+                on_report(report, results, parent_id)
+            return report
+
+        if count > 1:
+            check = lambda: check_workers_alive(workers, launcher)  # noqa: E731
+            train_share(prepared, index, count, clock, check, parent_id, experiment_id, client)
+            if index > 0:
+                return parent_id, results, {}
+            while any(process.poll() is None for process in workers.values()):
+                check()
+                time.sleep(1)
+            check()
+            for result, claim_cfg, run_overrides, data, print_ in prepared:  # every worker's seeds, in seed order
+                result.runs, result.skipped = [], 0
+                while result.needs_more_seeds():
+                    seed = len(result.runs)
+                    run_seed(
+                        result,
+                        claim_cfg,
+                        run_overrides,
+                        data,
+                        seed,
+                        print_,
+                        parent_id,
+                        experiment_id,
+                        client,
+                        quiet=True,
+                    )
+            return parent_id, results, refresh_report()
         for seed in range(max_seeds):
             trained = False
             for result, claim_cfg, run_overrides, data, print_ in prepared:
@@ -314,17 +462,57 @@ def reproduce(
                 if len(result.runs) >= design.min_seeds:
                     for target, verdict in result.verdicts():
                         print(f"[reproduce] {result.label} {target['metric']}: {verdict.status} ({verdict.why})")
-                print(clock.after_seed(result, time.perf_counter() - started, [r for r, *_ in prepared]), flush=True)
+                print(clock.after_seed(result, time.perf_counter() - started, every), flush=True)
             if trained or seed == 0:
-                for result, _, _, _, print_ in prepared:
-                    stored = kinds.finished_runs(
-                        client, experiment_id, {"cnnlab.claim": result.name, "cnnlab.fingerprint": print_}
-                    )
-                    result.by_kind = kinds.group_by_kind(stored, max_seeds)
-                report = log_report(results, parent_id, command, client)
-                if on_report is not None:
-                    on_report(report, results, parent_id)
+                report = refresh_report()
     return parent_id, results, report
+
+
+@contextlib.contextmanager
+def stopping(workers: dict[str, Any]) -> Any:
+    """Stops the workers this process started when it ends, however it ends."""
+    from cnnlab import processes
+
+    try:
+        yield
+    finally:
+        processes.stop_all(workers)
+
+
+def stored_prefix(client: Any, experiment_id: str, result: ClaimResult, print_: str) -> list[Any]:
+    """The claim's seeds 0, 1, ... finished in the store (by any worker, or reusable from before), up to the first
+    missing one: the seeds a verdict may be judged on now."""
+    by_seed: dict[int, Any] = {}
+    for run in kinds.finished_runs(
+        client, experiment_id, {"cnnlab.claim": result.name, "cnnlab.fingerprint": print_}, result.kind
+    ):
+        by_seed.setdefault(kinds.seed_of(run), run)  # newest first, as run_seed reuses
+    prefix = []
+    while len(prefix) in by_seed and len(prefix) < result.design.max_seeds:
+        prefix.append(by_seed[len(prefix)])
+    return prefix
+
+
+def train_share(
+    prepared: list[Any], index: int, count: int, clock: Any, check: Any, parent_id: str, experiment_id: str, client: Any
+) -> None:
+    """Worker ``index`` of ``count``: seeds index, index + count, ... of every claim, round by round, while the
+    claim's verdict on the seeds finished so far (by any worker) is open. Past ``min_seeds`` a seed waits until
+    fewer than ``count`` seeds before it are unfinished, so that no worker trains far past a verdict that may be
+    about to close. ``check()`` raises when a worker or the reproduction that started this one has died."""
+    every = [result for result, *_ in prepared]
+    for seed in range(index, max(result.design.max_seeds for result in every), count):
+        for result, claim_cfg, run_overrides, data, print_ in prepared:
+            result.runs = stored_prefix(client, experiment_id, result, print_)
+            while seed >= result.design.min_seeds and seed - len(result.runs) >= count and result.needs_more_seeds():
+                check()
+                time.sleep(POLL_SECONDS)
+                result.runs = stored_prefix(client, experiment_id, result, print_)
+            if seed >= result.design.max_seeds or seed < len(result.runs) or not result.needs_more_seeds():
+                continue
+            started = time.perf_counter()
+            run_seed(result, claim_cfg, run_overrides, data, seed, print_, parent_id, experiment_id, client)
+            print(clock.after_seed(result, time.perf_counter() - started, every), flush=True)
 
 
 def evidenced_basis(result: ClaimResult, claim_cfg: Any, data_hashes: dict[str, str], passthrough: list[str]) -> Any:
@@ -359,9 +547,9 @@ def with_evidenced_precision(
 
 
 def open_parent(client: Any, experiment_id: str, key: str, description: str) -> str:
-    """The parent run of this reproduction: the one a same command made before (its dead children marked KILLED),
-    or a new one."""
-    from cnnlab.tracking.runs import mark_killed, process_tags
+    """The parent run of this reproduction: the one a same command made before (the children whose process died
+    marked KILLED), or a new one."""
+    from cnnlab.tracking.runs import mark_killed, process_alive, process_tags
 
     parents = client.search_runs(
         [experiment_id], filter_string=f"tags.`cnnlab.reproduction` = '{key}'", order_by=["attributes.start_time DESC"]
@@ -374,6 +562,7 @@ def open_parent(client: Any, experiment_id: str, key: str, description: str) -> 
             [experiment_id],
             f"tags.mlflow.parentRunId = '{parent_id}'",
             "process died mid-seed; the seed is trained again",
+            keep=process_alive,  # another worker's seed in training
         )
         return parent_id
     run = client.create_run(experiment_id, run_name="reproduction", tags={"cnnlab.reproduction": key, **process_tags()})
@@ -430,19 +619,22 @@ def run_seed(
     parent_id: str,
     experiment_id: str,
     client: Any,
+    quiet: bool = False,
 ) -> None:
     """Trains one seed of one claim variant as a child run, or reuses it if FINISHED with the same fingerprint on
-    this machine kind and thread count (``kinds.finished_runs``: otherwise it is another run of the seed)."""
+    this machine kind and thread count (``kinds.finished_runs``: otherwise it is another run of the seed).
+    ``quiet``: a reused seed is not announced (the workers' seeds, collected at the end)."""
     from cnnlab import train
 
     label = result.label
     tags = {"cnnlab.claim": result.name, "cnnlab.seed": str(seed), "cnnlab.fingerprint": print_}
     done = kinds.finished_runs(client, experiment_id, tags, result.kind)
     if done:
-        print(
-            f"[reproduce] {label} seed {seed}: already FINISHED on {result.kind} ({done[0].info.run_id}), skipped",
-            flush=True,
-        )
+        if not quiet:
+            print(
+                f"[reproduce] {label} seed {seed}: already FINISHED on {result.kind} ({done[0].info.run_id}), skipped",
+                flush=True,
+            )
         result.runs.append(done[0])
         result.skipped += 1
         for earlier in earlier_designs(client, done[0], parent_id):

@@ -238,6 +238,7 @@ DOMAINS: dict[str, Domain] = {
     ),
     "min_seeds": at_least(2),  # a spread needs two seeds
     "max_seeds": at_least(2),
+    "workers": at_least(1),
     "claims.*": NAME,
     "sources.levels": at_least(2),  # a source needs two seeds to vary
     "sources.replicates": at_least(1),

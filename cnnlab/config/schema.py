@@ -446,6 +446,11 @@ class ReproduceConfig(Config):
     # sources: the variance breakdown of one claim (sources.*) instead of verdicts over seeds
     design: ReproduceDesign = ReproduceDesign.seeds
     sources: SourcesConfig = field(default_factory=SourcesConfig)
+    # Processes training seeds side by side on this machine, each on its share of the CPUs (2 on 2 cores: one
+    # thread each), all against one store: more seeds an hour where small layers leave cores idle
+    # (docs/performance.md). A seed's arithmetic depends on its thread count, so seeds stored from another count
+    # are not reused but trained again.
+    workers: int = 1
 
 
 class OutputFormat(Enum):

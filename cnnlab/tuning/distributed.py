@@ -8,18 +8,17 @@ exit, interrupt or error the launcher stops every process it started.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from cnnlab.processes import start as start_process
+from cnnlab.processes import stop_all
 from cnnlab.tuning.role import LAUNCHER_VARIABLE, ROLE_VARIABLE, THREADS_VARIABLE
 
 log = logging.getLogger(__name__)
@@ -89,18 +88,6 @@ def _wait_for_port(host: str, port: int, chief: subprocess.Popen, timeout: float
     raise RuntimeError(f"the chief did not serve the oracle on {host}:{port} within {timeout:.0f} s")
 
 
-def _relay(name: str, process: subprocess.Popen) -> threading.Thread:
-    """Prefixes each line a process prints with its role, so interleaved output stays readable."""
-
-    def pump() -> None:
-        for line in process.stdout:
-            print(f"[{name}] {line}", end="", flush=True)
-
-    thread = threading.Thread(target=pump, daemon=True)
-    thread.start()
-    return thread
-
-
 def launch(cfg: Any, overrides: list[str], study: Any) -> None:
     """Starts the chief and the workers, restarts workers that die, and returns when the chief has finished."""
     from mlflow.tracking import MlflowClient
@@ -124,15 +111,7 @@ def launch(cfg: Any, overrides: list[str], study: Any) -> None:
     processes: dict[str, subprocess.Popen] = {}
 
     def start(name: str) -> None:
-        processes[name] = subprocess.Popen(
-            command,
-            env={**base_env, ROLE_VARIABLE: name},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,  # its own process group: stopped as a whole, never left behind
-        )
-        _relay(name, processes[name])
+        processes[name] = start_process(name, command, {**base_env, ROLE_VARIABLE: name})
 
     print(f"[launcher] chief on {host}:{port} and {workers} workers x {threads} TensorFlow threads", flush=True)
     restarts = {f"tuner{i}": 0 for i in range(workers)}
@@ -158,7 +137,7 @@ def launch(cfg: Any, overrides: list[str], study: Any) -> None:
         for name in restarts:
             processes[name].wait(timeout=120)
     finally:
-        _stop_all(processes)
+        stop_all(processes)
 
 
 def _mark_worker_runs_killed(client: Any, study: Any, worker: str) -> None:
@@ -170,19 +149,3 @@ def _mark_worker_runs_killed(client: Any, study: Any, worker: str) -> None:
         f"tags.mlflow.parentRunId = '{study.parent_run_id}' and tags.`cnnlab.tuner_id` = '{worker}'",
         f"worker {worker} died mid-trial; the trial is retried",
     )
-
-
-def _stop_all(processes: dict[str, subprocess.Popen]) -> None:
-    """SIGTERM each process group still running, then SIGKILL what is left after 15 s."""
-    for process in processes.values():
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-    deadline = time.time() + 15
-    for process in processes.values():
-        try:
-            process.wait(timeout=max(0.1, deadline - time.time()))
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
