@@ -38,7 +38,7 @@ MLFLOW_SERVER_ENV := MLFLOW_DISABLE_TELEMETRY=$${MLFLOW_DISABLE_TELEMETRY:-true}
 .DEFAULT_GOAL := help
 ERROR_PYTHON := PYTHON=$(PYTHON) is not a Python 3.11, 3.12 or 3.13 (found: $(or $(PYTHON_VERSION),nothing)); give one, e.g. make setup PYTHON=3.12 (python3.12 or pyenv's) or PYTHON=/path/to/python3.12
 
-.PHONY: help setup lock docs docs-serve distclean test-matrix run sweep reproduce seeds fidelity register bench bench-sweep bench-suite bench-distributed bench-packing bench-options bench-verdicts test test-system test-quick reliability reliability-counts lint format ui server serve clean
+.PHONY: help setup lock docs docs-serve distclean test-matrix run sweep reproduce seeds fidelity side-by-side register bench bench-sweep bench-suite bench-distributed bench-packing bench-options bench-verdicts test test-system test-quick reliability reliability-counts lint format ui server serve clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -76,6 +76,9 @@ seeds: setup ## Carry a reproduction's seeds to another store: ARGS="export path
 
 fidelity: setup ## cnnlab against the plain tutorial script, 10 seeds of mnist_simple and fashion_deep; REPRODUCTION.md (~1.5 h from nothing on AVX-512, resumes)
 	$(PY) benchmarks/fidelity.py $(ARGS)
+
+side-by-side: setup ## Does reproduce workers=2 change a claim? Its seeds against one process's, paired by seed; REPRODUCTION.md (reuses stored seeds, trains what is missing)
+	$(PY) benchmarks/side_by_side.py $(ARGS)
 
 register: setup ## Register a logged model: make register ARGS="model_uri=runs:/<id>/model name=<name> [alias=champion]"
 	$(PY) -m cnnlab.register $(ARGS)

@@ -259,7 +259,11 @@ def write_report(output: Path, record: list[dict], every_claim: list[str], worke
     side_by_side = "" if workers == 1 else f" by {workers} workers side by side"
     lines = [f"## Time to verdicts: {which} reproduced from nothing{side_by_side}", ""]
     for m in record:
-        how = "one process" if m["processes"] == 1 else f"{m['processes']} processes, resumed (their wall times added)"
+        how = (
+            ("one process" if workers == 1 else "one command")
+            if m["processes"] == 1
+            else f"{m['processes']} {'processes' if workers == 1 else 'commands'}, resumed (their wall times added)"
+        )
         lines.append(
             f"- {label(m)}: `{m['command']}`, {how}: **{m['minutes']:.1f} min** (matmul peaks {peak_words(m['peaks'])})"
         )
@@ -276,7 +280,9 @@ def write_report(output: Path, record: list[dict], every_claim: list[str], worke
         + " on an otherwise idle machine against a new store (start-up, data "
         f"from the cache, every seed, the report) and times it whole. Total{parts}: **{minutes:.1f} min**, {goal}. "
         "Claims measured apart each pay their own start-up, which one process for all would share. Each claim's "
-        "minutes are its seeds' own (training, scoring, logging), as REPRODUCTION.md gives them; the precision is the "
+        "minutes are its seeds' own (training, scoring, logging), as REPRODUCTION.md gives them"
+        + ("" if workers == 1 else f", its {workers} workers' added, so they sum to more than the wall time")
+        + "; the precision is the "
         "one each verdict rests on (bf16 only where the claim's evidence shows it equivalent here)."
         + (f" Data unavailable here, so not part of it: {', '.join(sorted(unavailable))}." if unavailable else ""),
         "",

@@ -426,8 +426,46 @@ def test_time_to_verdicts_adds_up_measurements_of_separate_claims_and_judges_the
         record = verdicts.remember(path, measured(["a"], 5.0) | {"overrides": ["trainer.epochs=1"]})
         verdicts.write_report(output, record, ["a", "b", "c", "d"])
         assert "with overrides (trainer.epochs=1), so the goal (60 minutes) is not judged" in output.read_text()
+        # workers side by side: a section and record of their own, beside one process's, which stays as it was
+        section = re.compile(r"<!-- section: verdicts / .*?<!-- end of section: verdicts / [^>]*-->", re.S)
+        one_process = section.search(output.read_text()).group(0)
+        side_by_side = verdicts.remember(
+            tmp_path / "verdicts-workers2-avx512.json", measured(["a", "b", "c", "d"], 40.0)
+        )
+        verdicts.write_report(output, side_by_side, ["a", "b", "c", "d"], workers=2)
+        text = output.read_text()
+        assert section.search(text).group(0) == one_process and "<!-- section: verdicts-workers2 / " in text
+        assert "## Time to verdicts: every claim reproduced from nothing by 2 workers side by side" in text
+        assert "`cnnlab reproduce workers=2` (2 processes on one store" in text
+        assert "**40.0 min**, within the goal of 60 minutes on 2 cores" in text
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
+
+
+@pytest.mark.system
+def test_side_by_side_pairs_each_seed_of_one_process_with_the_workers_and_writes_its_section(
+    tmp_path, synthetic_kmnist
+):
+    if machine.usable_cpus() < 2:
+        pytest.skip("two workers need two CPUs")
+    folder = synthetic_kmnist["args"][-1]
+    output = tmp_path / "REPRODUCTION.md"
+    output.write_text("# Reproduction\n\n<!-- section: claims -->\nkept\n<!-- end of section: claims -->\n")
+    overrides = ["dataset=kmnist", f"dataset.local_dir={folder}", "dataset.sources=[local]", "trainer.epochs=1"]
+    overrides += ["trainer.verbose=0", "tracking.log_model=false", f"tracking.uri=sqlite:///{tmp_path}/s.db"]
+    arguments = ["mnist_simple:2", "--output", str(output), "--overrides", *overrides]
+    result = run("side_by_side.py", arguments, synthetic_kmnist["env"])
+    assert result.stdout.count(": training (") == 4  # 2 seeds in one process, the same 2 by the workers
+    text = output.read_text()
+    assert "kept" in text and "<!-- section: side-by-side -->" in text
+    cpus = machine.usable_cpus()
+    assert f"| {cpus} thread(s) | {cpus // 2} thread(s) |" in text
+    row = next(line for line in text.splitlines() if line.startswith("| mnist_simple |"))
+    # two pairs are too few for the sign test's bounds: unbounded, never "equivalent"
+    assert re.search(r"\| test_accuracy \| 2 \| \d+\.\d\d% \| \d+\.\d\d% \| ", row), row
+    assert "not shown equivalent" in row
+    again = run("side_by_side.py", arguments, synthetic_kmnist["env"])  # every seed is in the store now
+    assert ": training (" not in again.stdout and row in output.read_text()
 
 
 def test_a_section_made_under_a_onednn_cap_shows_it_in_its_command(monkeypatch):

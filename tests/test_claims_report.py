@@ -165,6 +165,12 @@ def test_a_reproduction_says_its_design_and_time_before_training_and_its_progres
     progress = fresh.after_seed(claim, 30.0, [claim])
     assert "mnist_simple: 1 of at most 10 seeds done (trained in 30 s)" in progress
     assert "at most about 4.5 min left" in progress  # 9 seeds left at the 30 s the first one took
+    # two workers train two seeds at once: half the wait, each seed as long
+    pair = timing.Clock(workers=2)
+    pair.stored["mnist_simple"] = None
+    assert "at most about 2.2 min left" in pair.after_seed(claim, 30.0, [claim])
+    two = timing.Clock(workers=2).plan(claim, 3, "f1", client, "0")
+    assert "about 21 s to 2.8 min for 1 to 8 seed(s) to train, 42 s each, 2 at once (3 epochs x 12.0 s" in two
     assert "time left unknown" in timing.Clock().after_seed(claim, 30.0, [claim, _result("other", 0.9, [])])
 
 

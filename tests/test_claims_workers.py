@@ -100,3 +100,48 @@ def test_two_workers_split_the_seeds_stop_at_a_closed_verdict_and_the_first_repo
     )
     assert parent.info.status == "FINISHED" and judged_seeds(parent) == {4}
     assert "kmnist" in (tmp_path / "REPORT.md").read_text()
+
+
+@pytest.mark.system  # three cnnlab processes, one killed (make test-system)
+def test_a_worker_killed_mid_seed_stops_the_reproduction_saying_what_to_do_and_the_same_command_finishes_it(
+    tmp_path, arrays
+):
+    if usable_cpus() < 2:
+        pytest.skip("two workers need two CPUs")
+    import os
+    import signal
+
+    from mlflow.tracking import MlflowClient
+
+    from cnnlab.claims import EXPERIMENT
+
+    folder = kmnist_folder(tmp_path, arrays, copies=10)  # ~1 s an epoch: the kill lands mid-seed
+    store = f"sqlite:///{tmp_path}/mlflow.db"
+    command = [sys.executable, "-m", "cnnlab.reproduce", "claims=[kmnist]", "workers=2", "seeds=2", "verdicts=false"]
+    command += [f"dataset.local_dir={folder}", "dataset.sources=[local]", "dataset.subset=null"]
+    command += ["trainer.holdout_size=200", "trainer.epochs=30", "trainer.verbose=2", "tracking.log_model=false"]
+    command += [f"tracking.uri={store}"]
+    launcher = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in launcher.stdout:
+        if line.startswith("[worker 1]") and "val_accuracy" in line:
+            break
+    client = MlflowClient(store)
+    experiment_id = client.get_experiment_by_name(EXPERIMENT).experiment_id
+    (training,) = client.search_runs([experiment_id], "tags.`cnnlab.seed` = '1' and attributes.status = 'RUNNING'")
+    os.kill(int(training.data.tags["cnnlab.pid"]), signal.SIGKILL)
+    output = launcher.stdout.read()
+    assert launcher.wait(timeout=300) == 1
+    assert "worker 1 exited with code -9" in output and "run the same command again to train the rest" in output
+    assert "Traceback" not in output
+    (kept,) = client.search_runs([experiment_id], "tags.`cnnlab.seed` = '0'")
+    assert kept.info.status == "FINISHED"  # worker 0's seed is not lost
+
+    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    runs = client.search_runs([experiment_id], "tags.`cnnlab.claim` = 'kmnist'")
+    assert sorted((run.data.tags["cnnlab.seed"], run.info.status) for run in runs) == [
+        ("0", "FINISHED"),
+        ("1", "FINISHED"),
+        ("1", "KILLED"),
+    ]
+    assert client.get_run(kept.info.run_id).info.status == "FINISHED"  # reused, not trained again

@@ -281,6 +281,35 @@ def _by_seed(runs: list[Any], metric: str) -> dict[str, float]:
     return {run.data.tags.get("cnnlab.seed"): run.data.metrics[metric] for run in runs if metric in run.data.metrics}
 
 
+def paired_difference(reference: list[Any], candidate: list[Any], metric: str, tolerance: float) -> dict[str, Any]:
+    """Two ways of training the same seeds, paired by seed on ``metric``: their means, the mean difference with its
+    95% t interval, and the paired TOST within +-``tolerance`` (stats.paired_tost) with its power if the two were
+    equal; empty when no seed is in both."""
+    by_reference, by_candidate = _by_seed(reference, metric), _by_seed(candidate, metric)
+    seeds = sorted(set(by_reference) & set(by_candidate))
+    if not seeds:
+        return {}
+    paired = [by_candidate[seed] - by_reference[seed] for seed in seeds]
+    differences = t_interval(paired)
+    equivalence = paired_tost(paired, tolerance)
+    spread = differences.std if len(seeds) > 1 and math.isfinite(differences.std) else math.nan
+    return {
+        "seeds": len(seeds),
+        "reference_mean": sum(by_reference[seed] for seed in seeds) / len(seeds),
+        "mean": sum(by_candidate[seed] for seed in seeds) / len(seeds),
+        "difference": differences.mean,
+        "difference_ci95_low": differences.low,
+        "difference_ci95_high": differences.high,
+        "tolerance": tolerance,
+        "median_difference_low": equivalence.low,
+        "median_difference_high": equivalence.high,
+        "equivalent": equivalence.equivalent,
+        # The chance this many seeds show equivalence if the two were truly equal, with the paired differences'
+        # observed spread: how much a "not shown" says.
+        "power_if_equal": paired_tost_power(0.0, spread, len(seeds), tolerance) if math.isfinite(spread) else math.nan,
+    }
+
+
 def precision_table(results: list[Any]) -> pd.DataFrame:
     """Each non-float32 variant of a claim against its float32 runs, paired by seed: the accuracy it costs."""
     baselines = {r.name: r for r in results if r.precision == "float32" and r.runs}
@@ -291,35 +320,18 @@ def precision_table(results: list[Any]) -> pd.DataFrame:
             continue
         for target in (result.claim or {}).get("targets", []):
             metric = target["metric"]
-            reference, candidate = _by_seed(baseline.runs, metric), _by_seed(result.runs, metric)
-            seeds = sorted(set(reference) & set(candidate))
-            if not seeds:
+            paired = paired_difference(baseline.runs, result.runs, metric, result.allowed(target["value"]))
+            if not paired:
                 continue
-            paired = [candidate[seed] - reference[seed] for seed in seeds]
-            differences = t_interval(paired)
-            tolerance = result.allowed(target["value"])
-            equivalence = paired_tost(paired, tolerance)
-            spread = differences.std if len(seeds) > 1 and math.isfinite(differences.std) else math.nan
+            seeds, reference = paired.pop("seeds"), paired.pop("reference_mean")
             rows.append(
                 {
                     "claim": result.name,
                     "metric": metric,
                     "precision": result.precision,
-                    "seeds": len(seeds),
-                    "float32_mean": sum(reference[seed] for seed in seeds) / len(seeds),
-                    "mean": sum(candidate[seed] for seed in seeds) / len(seeds),
-                    "difference": differences.mean,
-                    "difference_ci95_low": differences.low,
-                    "difference_ci95_high": differences.high,
-                    "tolerance": tolerance,
-                    "median_difference_low": equivalence.low,
-                    "median_difference_high": equivalence.high,
-                    "equivalent": equivalence.equivalent,
-                    # The chance this many seeds show equivalence if the precisions were truly equal, with the
-                    # paired differences' observed spread: how much a "not shown" says.
-                    "power_if_equal": paired_tost_power(0.0, spread, len(seeds), tolerance)
-                    if math.isfinite(spread)
-                    else math.nan,
+                    "seeds": seeds,
+                    "float32_mean": reference,
+                    **paired,
                 }
             )
     return pd.DataFrame(rows)

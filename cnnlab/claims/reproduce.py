@@ -353,6 +353,8 @@ def reproduce(
     identity = [claims, [min_seeds, max_seeds, sequential], passthrough]
     if cfg.precisions:
         identity.append([option(p) for p in cfg.precisions])
+    if count > 1:  # its seeds run on other threads, so they are other runs: a parent of its own
+        identity.append(["workers", count])
     key = hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
     command = rerun_command("cnnlab.reproduce", overrides)
     seeds_text = f"{min_seeds} to {max_seeds} seeds (auto)" if sequential else f"{max_seeds} seeds"
@@ -407,7 +409,7 @@ def reproduce(
                     basis = evidenced_basis(result, claim_cfg, data.arrays.sha256, passthrough)
                     result.plain_basis = basis.why if basis else ""
                 prepared.append((result, claim_cfg, run_overrides, data, fingerprint(claim_cfg, data.arrays.sha256)))
-        clock = timing.Clock()
+        clock = timing.Clock(workers=count)
         for result, claim_cfg, _, _, print_ in prepared:
             plan = clock.plan(result, claim_cfg.trainer.epochs, print_, client, experiment_id)
             if index == 0:  # the workers' plans would only repeat it

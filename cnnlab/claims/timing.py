@@ -95,6 +95,7 @@ class Clock:
     stored: dict[str, SeedCost | None] = field(default_factory=dict)  # by claim label
     trained: dict[str, list[float]] = field(default_factory=dict)  # seconds of the seeds this process trained
     reused: dict[str, int] = field(default_factory=dict)
+    workers: int = 1  # processes training seeds at once (reproduce workers=N): the wall time is their seeds' / N
 
     def plan(self, result: Any, epochs: int, fingerprint: str, client: Any, experiment_id: str) -> str:
         """One claim's design, the seeds it may reuse, and the time its seeds still to train take."""
@@ -114,12 +115,13 @@ class Clock:
                 line + f"; {seeds} seed(s) to train of {_epochs(epochs)} each: time unknown until the first seed "
                 f"finishes (no stored run of {result.label} on this machine kind, {result.kind})"
             )
-        span = (
-            f"{duration(fewest * cost.seconds)} to {duration(most * cost.seconds)}"
-            if 0 < fewest < most
-            else duration(most * cost.seconds)
+        each = cost.seconds / self.workers
+        span = f"{duration(fewest * each)} to {duration(most * each)}" if 0 < fewest < most else duration(most * each)
+        at_once = f", {self.workers} at once" if self.workers > 1 else ""
+        return (
+            line + f"; about {span} for {seeds} seed(s) to train, {duration(cost.seconds)} each{at_once} "
+            f"({cost.source})"
         )
-        return line + f"; about {span} for {seeds} seed(s) to train, {duration(cost.seconds)} each ({cost.source})"
 
     def seed_seconds(self, label: str) -> float | None:
         """A seed's time: the mean of the seeds trained here, else the stored estimate, else unknown."""
@@ -146,7 +148,7 @@ class Clock:
             if each is None:
                 unknown.append(other.label)
             else:
-                left += (other.design.max_seeds - len(other.runs)) * each
+                left += (other.design.max_seeds - len(other.runs)) * each / self.workers
         remaining = (
             f"time left unknown until a seed of {', '.join(unknown)} finishes"
             if unknown
