@@ -306,7 +306,9 @@ def write_report(output: Path, record: list[dict], every_claim: list[str], worke
             else f"; the {workers} workers' seeds train at once, so the share is {workers} seeds' rate over the peak."
         ),
         "",
-        "| claim | network | precision | seeds | GFLOP/s | of its precision's peak |",
+        "| claim | network | precision | seeds | GFLOP/s"
+        + ("" if workers == 1 else f" a seed ({workers} at once)")
+        + " | of its precision's peak |",
         "|---|---|---|---|---|---|",
     ]
     for speed in (speed for m in record for speed in m["speeds"]):

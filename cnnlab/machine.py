@@ -135,6 +135,16 @@ def intra_op_threads() -> int:
     return usable_cpus()  # TensorFlow's default
 
 
+def set_threads(threads: int) -> None:
+    """Splits TensorFlow's kernels over ``threads`` threads, and runs as many ops at once, in this process: before
+    its runtime starts (TensorFlow raises RuntimeError after). The processes cnnlab runs side by side (a sweep's
+    workers, a reproduction's) each take their share of the CPUs this way."""
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
 def usable_cpus() -> int:
     """The CPUs this process may run on: a container's cpuset or taskset, not all the host's."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

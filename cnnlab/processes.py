@@ -16,15 +16,29 @@ def start(name: str, command: list[str], env: dict[str, str]) -> subprocess.Pope
     """Starts ``command`` in a process group of its own (stopped as a whole, never left behind) and relays its
     output, each line prefixed with ``[name]`` so that interleaved output stays readable."""
     process = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",  # a stray byte must not end the relay, or the process blocks on a full pipe
+        start_new_session=True,
     )
 
     def pump() -> None:
         for line in process.stdout:
             print(f"[{name}] {line}", end="", flush=True)
 
-    threading.Thread(target=pump, daemon=True).start()
+    process.relay = threading.Thread(target=pump, daemon=True)
+    process.relay.start()
     return process
+
+
+def drain(process: subprocess.Popen, timeout: float = 5.0) -> None:
+    """Waits until a process that has exited has had its last lines relayed."""
+    relay = getattr(process, "relay", None)
+    if relay is not None:
+        relay.join(timeout)
 
 
 def stop_all(processes: dict[str, subprocess.Popen]) -> None:

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from cnnlab.machine import usable_cpus
-from tests.conftest import ROOT, kmnist_folder
+from tests.conftest import kmnist_folder
 
 
 def _reproduce(tmp_path, *overrides: str) -> subprocess.CompletedProcess:
@@ -17,7 +17,7 @@ def _reproduce(tmp_path, *overrides: str) -> subprocess.CompletedProcess:
         [sys.executable, "-m", "cnnlab.reproduce", *overrides],
         capture_output=True,
         text=True,
-        cwd=ROOT,
+        cwd=tmp_path,
         timeout=900,
     )
 
@@ -121,7 +121,7 @@ def test_a_worker_killed_mid_seed_stops_the_reproduction_saying_what_to_do_and_t
     command += [f"dataset.local_dir={folder}", "dataset.sources=[local]", "dataset.subset=null"]
     command += ["trainer.holdout_size=200", "trainer.epochs=30", "trainer.verbose=2", "tracking.log_model=false"]
     command += [f"tracking.uri={store}"]
-    launcher = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    launcher = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for line in launcher.stdout:
         if line.startswith("[worker 1]") and "val_accuracy" in line:
             break
@@ -135,8 +135,10 @@ def test_a_worker_killed_mid_seed_stops_the_reproduction_saying_what_to_do_and_t
     assert "Traceback" not in output
     (kept,) = client.search_runs([experiment_id], "tags.`cnnlab.seed` = '0'")
     assert kept.info.status == "FINISHED"  # worker 0's seed is not lost
+    (parent,) = client.search_runs([experiment_id], "tags.`cnnlab.reproduction` != ''")
+    assert parent.info.status == "FAILED" and "worker 1 exited with code -9" in parent.data.tags["cnnlab.status_reason"]
 
-    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     runs = client.search_runs([experiment_id], "tags.`cnnlab.claim` = 'kmnist'")
     assert sorted((run.data.tags["cnnlab.seed"], run.info.status) for run in runs) == [

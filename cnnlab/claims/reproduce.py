@@ -4,7 +4,8 @@ Each claim variant first gets ``min_seeds`` seeds; then, round by round, one mor
 verdict is still undecided, until each is decided or has ``max_seeds`` (``seeds=auto``). ``seeds=N`` trains
 exactly N. A rerun of the same command reattaches the parent run, marks children its dead process left RUNNING
 as KILLED and skips every (claim, seed) already FINISHED with the same fingerprint. The report (MLflow parent
-artifacts, and ``report_path``) is refreshed after every round, so a long reproduction shows where it stands.
+artifacts, and ``report_path``) is refreshed after every round, so a long reproduction shows where it stands
+(with ``workers=N``, once every worker is done; each worker prints its progress after every seed).
 
 With ``workers=N`` the process the user started also starts N-1 copies of itself (cnnlab.processes), each on its
 share of the CPUs. They share the parent run and the store, and nothing else: worker i trains seeds i, i + N, ...
@@ -53,7 +54,8 @@ OWN_KEYS = (
     "sources",
     "workers",
 )
-# Set for the processes workers=N starts: "i/N", worker i of N (the process the user started is worker 0)
+# Set for the processes workers=N starts: "i/N/pid", worker i of N started by process pid (the one the user started
+# is worker 0)
 WORKER_VARIABLE = "CNNLAB_REPRODUCE_WORKER"
 POLL_SECONDS = 5.0  # how often a worker waiting on the others' seeds looks at the store again
 # Overrides that change where runs are read from or logged, or what judges them, not how they train: any other
@@ -243,34 +245,33 @@ def check_workers(cfg: Any) -> None:
         raise ConfigError(f"workers: design={option(cfg.design)} trains in one process; use workers=1 with it")
 
 
-def worker_slot(cfg: Any) -> tuple[int, int]:
-    """``(i, N)``: this process is worker i of the reproduction's N (``workers``); the one the user started is 0."""
+def worker_slot(cfg: Any) -> tuple[int, int, int | None]:
+    """``(i, N, pid)``: this process is worker i of the reproduction's N (``workers``), started by process ``pid``;
+    the one the user started is worker 0, started by no worker (None)."""
     given = os.environ.get(WORKER_VARIABLE)
     if given:
-        index, count = given.split("/")
-        return int(index), int(count)
-    return 0, cfg.workers
+        index, count, launcher = given.split("/")
+        return int(index), int(count), int(launcher)
+    return 0, cfg.workers, None
 
 
 def use_threads(count: int) -> int:
     """Gives each of ``count`` workers its share of the CPUs as TensorFlow's threads, in this process and in those
-    it starts; returns the share. Before TensorFlow's runtime starts, or the setting would not hold."""
-    from cnnlab.machine import THREADS_ENV, usable_cpus
+    it starts; returns the share."""
+    from cnnlab.machine import THREADS_ENV, set_threads, usable_cpus
 
     threads = max(1, usable_cpus() // count)
     os.environ[THREADS_ENV] = os.environ["TF_NUM_INTEROP_THREADS"] = str(threads)
-    tf = sys.modules.get("tensorflow")
-    if tf is not None:
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(threads)
-        except RuntimeError as error:  # TensorFlow's runtime already started with other threads
-            raise UserError(f"workers: TensorFlow started before its threads could be set ({error})") from error
+    try:
+        set_threads(threads)
+    except RuntimeError as error:  # TensorFlow's runtime already started with other threads
+        raise UserError(f"workers: TensorFlow started before its threads could be set ({error})") from error
     return threads
 
 
 def start_workers(count: int, overrides: list[str], tracking_uri: str) -> dict[str, Any]:
-    """Starts workers 1..count-1 as copies of this command (the same overrides and config folders)."""
+    """Starts workers 1..count-1 as copies of this command (the same overrides and config folders), after this
+    process has prepared every claim's data: they read it from the cache, never download it at once."""
     from hydra.core.hydra_config import HydraConfig
 
     from cnnlab import processes
@@ -285,22 +286,27 @@ def start_workers(count: int, overrides: list[str], tracking_uri: str) -> dict[s
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "PYTHONUNBUFFERED": "1"}
     print(f"[reproduce] {count} workers of {os.environ['TF_NUM_INTRAOP_THREADS']} thread(s) each", flush=True)
     return {
-        f"worker {i}": processes.start(f"worker {i}", command, {**env, WORKER_VARIABLE: f"{i}/{count}"})
+        f"worker {i}": processes.start(f"worker {i}", command, {**env, WORKER_VARIABLE: f"{i}/{count}/{os.getpid()}"})
         for i in range(1, count)
     }
 
 
-def check_workers_alive(workers: dict[str, Any], launcher: int | None) -> None:
-    """Raises if a worker this process started failed, or (in a worker) if the process that started it is gone."""
+def others_alive(workers: dict[str, Any], launcher: int | None) -> bool:
+    """Whether another process of the reproduction may still finish seeds: raises if a worker this process started
+    failed, or (in a worker) if the process that started it is gone."""
+    from cnnlab import processes
+
     for name, process in workers.items():
         code = process.poll()
         if code not in (None, 0):
+            processes.drain(process)  # its last lines, which say why, before this message
             raise UserError(
                 f"{name} exited with code {code} (its output above says why); the seeds already finished are kept: "
                 "run the same command again to train the rest"
             )
     if launcher is not None and os.getppid() != launcher:
         raise UserError("the reproduction that started this worker has ended; this worker stops too")
+    return launcher is not None or any(process.poll() is None for process in workers.values())
 
 
 def override_key(override: str) -> str:
@@ -338,10 +344,9 @@ def reproduce(
     from cnnlab.tracking.store import configure
 
     pin_mmap_threshold()  # every seed of every claim trains in this one process
-    index, count = worker_slot(cfg)
+    index, count, launcher = worker_slot(cfg)
     if count > 1:
         use_threads(count)
-    launcher = os.getppid() if index > 0 else None
     passthrough = claim_overrides(overrides)
     variants = precision_variants(cfg, passthrough)
     design = design_of(cfg)
@@ -362,7 +367,7 @@ def reproduce(
         client, experiment_id, key, f"Reproduction of {claims} over {seeds_text}.\n\nRerun: `{command}`"
     )
     client.set_tag(parent_id, DESIGN_TAG, design_tag(design))
-    workers = start_workers(count, overrides, mlflow.get_tracking_uri()) if index == 0 and count > 1 else {}
+    workers: dict[str, Any] = {}  # the processes worker 0 starts, once the data are prepared
 
     results: list[ClaimResult] = []
     report: dict[str, Any] = {}
@@ -409,6 +414,8 @@ def reproduce(
                     basis = evidenced_basis(result, claim_cfg, data.arrays.sha256, passthrough)
                     result.plain_basis = basis.why if basis else ""
                 prepared.append((result, claim_cfg, run_overrides, data, fingerprint(claim_cfg, data.arrays.sha256)))
+        if index == 0 and count > 1:
+            workers.update(start_workers(count, overrides, mlflow.get_tracking_uri()))
         clock = timing.Clock(workers=count)
         for result, claim_cfg, _, _, print_ in prepared:
             plan = clock.plan(result, claim_cfg.trainer.epochs, print_, client, experiment_id)
@@ -428,14 +435,12 @@ def reproduce(
             return report
 
         if count > 1:
-            check = lambda: check_workers_alive(workers, launcher)  # noqa: E731
-            train_share(prepared, index, count, clock, check, parent_id, experiment_id, client)
+            alive = lambda: others_alive(workers, launcher)  # noqa: E731
+            train_share(prepared, index, count, design, clock, alive, parent_id, experiment_id, client)
             if index > 0:
                 return parent_id, results, {}
-            while any(process.poll() is None for process in workers.values()):
-                check()
+            while alive():
                 time.sleep(1)
-            check()
             for result, claim_cfg, run_overrides, data, print_ in prepared:  # every worker's seeds, in seed order
                 result.runs, result.skipped = [], 0
                 while result.needs_more_seeds():
@@ -484,34 +489,45 @@ def stopping(workers: dict[str, Any]) -> Any:
 def stored_prefix(client: Any, experiment_id: str, result: ClaimResult, print_: str) -> list[Any]:
     """The claim's seeds 0, 1, ... finished in the store (by any worker, or reusable from before), up to the first
     missing one: the seeds a verdict may be judged on now."""
-    by_seed: dict[int, Any] = {}
-    for run in kinds.finished_runs(
+    stored = kinds.finished_runs(
         client, experiment_id, {"cnnlab.claim": result.name, "cnnlab.fingerprint": print_}, result.kind
-    ):
-        by_seed.setdefault(kinds.seed_of(run), run)  # newest first, as run_seed reuses
-    prefix = []
-    while len(prefix) in by_seed and len(prefix) < result.design.max_seeds:
-        prefix.append(by_seed[len(prefix)])
+    )
+    prefix: list[Any] = []
+    for run in kinds.group_by_kind(stored, result.design.max_seeds).get(result.kind, []):  # one a seed, newest
+        if kinds.seed_of(run) != len(prefix):
+            break
+        prefix.append(run)
     return prefix
 
 
 def train_share(
-    prepared: list[Any], index: int, count: int, clock: Any, check: Any, parent_id: str, experiment_id: str, client: Any
+    prepared: list[Any],
+    index: int,
+    count: int,
+    design: Design,
+    clock: Any,
+    alive: Any,
+    parent_id: str,
+    experiment_id: str,
+    client: Any,
 ) -> None:
     """Worker ``index`` of ``count``: seeds index, index + count, ... of every claim, round by round, while the
     claim's verdict on the seeds finished so far (by any worker) is open. Past ``min_seeds`` a seed waits until
     fewer than ``count`` seeds before it are unfinished, so that no worker trains far past a verdict that may be
-    about to close. ``check()`` raises when a worker or the reproduction that started this one has died."""
+    about to close; it stops waiting when no other process is left to finish them (``alive()``, which raises when
+    a worker failed or the reproduction that started this one has ended)."""
     every = [result for result, *_ in prepared]
-    for seed in range(index, max(result.design.max_seeds for result in every), count):
+    for seed in range(index, design.max_seeds, count):
         for result, claim_cfg, run_overrides, data, print_ in prepared:
             result.runs = stored_prefix(client, experiment_id, result, print_)
-            while seed >= result.design.min_seeds and seed - len(result.runs) >= count and result.needs_more_seeds():
-                check()
+            while seed >= design.min_seeds and seed - len(result.runs) >= count and result.needs_more_seeds():
+                if not alive():
+                    break  # the seeds before it are left to the final collection, which trains what is missing
                 time.sleep(POLL_SECONDS)
                 result.runs = stored_prefix(client, experiment_id, result, print_)
-            if seed >= result.design.max_seeds or seed < len(result.runs) or not result.needs_more_seeds():
+            if seed < len(result.runs) or not result.needs_more_seeds():
                 continue
+            alive()  # a dead worker or launcher stops this one before its next seed, not after its whole share
             started = time.perf_counter()
             run_seed(result, claim_cfg, run_overrides, data, seed, print_, parent_id, experiment_id, client)
             print(clock.after_seed(result, time.perf_counter() - started, every), flush=True)

@@ -26,12 +26,11 @@ log = logging.getLogger(__name__)
 
 def set_threads() -> int:
     """Applies ``CNNLAB_THREADS`` to TensorFlow's thread pools; 0 (unset) leaves TensorFlow's defaults."""
-    import tensorflow as tf
+    from cnnlab.machine import set_threads
 
     threads = int(os.environ.get(THREADS_VARIABLE, "0"))
     if threads:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
+        set_threads(threads)
     return threads
 
 
@@ -92,11 +91,12 @@ def launch(cfg: Any, overrides: list[str], study: Any) -> None:
     """Starts the chief and the workers, restarts workers that die, and returns when the chief has finished."""
     from mlflow.tracking import MlflowClient
 
+    from cnnlab.machine import usable_cpus
     from cnnlab.tracking.store import tracking_uri
 
     workers = cfg.distributed.workers
     host, port = cfg.distributed.oracle_host, cfg.distributed.oracle_port
-    threads = cfg.distributed.threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
+    threads = cfg.distributed.threads_per_worker or max(1, usable_cpus() // workers)
     child_overrides = [o for o in overrides if not o.startswith(("sweep.overwrite=", "+sweep.overwrite="))]
     command = [sys.executable, "-m", "cnnlab.sweep", *child_overrides, "sweep.overwrite=false"]
     base_env = {
