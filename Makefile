@@ -68,7 +68,7 @@ run: setup ## Train the Fashion-MNIST tutorial network (dataset=fashion model=de
 sweep: setup ## Run (or resume) the default keras-tuner study, ~10 min on 2 cores; ARGS="sweep=<study> tuner=hyperband ..."
 	$(PY) -m cnnlab.sweep $(ARGS)
 
-reproduce: setup ## Reproduce every tutorial claim (seeds=auto: 3 to 10 seeds, until decided), writing REPRODUCTION.md; resumable (hours)
+reproduce: setup ## Reproduce every tutorial claim (seeds=auto: 3 to 10 seeds, until decided), writing REPRODUCTION.md; resumable (hours); ARGS="workers=2" trains 2 seeds at once
 	$(PY) -m cnnlab.reproduce report_path=REPRODUCTION.md $(ARGS)
 
 seeds: setup ## Carry a reproduction's seeds to another store: ARGS="export path=results/seeds/<claim>-<kind>.json claims=[<claim>]", then ARGS="import path=<file>" there

@@ -286,6 +286,8 @@ def write_report(output: Path, record: list[dict], every_claim: list[str], worke
         "one each verdict rests on (bf16 only where the claim's evidence shows it equivalent here)."
         + (f" Data unavailable here, so not part of it: {', '.join(sorted(unavailable))}." if unavailable else ""),
         "",
+        "Seeds: those the verdict was judged on (those trained).",
+        "",
         "| claim | precision | metric | verdict (median run) | seeds | minutes |",
         "|---|---|---|---|---|---|",
     ]
@@ -319,7 +321,7 @@ def write_report(output: Path, record: list[dict], every_claim: list[str], worke
         )
     claimed = [row for row in rows if row["claimed"] is not None]
     decided = sum(row["verdict"] in (REPRODUCED, EXCEEDS, NOT_REPRODUCED) for row in claimed)  # not a modified one
-    summary = f"{which.capitalize()} reproduced from nothing in {minutes:.1f} min ({goal}); {decided} of "
+    summary = f"{which.capitalize()} reproduced from nothing{side_by_side} in {minutes:.1f} min ({goal}); {decided} of "
     summary += f"{len(claimed)} claimed numbers decided."
     write_section(
         output, "verdicts" if workers == 1 else f"verdicts-workers{workers}", "\n".join(lines) + "\n", summary
